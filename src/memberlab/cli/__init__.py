@@ -1,0 +1,1 @@
+"""The ``memberlab`` command line: thin wiring over the library and the service."""
