@@ -1,0 +1,38 @@
+"""Posterior records and pure update/sample functions.
+
+No HTTP, no storage, no items: only the mathematics of the learners that the callout and
+layout policies share.
+"""
+
+from memberlab.bayes import probit
+from memberlab.bayes._sparse import SparseRows
+from memberlab.bayes.beta import (
+    BetaState,
+    beta_decay,
+    beta_init,
+    beta_interval,
+    beta_mean,
+    beta_sample,
+    beta_update,
+)
+from memberlab.bayes.groups import FeatureIndex, GroupPrior
+from memberlab.bayes.persist import SCHEMA_VERSION, load_state, save_state
+from memberlab.bayes.probit import ProbitState
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "BetaState",
+    "FeatureIndex",
+    "GroupPrior",
+    "ProbitState",
+    "SparseRows",
+    "beta_decay",
+    "beta_init",
+    "beta_interval",
+    "beta_mean",
+    "beta_sample",
+    "beta_update",
+    "load_state",
+    "probit",
+    "save_state",
+]
