@@ -1,0 +1,353 @@
+"""Rust's (1987) bus-engine replacement data and model.
+
+Harold Zurcher's choice, each month, to keep a bus engine or replace it. The state is the
+mileage since the last replacement, in cells; the reward of keeping is ``-c(x) =
+-0.001 * theta11 * x`` (Rust's scaling), of replacing ``-RC`` (the bus restarts from cell
+0); the mileage increments over a month follow a multinomial ``theta3`` shared by both
+actions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from memberlab._errors import ConvergenceWarning, DataValidationError
+from memberlab._typing import FloatArray, IntArray
+from memberlab.choice._nfxp_core import NFXPProblem, maximize_bhhh
+
+__all__ = ["RustData", "RustResults", "fit_rust", "load_rust_bus", "rust_states"]
+
+logger = logging.getLogger(__name__)
+
+_FILE = "rust_bus_long.csv"
+_ENV = "MEMBERLAB_RUST_BUS_DIR"
+
+
+def _default_dirs() -> list[Path]:
+    here = Path(__file__).resolve()
+    out: list[Path] = []
+    # <repo>/src/memberlab/choice/_rust.py -> <repo>/../shared/data/rust_bus
+    for parent in here.parents:
+        out.append(parent / ".." / "shared" / "data" / "rust_bus")
+        out.append(parent / "shared" / "data" / "rust_bus")
+    out.append(Path.cwd() / ".." / "shared" / "data" / "rust_bus")
+    return out
+
+
+def load_rust_bus(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Load Rust's bus-engine panel, one row per bus-month, groups 1-8.
+
+    Provenance: ``rust_bus_long.csv`` was built by the memberlab data curators from Rust's
+    raw odometer files (``g870.asc``, ``rt50.asc``, ``t8h203.asc``, ``a530875.asc``,
+    ``a530874.asc``, ``a452374.asc``, ``a530872.asc``, ``a452372.asc``; groups 1-8), copied
+    byte for byte from GitHub ``OpenSourceEconomics/zurcher-data`` (commit ``d39eb4d``,
+    2021-07-06), which match the files of Rust's NFXP GAUSS distribution (ruspy,
+    ``natashawatkins/rust-replication``). Groups 1-4 agree with the widely used
+    ``busdata1234.csv``. Cite Rust (1987), Econometrica 55(5): 999-1033, and Rust (2000),
+    NFXP Documentation Manual, version 6. See ``shared/data/rust_bus/README.md``.
+
+    Columns: ``bus_id, group, period, year, month, replaced, odometer,
+    mileage_since_replacement``. ``replaced = 1`` marks the first month a new engine is
+    observed, so the decision taken in month ``t`` is ``replaced`` of month ``t + 1``.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        The CSV file or the directory holding it. By default the directory named by the
+        environment variable ``MEMBERLAB_RUST_BUS_DIR``, else ``<repo>/../shared/data/
+        rust_bus`` (found by walking up from this file and from the working directory).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file is not found; the message lists where it looked.
+    """
+    candidates: list[Path]
+    if path is not None:
+        p = Path(path)
+        candidates = [p if p.suffix == ".csv" else p / _FILE]
+    elif os.environ.get(_ENV):
+        candidates = [Path(os.environ[_ENV]) / _FILE]
+    else:
+        candidates = [d / _FILE for d in _default_dirs()]
+    for c in candidates:
+        if c.is_file():
+            return pd.read_csv(c)
+    looked = ", ".join(str(c.resolve()) for c in candidates[:4])
+    raise FileNotFoundError(
+        f"Rust's bus data ({_FILE}) not found; looked in {looked}. Pass path=... or set "
+        f"{_ENV} to the directory holding {_FILE}."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RustData:
+    """Discretised decisions: state, replacement decision and mileage increment.
+
+    Attributes
+    ----------
+    states : ndarray of int, shape (n_obs,)
+        Cell of the mileage since replacement at the decision (0-based).
+    decisions : ndarray of int, shape (n_obs,)
+        1 if the engine was replaced at this decision.
+    increments : ndarray of int, shape (n_obs,)
+        Cells travelled over the month (from cell 0 after a replacement).
+    n_bins : int
+    groups : tuple of int
+    """
+
+    states: IntArray
+    decisions: IntArray
+    increments: IntArray
+    n_bins: int
+    groups: tuple[int, ...]
+
+
+def rust_states(
+    frame: pd.DataFrame, *, groups: tuple[int, ...] = (1, 2, 3, 4), bins: int = 175
+) -> RustData:
+    """Discretise the bus panel as Rust (175 cells) or ruspy (90 bins) did.
+
+    ``bins=175``: Rust's cells of 450000/175 miles, 1-based cell ``k = ceil(m * 175 /
+    450000)``; after a replacement the increment is counted from cell 0 (Rust's
+    one-cell-higher landing point). ``bins=90``: ruspy's 5000-mile bins, state
+    ``floor(m / 5000)``; after a replacement the increment is ``ceil(m / 5000)``. In both
+    the first month of each bus is dropped and the decision in month ``t`` is the
+    replacement flag of month ``t + 1``.
+    """
+    if bins not in (175, 90):
+        raise ValueError(f"bins == {bins}, must be 175 or 90.")
+    bad = sorted(set(groups) - set(range(1, 9)))
+    if bad or not groups:
+        raise ValueError(f"groups == {groups!r}, must be a non-empty subset of 1..8.")
+    df = frame[frame["group"].isin(groups)].sort_values(["bus_id", "period"])
+    miles = df["mileage_since_replacement"].to_numpy(dtype=float)
+    bus = df["bus_id"].to_numpy()
+    rep = df["replaced"].to_numpy().astype(np.int64)
+    if bins == 175:
+        cell = np.ceil(miles * 175 / 450_000).astype(np.int64)
+        after = cell
+    else:
+        cell = np.floor(miles / 5000).astype(np.int64)
+        after = np.ceil(miles / 5000).astype(np.int64)
+    same = bus[1:] == bus[:-1]
+    x_now = cell[:-1][same]
+    x_next = cell[1:][same]
+    d = rep[1:][same]
+    inc = np.where(d == 1, after[1:][same], x_next - x_now)
+    if (inc < 0).any():
+        raise DataValidationError("negative mileage increment in the bus data.")
+    return RustData(x_now, d, inc, bins, tuple(groups))
+
+
+def _increment_transitions(n_bins: int, n_inc: int) -> Any:
+    """Build ``psi -> (P, dP)`` for increments with ``p_last = 1 - sum(psi)``."""
+    base = np.zeros((n_inc, n_bins, n_bins))
+    for j in range(n_inc):
+        for s in range(n_bins):
+            base[j, s, min(s + j, n_bins - 1)] = 1.0
+    # replace: restart from cell 0, so every row equals the keep row of cell 0
+    rep = np.broadcast_to(base[:, :1, :], base.shape).copy()
+    both = np.stack([base, rep], axis=1)  # (J, A, S, S)
+    d_both = both[:-1] - both[-1][None]  # (J-1, A, S, S)
+
+    def fn(psi: FloatArray) -> tuple[FloatArray, FloatArray]:
+        p = np.append(psi, 1.0 - psi.sum())
+        return np.einsum("j,jast->ast", p, both), d_both
+
+    return fn
+
+
+@dataclass(frozen=True)
+class RustResults:
+    """Estimates of Rust's model (full likelihood, Rust's third stage).
+
+    Attributes
+    ----------
+    rc, theta11 : float
+        Replacement cost and maintenance-cost slope (``c(x) = 0.001 theta11 x``).
+    theta3 : ndarray of shape (n_increments,)
+        Probabilities of moving 0, 1, 2, ... cells in a month (the last is one minus the
+        sum of the others).
+    se : dict
+        Standard errors (inverse outer product of the scores, BHHH) of ``rc``, ``theta11``
+        and ``theta3[:-1]``.
+    loglik : float
+        Full log-likelihood (choices and transitions).
+    loglik_choice, loglik_transition : float
+    """
+
+    rc: float
+    theta11: float
+    theta3: FloatArray
+    se: dict[str, Any]
+    loglik: float
+    loglik_choice: float
+    loglik_transition: float
+    n_obs: int
+    n_bins: int
+    groups: tuple[int, ...]
+    discount: float
+    converged: bool
+    n_iter: int
+    values: FloatArray = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary of the estimates."""
+        return {
+            "groups": list(self.groups),
+            "bins": self.n_bins,
+            "beta": self.discount,
+            "n_obs": self.n_obs,
+            "RC": self.rc,
+            "theta11": self.theta11,
+            "theta3": [float(v) for v in self.theta3],
+            "se": self.se,
+            "loglik": self.loglik,
+            "loglik_choice": self.loglik_choice,
+            "loglik_transition": self.loglik_transition,
+            "converged": self.converged,
+            "n_iter": self.n_iter,
+        }
+
+    def summary(self) -> str:
+        """A plain-text table of estimates and standard errors."""
+        lines = [
+            f"Rust (1987) bus engines: groups {','.join(map(str, self.groups))}, "
+            f"{self.n_bins} bins, beta={self.discount}, N={self.n_obs}",
+            f"{'param':<10}{'estimate':>12}{'s.e.':>10}",
+            f"{'RC':<10}{self.rc:>12.4f}{self.se['RC']:>10.4f}",
+            f"{'theta11':<10}{self.theta11:>12.4f}{self.se['theta11']:>10.4f}",
+        ]
+        for j, p in enumerate(self.theta3):
+            se = self.se["theta3"][j] if j < len(self.se["theta3"]) else float("nan")
+            lines.append(f"{'theta3' + str(j):<10}{p:>12.4f}{se:>10.4f}")
+        lines.append(f"log-likelihood {self.loglik:.3f} (converged={self.converged})")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def fit_rust(
+    data: RustData | None = None,
+    *,
+    discount: float = 0.9999,
+    groups: tuple[int, ...] = (1, 2, 3, 4),
+    bins: int = 175,
+    path: str | os.PathLike[str] | None = None,
+    method: str = "newton",
+    start: tuple[float, float] = (10.0, 2.0),
+    n_increments: int | None = None,
+    state_offset: int | None = None,
+) -> RustResults:
+    """Estimate Rust's model by NFXP: frequencies, then the partial, then the full likelihood.
+
+    Parameters
+    ----------
+    data : RustData, optional
+        Discretised data; loaded with :func:`load_rust_bus` and :func:`rust_states` if not
+        given.
+    discount : float in [0, 1)
+    groups, bins, path
+        Passed to the loader when ``data`` is not given.
+    method : {"newton", "contraction"}
+        Inner fixed-point solver (Newton-Kantorovich after contraction steps, or plain
+        value iteration as a baseline).
+    start : (RC, theta11)
+        Starting values of the outer loop.
+
+    Returns
+    -------
+    RustResults
+    """
+    if not 0.0 <= discount < 1.0:
+        raise ValueError(f"discount == {discount}, must be in [0, 1).")
+    if data is None:
+        data = rust_states(load_rust_bus(path), groups=groups, bins=bins)
+    n_bins = data.n_bins
+    if n_increments is None:
+        n_increments = int(data.increments.max()) + 1
+    if state_offset is None:
+        state_offset = 1 if n_bins == 175 else 0
+    n_inc = n_increments
+    inc = np.minimum(data.increments, n_inc - 1)
+    counts = np.bincount(inc, minlength=n_inc).astype(float)
+    freq = counts / counts.sum()
+    grid = np.arange(n_bins, dtype=float)
+    feats = np.zeros((n_bins, 2, 2))
+    feats[:, 0, 1] = -0.001 * grid  # keep: -c(x) = -0.001 theta11 x
+    feats[:, 1, 0] = -1.0  # replace: -RC
+    feasible = np.ones((n_bins, 2), dtype=bool)
+    last = n_inc - 1
+
+    def tll(psi: FloatArray) -> tuple[FloatArray, FloatArray]:
+        p = np.append(psi, 1.0 - psi.sum())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ll = np.where(p[inc] > 0, np.log(np.where(p[inc] > 0, p[inc], 1.0)), -np.inf)
+        score = np.zeros((len(inc), n_inc - 1))
+        rows = np.arange(len(inc))
+        mask = inc < last
+        score[rows[mask], inc[mask]] = 1.0 / p[inc[mask]]
+        score[~mask, :] = -1.0 / p[last]
+        return ll, score
+
+    problem = NFXPProblem(
+        features=feats,
+        feasible=feasible,
+        discount=discount,
+        states=np.maximum(data.states - state_offset, 0),
+        actions=data.decisions,
+        transitions=_increment_transitions(n_bins, n_inc),
+        transition_loglik=tll,
+        method=method,
+    )
+    psi0 = freq[:-1].copy()
+    if data.decisions.sum() == 0:
+        warnings.warn(
+            f"no replacement in groups {data.groups}: RC is not identified (the likelihood "
+            "rises as RC grows); estimates are not meaningful.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    stage2 = maximize_bhhh(problem, np.array(start, dtype=float), psi0, free_psi=False)
+    stage3 = maximize_bhhh(problem, stage2.params[:2], psi0, free_psi=True)
+    params = stage3.params
+    scores = stage3.scores
+    cov = np.linalg.pinv(scores.T @ scores)
+    se = np.sqrt(np.abs(np.diag(cov)))
+    theta3 = np.append(params[2:], 1.0 - params[2:].sum())
+    tl, _ = tll(params[2:])
+    ll_t = float(tl.sum())
+    res = RustResults(
+        rc=float(params[0]),
+        theta11=float(params[1]),
+        theta3=theta3,
+        se={"RC": float(se[0]), "theta11": float(se[1]), "theta3": [float(v) for v in se[2:]]},
+        loglik=stage3.loglik,
+        loglik_choice=stage3.loglik - ll_t,
+        loglik_transition=ll_t,
+        n_obs=len(data.states),
+        n_bins=n_bins,
+        groups=data.groups,
+        discount=discount,
+        converged=bool(
+            stage2.converged
+            and stage3.converged
+            and stage3.inner_converged
+            and data.decisions.sum() > 0
+        ),
+        n_iter=stage2.n_iter + stage3.n_iter,
+        values=stage3.values,
+    )
+    logger.info("Rust NFXP: %s", json.dumps(res.to_dict()))
+    return res
