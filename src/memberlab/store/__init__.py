@@ -1,0 +1,36 @@
+"""Durable state of the decision service: SQLite by default, PostgreSQL at scale.
+
+The store holds decisions, events, items, the pending-feedback ledger, policy snapshots
+(opaque bytes, versioned) and API keys (hashed). It knows nothing of the models'
+mathematics and nothing of HTTP.
+"""
+
+from memberlab.store._schema import SCHEMA_VERSION
+from memberlab.store._store import (
+    SCOPES,
+    DecisionRecord,
+    DueImpression,
+    EventRecord,
+    ItemRecord,
+    Snapshot,
+    StaleSnapshotError,
+    Store,
+    StoreStats,
+    default_database_url,
+    normalize_url,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SCOPES",
+    "DecisionRecord",
+    "DueImpression",
+    "EventRecord",
+    "ItemRecord",
+    "Snapshot",
+    "StaleSnapshotError",
+    "Store",
+    "StoreStats",
+    "default_database_url",
+    "normalize_url",
+]

@@ -1,0 +1,138 @@
+"""The store on SQLite and PostgreSQL: schema, keys, events, pending ledger, snapshots."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from memberlab import SchemaVersionError
+from memberlab.store import (
+    SCHEMA_VERSION,
+    DecisionRecord,
+    EventRecord,
+    StaleSnapshotError,
+    Store,
+    normalize_url,
+)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    st = Store(database_url)
+    yield st
+    st.close()
+
+
+def _decision(did: str, ts: float, items: list[str]) -> DecisionRecord:
+    return DecisionRecord(did, "callouts", "", {"member": True}, items, 1, 7, ts, True)
+
+
+def _event(eid: str, did: str, item: str, ts: float) -> EventRecord:
+    return EventRecord(eid, did, item, "click", None, ts, True)
+
+
+def test_normalize_url() -> None:
+    assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url(None).startswith("sqlite:///")
+    assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_schema_created_once_and_versioned(store: Store) -> None:
+    assert store.schema_version() == SCHEMA_VERSION
+    again = Store(store.url)  # a second open (another worker) migrates nothing
+    assert again.schema_version() == SCHEMA_VERSION
+    again.close()
+
+
+def test_newer_schema_is_refused(store: Store) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE schema_version SET version = 999"))
+    with pytest.raises(SchemaVersionError, match="999"):
+        Store(store.url)
+
+
+def test_api_keys_are_hashed_and_scoped(store: Store) -> None:
+    key = store.create_api_key("decide", label="web")
+    assert store.api_key_scope(key) == "decide"
+    assert store.api_key_scope(key + "x") is None
+    with store.engine.connect() as conn:
+        stored = [r[0] for r in conn.execute(sa.text("SELECT key_hash FROM api_keys"))]
+    assert key not in stored
+    assert store.revoke_api_key(key)
+    assert store.api_key_scope(key) is None
+    with pytest.raises(ValueError, match="scope"):
+        store.create_api_key("root")
+
+
+def test_items_upsert_and_retire(store: Store) -> None:
+    assert store.upsert_item("video", {"brand": "prime"})
+    assert not store.upsert_item("video", {"brand": "prime", "colour": "blue"})
+    assert store.retire_item("video")
+    assert not store.retire_item("nope")
+    (item,) = store.list_items()
+    assert item.attributes == {"brand": "prime", "colour": "blue"} and not item.active
+    assert store.list_items(active_only=True) == []
+
+
+def test_event_ids_count_once_forever(store: Store) -> None:
+    store.log_decision(_decision("d1", 100.0, ["a"]), [("a", 0.5)], window=10.0)
+    e = _event("e1", "d1", "a", 101.0)
+    assert store.add_events([e, e]) == (1, 1)
+    assert store.add_events([e, _event("e2", "d1", "a", 102.0)]) == (1, 1)
+    assert store.stats().events == 2
+
+
+def test_concurrent_duplicate_events_count_once(store: Store) -> None:
+    store.log_decision(_decision("d1", 100.0, ["a"]), [("a", 0.5)], window=10.0)
+    events = [_event(f"e{i}", "d1", "a", 101.0) for i in range(200)]
+    results: list[tuple[int, int]] = []
+
+    def send() -> None:
+        results.append(store.add_events(events))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(a for a, _ in results) == 200
+    assert store.stats().events == 200
+
+
+def test_pending_ledger_closes_on_click_or_window(store: Store) -> None:
+    store.log_decision(_decision("d1", 100.0, ["a", "b"]), [("a", 0.5), ("b", 0.5)], window=10)
+    store.log_decision(_decision("d2", 105.0, ["a"]), [("a", 0.9)], window=10)
+    store.add_events([_event("e1", "d1", "a", 103.0), _event("late", "d2", "a", 130.0)])
+    assert store.data_clock() == 130.0
+    due, cursor = store.due_impressions("callouts", now=104.0)
+    assert {(d.decision_id, d.item_id, d.reward) for d in due} == {("d1", "a", 1)}
+    store.publish("callouts", b"v1", base_version=0, closed=[("d1", "a", 1)], event_cursor=cursor)
+    due, _ = store.due_impressions("callouts", now=120.0)
+    # d1/b window closed without a click; d2/a's click came after its window: zeros.
+    assert {(d.decision_id, d.item_id, d.reward) for d in due} == {("d1", "b", 0), ("d2", "a", 0)}
+    stats = store.stats(now=120.0)
+    assert (stats.decisions, stats.pending, stats.closed, stats.policy_version) == (2, 2, 1, 1)
+    assert stats.extra["trainer_lag_seconds"] == pytest.approx(10.0)
+    assert [c.reward for c in store.closed_impressions("callouts")] == [1]
+
+
+def test_publish_is_versioned_and_refuses_stale_writers(store: Store) -> None:
+    assert store.latest_version("callouts") == 0
+    assert store.publish("callouts", b"one", base_version=0) == 1
+    with pytest.raises(StaleSnapshotError):
+        store.publish("callouts", b"other", base_version=0)
+    assert store.publish("callouts", b"two", base_version=1, keep=1) == 2
+    snap = store.load_snapshot("callouts")
+    assert snap is not None and (snap.version, snap.data) == (2, b"two")
+
+
+def test_one_lease_holder_at_a_time(store: Store) -> None:
+    assert store.try_lease("a", ttl=60)
+    assert not store.try_lease("b", ttl=60)
+    assert store.try_lease("a", ttl=60)  # renewal
+    store.release_lease("a")
+    assert store.try_lease("b", ttl=0.0)
+    assert store.try_lease("a", ttl=60)  # b's lease expired
