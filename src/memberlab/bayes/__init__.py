@@ -4,7 +4,7 @@ No HTTP, no storage, no items: only the mathematics of the learners that the cal
 layout policies share.
 """
 
-from memberlab.bayes import probit
+from memberlab.bayes import metaprior, probit
 from memberlab.bayes._sparse import SparseRows
 from memberlab.bayes.beta import (
     BetaState,
@@ -16,6 +16,7 @@ from memberlab.bayes.beta import (
     beta_update,
 )
 from memberlab.bayes.groups import FeatureIndex, GroupPrior
+from memberlab.bayes.metaprior import MetaPriorFit, fit_group_priors
 from memberlab.bayes.persist import SCHEMA_VERSION, load_state, save_state
 from memberlab.bayes.probit import ProbitState
 
@@ -24,6 +25,7 @@ __all__ = [
     "BetaState",
     "FeatureIndex",
     "GroupPrior",
+    "MetaPriorFit",
     "ProbitState",
     "SparseRows",
     "beta_decay",
@@ -32,7 +34,9 @@ __all__ = [
     "beta_mean",
     "beta_sample",
     "beta_update",
+    "fit_group_priors",
     "load_state",
+    "metaprior",
     "probit",
     "save_state",
 ]

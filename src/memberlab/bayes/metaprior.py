@@ -1,0 +1,282 @@
+"""Empirical-Bayes meta-priors: one prior N(mu_g, sigma_g^2) per feature group.
+
+Two estimators (Nabi et al., 2022, "Bayesian Meta-Prior Learning Using Empirical Bayes"):
+
+- **naive**: the mean and variance of the posterior means within a group. When weights
+  have little data their posterior means are noisy (under a wide prior) or shrunk (under
+  a narrow one), so the variance is over- or under-stated;
+- **deconvolved**: treat each weight's likelihood message (its posterior with the prior
+  it was trained under divided out, see :func:`memberlab.bayes.probit.likelihood_messages`)
+  as a noisy measurement ``m_i ~ N(mu_g, sigma_g^2 + 1/prec_i)`` and fit ``mu_g`` and
+  ``sigma_g^2`` by maximum likelihood (heteroscedastic normal-normal model). The
+  measurement noise ``1/prec_i`` is deconvolved, so the estimate stays honest when
+  weights have little data.
+
+Fit from a wide-prior shadow model or from likelihood messages, never from posterior
+means of a model trained under the prior being estimated (that double counts the prior).
+
+Identifiability: with one-hot coding a common shift of one group's weights can move into
+the intercept (or another group) without changing any prediction, so the group *means*
+are not identified from the data. :func:`fit_group_priors` therefore estimates each
+group's mean only as a nuisance parameter (profiled out, so the shift does not inflate
+the variance) and callers usually pin the prior means at 0, letting a bias feature with a
+fixed wide prior carry the overall level (see ``memberlab.callouts``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from scipy import optimize
+
+from memberlab._errors import ConvergenceWarning, DataValidationError
+from memberlab._typing import FloatArray, IntArray
+from memberlab.bayes.groups import GroupPrior
+from memberlab.bayes.probit import ProbitState, likelihood_messages
+
+__all__ = [
+    "GroupFit",
+    "MetaPriorFit",
+    "deconvolved_prior",
+    "fit_group_priors",
+    "naive_prior",
+    "prior_arrays",
+]
+
+Method = Literal["naive", "deconvolved"]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupFit:
+    """Estimate of one group's prior.
+
+    Attributes
+    ----------
+    mean, var : float
+        Estimated N(mean, var).
+    n_weights : int
+        Weights that contributed (for the deconvolved estimator: with data).
+    converged : bool
+        False when the variance hit a bound or the optimiser failed.
+    loglik : float
+        Maximised log-likelihood (NaN for the naive estimator).
+    """
+
+    mean: float
+    var: float
+    n_weights: int
+    converged: bool = True
+    loglik: float = float("nan")
+
+
+@dataclass(frozen=True, slots=True)
+class MetaPriorFit:
+    """Per-group results of :func:`fit_group_priors`."""
+
+    method: str
+    groups: dict[str, GroupFit] = field(default_factory=dict)
+
+    @property
+    def converged(self) -> bool:
+        return all(g.converged for g in self.groups.values())
+
+    def priors(
+        self, *, pin_mean: float | None = 0.0, min_weights: int = 1
+    ) -> dict[str, GroupPrior]:
+        """Group priors to train under; ``pin_mean`` replaces every estimated mean."""
+        out: dict[str, GroupPrior] = {}
+        for name, g in self.groups.items():
+            if g.n_weights >= min_weights:
+                out[name] = GroupPrior(g.mean if pin_mean is None else pin_mean, g.var)
+        return out
+
+    def summary(self) -> str:
+        """A small text table of the estimates."""
+        lines = [f"meta-prior ({self.method})", f"{'group':<28}{'n':>7}{'mean':>10}{'var':>11}"]
+        for name, g in self.groups.items():
+            flag = "" if g.converged else "  (at bound)"
+            lines.append(f"{name:<28}{g.n_weights:>7}{g.mean:>10.4f}{g.var:>11.5f}{flag}")
+        return "\n".join(lines)
+
+
+def naive_prior(post_mean: FloatArray) -> GroupFit:
+    """Mean and (population) variance of the posterior means of one group.
+
+    Parameters
+    ----------
+    post_mean : ndarray of shape (n_weights,)
+    """
+    m = np.asarray(post_mean, dtype=np.float64)
+    if m.size == 0:
+        return GroupFit(0.0, float("nan"), 0, converged=False)
+    var = float(m.var()) if m.size > 1 else float("nan")
+    return GroupFit(float(m.mean()), var, int(m.size), converged=bool(m.size > 1 and var > 0))
+
+
+def _profile(log_tau2: float, m: FloatArray, s2: FloatArray, mu: float | None) -> float:
+    """Negative profile log-likelihood of log(sigma^2) (mean profiled unless fixed)."""
+    tot = math.exp(log_tau2) + s2
+    w = 1.0 / tot
+    mu_hat = float(np.dot(w, m) / w.sum()) if mu is None else mu
+    r = m - mu_hat
+    return 0.5 * float(np.sum(np.log(tot) + r * r * w))
+
+
+def deconvolved_prior(
+    msg_mean: FloatArray,
+    msg_prec: FloatArray,
+    *,
+    fixed_mean: float | None = None,
+    min_var: float = 1e-6,
+    max_var: float = 100.0,
+) -> GroupFit:
+    """ML fit of ``m_i ~ N(mu, sigma^2 + 1/prec_i)`` over the weights of one group.
+
+    Parameters
+    ----------
+    msg_mean, msg_prec : ndarray of shape (n_weights,)
+        Likelihood messages; weights with ``prec == 0`` (no data) are ignored.
+    fixed_mean : float, optional
+        Pin ``mu`` instead of estimating it.
+    min_var, max_var : float
+        Search bounds on ``sigma^2``; hitting one sets ``converged=False``.
+
+    Returns
+    -------
+    GroupFit
+    """
+    m = np.asarray(msg_mean, dtype=np.float64)
+    p = np.asarray(msg_prec, dtype=np.float64)
+    if m.shape != p.shape or m.ndim != 1:
+        raise DataValidationError(
+            f"msg_mean has shape {m.shape}, msg_prec {p.shape}; both must be (n_weights,)."
+        )
+    if not 0 < min_var < max_var:
+        raise DataValidationError(
+            f"min_var == {min_var}, max_var == {max_var}; need 0 < min_var < max_var."
+        )
+    keep = (p > 1e-12) & np.isfinite(p) & np.isfinite(m)
+    m, s2 = m[keep], 1.0 / p[keep]
+    n = int(m.size)
+    if n < 2:
+        return GroupFit(0.0 if fixed_mean is None else fixed_mean, float("nan"), n, False)
+    lo, hi = math.log(min_var), math.log(max_var)
+    grid = np.linspace(lo, hi, 61)
+    vals = np.array([_profile(g, m, s2, fixed_mean) for g in grid])
+    i = int(np.argmin(vals))
+    a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+    res = optimize.minimize_scalar(
+        _profile,
+        bounds=(a, b),
+        args=(m, s2, fixed_mean),
+        method="bounded",
+        options={"xatol": 1e-7},
+    )
+    log_tau2 = float(res.x) if res.success and res.fun <= vals[i] else float(grid[i])
+    tau2 = math.exp(log_tau2)
+    w = 1.0 / (tau2 + s2)
+    mu = float(np.dot(w, m) / w.sum()) if fixed_mean is None else float(fixed_mean)
+    at_bound = log_tau2 - lo < 1e-3 or hi - log_tau2 < 1e-3
+    return GroupFit(
+        mu,
+        tau2,
+        n,
+        converged=bool(res.success) and not at_bound,
+        loglik=-_profile(log_tau2, m, s2, fixed_mean),
+    )
+
+
+def fit_group_priors(
+    state: ProbitState,
+    group_ids: IntArray,
+    group_names: Sequence[str],
+    *,
+    method: Method = "deconvolved",
+    exclude: Sequence[str] = (),
+    fixed_means: Mapping[str, float] | None = None,
+    min_var: float = 1e-6,
+    max_var: float = 100.0,
+) -> MetaPriorFit:
+    """Estimate a prior for every feature group of a trained probit state.
+
+    Parameters
+    ----------
+    state : ProbitState
+        For ``"deconvolved"``: any state (its own prior is divided out). For ``"naive"``:
+        a wide-prior shadow model (its posterior means are used as they are).
+    group_ids : ndarray of shape (n_features,)
+        Group of each feature, indices into ``group_names``.
+    group_names : sequence of str
+    method : {"naive", "deconvolved"}
+    exclude : sequence of str
+        Groups not to fit (e.g. the bias).
+    fixed_means : mapping of group to float, optional
+        Pin these groups' means during the fit (deconvolved only).
+
+    Returns
+    -------
+    MetaPriorFit
+    """
+    gids = np.asarray(group_ids, dtype=np.int64)
+    if gids.shape != (state.n_features,):
+        raise DataValidationError(
+            f"group_ids has shape {gids.shape}, must be ({state.n_features},)."
+        )
+    if method not in ("naive", "deconvolved"):
+        raise DataValidationError(f"method == {method!r}, must be 'naive' or 'deconvolved'.")
+    fixed = dict(fixed_means or {})
+    prec, mmean = likelihood_messages(state)
+    out: dict[str, GroupFit] = {}
+    for g, name in enumerate(group_names):
+        if name in exclude:
+            continue
+        sel = gids == g
+        if not np.any(sel):
+            continue
+        if method == "naive":
+            # Only weights that saw data: untouched weights sit exactly at the prior.
+            seen = sel & (prec > 1e-12)
+            fit = naive_prior(state.mean[seen])
+        else:
+            fit = deconvolved_prior(
+                mmean[sel],
+                prec[sel],
+                fixed_mean=fixed.get(name),
+                min_var=min_var,
+                max_var=max_var,
+            )
+        out[name] = fit
+    bad = [n for n, f in out.items() if not f.converged]
+    if bad:
+        warnings.warn(
+            f"meta-prior fit did not converge for groups {bad} (too few weights with data, "
+            "or the variance at a search bound).",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return MetaPriorFit(method=method, groups=out)
+
+
+def prior_arrays(
+    group_ids: IntArray,
+    group_names: Sequence[str],
+    priors: Mapping[str, GroupPrior],
+    default: GroupPrior,
+) -> tuple[FloatArray, FloatArray]:
+    """Per-feature prior mean and variance from group priors.
+
+    Returns
+    -------
+    prior_mean, prior_var : ndarrays of shape (n_features,)
+    """
+    gm = np.array([priors.get(n, default).mean for n in group_names], dtype=np.float64)
+    gv = np.array([priors.get(n, default).var for n in group_names], dtype=np.float64)
+    gids = np.asarray(group_ids, dtype=np.int64)
+    if gids.size == 0:
+        return np.zeros(0), np.zeros(0)
+    return gm[gids], gv[gids]

@@ -1,0 +1,821 @@
+"""Thompson-sampling callout recommender over item attributes and shopper context.
+
+Each (context, item) pair is a binary feature row: a bias, the context's features
+(``ctx.<key>``), the item's features from the :class:`~memberlab.callouts.Catalog` (plus
+an ``item`` id feature unless ``item_feature=False``) and configured crosses of a
+context key with an item attribute (group ``"<key>x<attribute>"``). The learner is the
+probit ADF of :mod:`memberlab.bayes.probit`.
+
+Serving cost. For one context and one candidate set the scores of the candidates under
+a posterior draw are jointly Gaussian, ``N(X mean, X diag(var) X^T)``; the recommender
+caches the mean vector and a Cholesky factor ``L`` of that covariance per context (until
+the next update), so one Thompson draw is ``n_candidates`` normals and one small matrix
+product, however many features there are. This is exactly the distribution of the scores
+under a weight draw, not an approximation.
+
+Reproducibility. Every decision draws a 63-bit seed (from ``rng``, or from the
+recommender's own generator) and all of its randomness - the Thompson draw and the
+propensity draws - comes from that seed. ``decide(..., rng=seed)`` with the same policy
+state replays the decision exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from memberlab._errors import DataValidationError, SchemaVersionError, UnknownItemError
+from memberlab._rng import RNGLike, as_generator
+from memberlab._typing import FloatArray, IntArray
+from memberlab.bayes import probit
+from memberlab.bayes._sparse import SparseRows
+from memberlab.bayes.groups import FeatureIndex, GroupPrior
+from memberlab.bayes.metaprior import MetaPriorFit, fit_group_priors, prior_arrays
+from memberlab.callouts.catalog import Catalog
+
+__all__ = [
+    "BIAS_GROUP",
+    "ITEM_GROUP",
+    "SNAPSHOT_SCHEMA_VERSION",
+    "BatchDecision",
+    "CalloutRecommender",
+    "Decision",
+    "Feedback",
+    "RefitResult",
+    "ServedItem",
+]
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_SCHEMA_VERSION = 1
+BIAS_GROUP = "bias"
+ITEM_GROUP = "item"
+_MAGIC = b"MEMBERLAB-CALLOUTS\n"
+_MASK128 = (1 << 128) - 1
+_SEED_MULT = 0x9E3779B97F4A7C15F39CC0605CEDC835  # odd: seed -> state is a bijection
+_SEED_ADD = 0x2545F4914F6CDD1D
+_PCG_INC = 0xDA3E39CB94B95BDB  # odd stream increment
+_MAX_CACHE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """A reward for one served item in one context (``reward > 0`` is a click).
+
+    ``decision_id`` is set when the record comes from a :class:`PendingLedger`.
+    """
+
+    context: Mapping[str, Any]
+    item_id: str
+    reward: float
+    decision_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServedItem:
+    """One served item: its sampled score and its propensity.
+
+    ``propensity`` is the probability that this item lands in this slot under the
+    policy's randomness; ``set_propensity`` that it lands anywhere in the top k (equal
+    for ``k == 1``). Both are ``None`` when propensities were not requested.
+    """
+
+    item_id: str
+    score: float
+    propensity: float | None
+    set_propensity: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A ranked top-k decision, replayable from ``seed`` at ``policy_version``."""
+
+    decision_id: str
+    items: list[ServedItem]
+    policy_version: int
+    seed: int
+
+    @property
+    def item_ids(self) -> list[str]:
+        return [s.item_id for s in self.items]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchDecision:
+    """Decisions for many requests sharing one candidate set.
+
+    Attributes
+    ----------
+    candidate_ids : list of str, length n_candidates
+    chosen : ndarray of shape (n_requests, k)
+        Index into ``candidate_ids`` of each served item, best first.
+    scores : ndarray of shape (n_requests, k)
+    policy_version, seed : int
+    """
+
+    candidate_ids: list[str]
+    chosen: IntArray
+    scores: FloatArray
+    policy_version: int
+    seed: int
+
+    def item_ids(self, i: int) -> list[str]:
+        return [self.candidate_ids[j] for j in self.chosen[i]]
+
+
+@dataclass(frozen=True, slots=True)
+class RefitResult:
+    """What :meth:`CalloutRecommender.refit_priors` estimated and did."""
+
+    fit: MetaPriorFit
+    priors: dict[str, GroupPrior]
+    n_replayed: int
+    policy_version: int
+
+
+@dataclass(slots=True)
+class _Block:
+    """Cached serving quantities for one (context, candidate set) at one policy version."""
+
+    item_ids: list[str]
+    base: FloatArray  # (n,) mean score
+    chol: FloatArray  # (n, n) lower Cholesky factor of the score covariance
+    score_var: FloatArray  # (n,) diagonal of the covariance
+
+
+def _norm_value(v: Any) -> Any:
+    if isinstance(v, list | tuple | set | frozenset | np.ndarray):
+        return tuple(sorted({str(x) for x in v}))
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _context_key(context: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    try:
+        key = tuple(sorted(context.items()))
+        hash(key)
+        return key
+    except TypeError:
+        return tuple(sorted((str(k), _norm_value(v)) for k, v in context.items()))
+
+
+def _ctx_values(v: Any) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, tuple | list | set | frozenset):
+        return sorted({str(x) for x in v})
+    return [str(v)]
+
+
+class CalloutRecommender:
+    """Bayesian probit recommender with Thompson sampling over callouts.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        The items; the recommender reads it (adds and retirements take effect at once).
+    crosses : sequence of (context_key, item_attribute)
+        Context-by-attribute interactions, e.g. ``[("page", "benefit")]``.
+    n_propensity_draws : int
+        Posterior draws used to estimate each decision's propensities (>= 1).
+    noise : float
+        Probit link scale (> 0).
+    priors : mapping of group name to GroupPrior, optional
+        Prior of each feature group; groups not named use ``default_prior``.
+    default_prior : GroupPrior
+        Prior of groups without their own entry.
+    bias_prior : GroupPrior
+        Prior of the bias weight (kept fixed by :meth:`refit_priors`; it carries the
+        overall click level, which identifies the groups' means).
+    item_feature : bool
+        Add a per-item id feature (group ``"item"``) on top of the attributes.
+    shadow_prior_var : float
+        Prior variance of the wide-prior shadow model :meth:`refit_priors` trains.
+    update_mode : {"sequential", "parallel"}
+        Sequential ADF over a feedback batch, or one vectorised step per batch.
+    rng : int, Generator or None
+        Source of decision seeds when ``decide`` is not given one.
+    """
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        crosses: Sequence[tuple[str, str]] = (),
+        n_propensity_draws: int = 100,
+        noise: float = 1.0,
+        priors: Mapping[str, GroupPrior] | None = None,
+        default_prior: GroupPrior = GroupPrior(0.0, 1.0),  # noqa: B008 - immutable
+        bias_prior: GroupPrior = GroupPrior(0.0, 1.0),  # noqa: B008 - immutable
+        item_feature: bool = True,
+        shadow_prior_var: float = 1.0,
+        update_mode: Literal["sequential", "parallel"] = "sequential",
+        rng: RNGLike = None,
+    ) -> None:
+        self.catalog = catalog
+        self.crosses = [(str(a), str(b)) for a, b in crosses]
+        self.n_propensity_draws = n_propensity_draws
+        self.noise = noise
+        self.priors = dict(priors or {})
+        self.default_prior = default_prior
+        self.bias_prior = bias_prior
+        self.item_feature = item_feature
+        self.shadow_prior_var = shadow_prior_var
+        self.update_mode = update_mode
+        self.rng = rng
+        self._validate()
+        self._rng = as_generator(rng)
+        self._bitgen = np.random.PCG64(0)
+        self._gen = np.random.Generator(self._bitgen)
+        self._index = FeatureIndex()
+        self._state = probit.init(0, noise=noise)
+        self._version = 0
+        self._bias = self._ensure([(BIAS_GROUP, "1")])[0]
+        self._catalog_seen = -1
+        self._item_cache: dict[str, IntArray] = {}
+        self._cross_cache: dict[str, list[list[str]]] = {}
+        self._ctx_cache: dict[Any, tuple[list[tuple[str, list[str]]], IntArray]] = {}
+        self._row_cache: dict[tuple[Any, str], IntArray] = {}
+        self._blocks: dict[tuple[Any, Any], _Block] = {}
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self) -> None:
+        if not isinstance(self.catalog, Catalog):
+            raise DataValidationError(
+                f"catalog must be a Catalog, got {type(self.catalog).__name__}."
+            )
+        if int(self.n_propensity_draws) != self.n_propensity_draws or self.n_propensity_draws < 1:
+            raise DataValidationError(
+                f"n_propensity_draws == {self.n_propensity_draws}, must be an integer >= 1."
+            )
+        if not (self.noise > 0 and math.isfinite(self.noise)):
+            raise DataValidationError(f"noise == {self.noise}, must be positive and finite.")
+        if not (self.shadow_prior_var > 0 and math.isfinite(self.shadow_prior_var)):
+            raise DataValidationError(
+                f"shadow_prior_var == {self.shadow_prior_var}, must be positive and finite."
+            )
+        if self.update_mode not in ("sequential", "parallel"):
+            raise DataValidationError(
+                f"update_mode == {self.update_mode!r}, must be 'sequential' or 'parallel'."
+            )
+        for k, p in self.priors.items():
+            if not isinstance(p, GroupPrior):
+                raise DataValidationError(f"priors[{k!r}] must be a GroupPrior, got {p!r}.")
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def policy_version(self) -> int:
+        """Incremented by every update, decay and refit."""
+        return self._version
+
+    @property
+    def state(self) -> probit.ProbitState:
+        """The current posterior (an immutable record)."""
+        return self._state
+
+    @property
+    def feature_index(self) -> FeatureIndex:
+        return self._index
+
+    def prior_for(self, group: str) -> GroupPrior:
+        """The prior new weights of ``group`` start from."""
+        if group == BIAS_GROUP:
+            return self.bias_prior
+        return self.priors.get(group, self.default_prior)
+
+    # ------------------------------------------------------------------ features
+    def _ensure(self, keys: Sequence[tuple[str, str]]) -> IntArray:
+        """Indices of features, registering new ones at their group's prior."""
+        out = np.empty(len(keys), dtype=np.int64)
+        new: list[str] = []
+        for j, (g, v) in enumerate(keys):
+            idx = self._index.get(g, v)
+            if idx is None:
+                idx = self._index.index(g, v)
+                new.append(g)
+            out[j] = idx
+        if new:
+            pm = np.array([self.prior_for(g).mean for g in new])
+            pv = np.array([self.prior_for(g).var for g in new])
+            self._state = probit.grow(self._state, len(new), prior_mean=pm, prior_var=pv)
+        return out
+
+    def _sync_catalog(self) -> None:
+        if self.catalog.version != self._catalog_seen:
+            self._item_cache.clear()
+            self._cross_cache.clear()
+            self._row_cache.clear()
+            self._blocks.clear()
+            self._catalog_seen = self.catalog.version
+
+    def _item_idx(self, item_id: str) -> IntArray:
+        idx = self._item_cache.get(item_id)
+        if idx is None:
+            if item_id not in self.catalog:
+                raise UnknownItemError(f"item_id == {item_id!r} is not in the catalog.")
+            keys = self.catalog.features(item_id)
+            if self.item_feature:
+                keys.append((ITEM_GROUP, item_id))
+            idx = self._ensure(keys)
+            self._item_cache[item_id] = idx
+            self._cross_cache[item_id] = [
+                self.catalog.attribute_values(item_id, attr) for _, attr in self.crosses
+            ]
+        return idx
+
+    def _context(
+        self, context: Mapping[str, Any]
+    ) -> tuple[Any, list[tuple[str, list[str]]], IntArray]:
+        key = _context_key(context)
+        hit = self._ctx_cache.get(key)
+        if hit is None:
+            feats = [(f"ctx.{k}", v) for k, val in key for v in _ctx_values(val)]
+            idx = self._ensure([(BIAS_GROUP, "1"), *feats])
+            values = {k: _ctx_values(v) for k, v in key}
+            cross_ctx = [(ck, values.get(ck, [])) for ck, _ in self.crosses]
+            if len(self._ctx_cache) > _MAX_CACHE:
+                self._ctx_cache.clear()
+            hit = (cross_ctx, idx)
+            self._ctx_cache[key] = hit
+        return key, hit[0], hit[1]
+
+    def _row(self, key: Any, cross_ctx: Any, ctx_idx: IntArray, item_id: str) -> IntArray:
+        rk = (key, item_id)
+        row = self._row_cache.get(rk)
+        if row is None:
+            item_idx = self._item_idx(item_id)
+            cross_keys: list[tuple[str, str]] = []
+            for (ck, cvals), (_, attr), ivals in zip(
+                cross_ctx, self.crosses, self._cross_cache[item_id], strict=True
+            ):
+                group = f"{ck}x{attr}"
+                cross_keys.extend((group, f"{a}|{b}") for a in cvals for b in ivals)
+            parts = [ctx_idx, item_idx]
+            if cross_keys:
+                parts.append(self._ensure(cross_keys))
+            row = np.concatenate(parts)
+            if len(self._row_cache) > 16 * _MAX_CACHE:
+                self._row_cache.clear()
+            self._row_cache[rk] = row
+        return row
+
+    def rows(self, context: Mapping[str, Any], item_ids: Sequence[str]) -> SparseRows:
+        """Feature rows of ``item_ids`` in ``context`` (registers new features)."""
+        self._sync_catalog()
+        key, cross_ctx, ctx_idx = self._context(context)
+        return _csr([self._row(key, cross_ctx, ctx_idx, i) for i in item_ids])
+
+    def _candidates(self, candidates: Sequence[str] | None) -> tuple[Any, list[str]]:
+        if candidates is None:
+            ids = self.catalog.active_ids()
+            return None, ids
+        ids = list(candidates)
+        for i in ids:
+            if i not in self.catalog:
+                raise UnknownItemError(f"candidate item_id == {i!r} is not in the catalog.")
+            if not self.catalog.is_active(i):
+                raise DataValidationError(f"candidate item_id == {i!r} is retired.")
+        if len(set(ids)) != len(ids):
+            raise DataValidationError("candidates must not repeat an item_id.")
+        return tuple(ids), ids
+
+    def _block(self, context: Mapping[str, Any], candidates: Sequence[str] | None) -> _Block:
+        self._sync_catalog()
+        key, cross_ctx, ctx_idx = self._context(context)
+        ckey, ids = self._candidates(candidates)
+        bkey = (key, ckey)
+        block = self._blocks.get(bkey)
+        if block is not None:
+            return block
+        rows = [self._row(key, cross_ctx, ctx_idx, i) for i in ids]
+        n = len(ids)
+        if n == 0:
+            block = _Block([], np.zeros(0), np.zeros((0, 0)), np.zeros(0))
+        else:
+            used, inv = np.unique(np.concatenate(rows), return_inverse=True)
+            X = np.zeros((n, used.shape[0]))
+            lengths = [r.shape[0] for r in rows]
+            X[np.repeat(np.arange(n), lengths), inv] = 1.0
+            mean = self._state.mean[used]
+            var = self._state.var[used]
+            base = X @ mean
+            cov = (X * var) @ X.T
+            block = _Block(ids, base, _cholesky(cov), np.diag(cov).copy())
+        if len(self._blocks) > _MAX_CACHE:
+            self._blocks.clear()
+        self._blocks[bkey] = block
+        return block
+
+    # ------------------------------------------------------------------ serving
+    def _seed(self, rng: RNGLike | None) -> int:
+        if rng is None:
+            return int(self._rng.integers(0, 2**63))
+        if isinstance(rng, int | np.integer) and not isinstance(rng, bool):
+            if not 0 <= int(rng) < 2**64:
+                raise DataValidationError(f"rng == {rng}, a seed must be in [0, 2**64).")
+            return int(rng)
+        return int(as_generator(rng).integers(0, 2**63))
+
+    def _reseed(self, seed: int) -> np.random.Generator:
+        state = (seed * _SEED_MULT + _SEED_ADD) & _MASK128
+        self._bitgen.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": state, "inc": _PCG_INC},
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+        return self._gen
+
+    def decide(
+        self,
+        context: Mapping[str, Any],
+        *,
+        candidates: Sequence[str] | None = None,
+        k: int = 1,
+        rng: RNGLike = None,
+        with_propensity: bool = True,
+    ) -> Decision:
+        """Thompson-sample the top ``k`` of the candidates for one request.
+
+        Parameters
+        ----------
+        context : dict
+            Shopper context, e.g. ``{"member": False, "page": "video"}``; list values
+            are multi-valued (interests).
+        candidates : list of str, optional
+            Eligible item ids (default: every active item).
+        k : int
+            Items to serve, without repeats, ``1 <= k <= n_candidates``.
+        rng : int, Generator or None
+            An int is the decision's seed (replay); a generator or None draws a seed.
+        with_propensity : bool
+            Estimate each served item's propensity from ``n_propensity_draws`` draws.
+        """
+        if not isinstance(context, Mapping):
+            raise DataValidationError(f"context must be a dict, got {type(context).__name__}.")
+        block = self._block(context, candidates)
+        n = len(block.item_ids)
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= n:
+            raise DataValidationError(
+                f"k == {k!r}, must be an integer in [1, {n}] (the number of candidates)."
+            )
+        seed = self._seed(rng)
+        gen = self._reseed(seed)
+        scores = block.base + block.chol @ gen.standard_normal(n)
+        if k == 1:
+            top = np.array([int(np.argmax(scores))])
+        else:
+            part = np.argpartition(-scores, k - 1)[:k]
+            top = part[np.argsort(-scores[part], kind="stable")]
+        slot_p: list[float | None] = [None] * k
+        set_p: list[float | None] = [None] * k
+        if with_propensity:
+            slot_p, set_p = self._propensities(block, top, gen)  # type: ignore[assignment]
+        items = [
+            ServedItem(block.item_ids[j], float(scores[j]), slot_p[r], set_p[r])
+            for r, j in enumerate(top.tolist())
+        ]
+        return Decision(f"d{self._version}-{seed:016x}", items, self._version, seed)
+
+    def _propensities(
+        self, block: _Block, top: IntArray, gen: np.random.Generator
+    ) -> tuple[list[float], list[float]]:
+        d = int(self.n_propensity_draws)
+        k = top.shape[0]
+        S = block.base + gen.standard_normal((d, block.base.shape[0])) @ block.chol.T
+        # The served draw counts as one of d + 1: a served item never gets propensity 0
+        # (an upward bias of at most 1 / (d + 1)).
+        if k == 1:
+            p = (float(np.count_nonzero(S.argmax(axis=1) == top[0])) + 1.0) / (d + 1)
+            return [p], [p]
+        n = S.shape[1]
+        if k < n:
+            part = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        else:
+            part = np.broadcast_to(np.arange(n), (d, n))
+        order = np.argsort(-np.take_along_axis(S, part, axis=1), axis=1, kind="stable")
+        ranked = np.take_along_axis(part, order, axis=1)
+        slot = ((ranked == top[None, :]).sum(axis=0) + 1.0) / (d + 1)
+        inset = ((ranked[:, :, None] == top[None, None, :]).any(axis=1).sum(axis=0) + 1.0) / (d + 1)
+        return slot.tolist(), inset.tolist()
+
+    def decide_batch(
+        self,
+        contexts: Sequence[Mapping[str, Any]] | Mapping[str, Any],
+        *,
+        n: int | None = None,
+        candidates: Sequence[str] | None = None,
+        k: int = 1,
+        rng: RNGLike = None,
+    ) -> BatchDecision:
+        """Thompson-sample decisions for many requests at once (no propensities).
+
+        Parameters
+        ----------
+        contexts : list of dict, or one dict shared by ``n`` requests
+        n : int, optional
+            Number of requests when ``contexts`` is one dict.
+        candidates, k, rng
+            As in :meth:`decide`; the candidate set is shared by the batch and one seed
+            drives the whole batch.
+        """
+        if isinstance(contexts, Mapping):
+            if n is None or n < 0:
+                raise DataValidationError(f"n == {n!r}, must be >= 0 with a single context.")
+            groups: dict[Any, tuple[Mapping[str, Any], list[int]]] = {0: (contexts, list(range(n)))}
+            n_req = n
+        else:
+            n_req = len(contexts)
+            groups = {}
+            for i, c in enumerate(contexts):
+                key = _context_key(c)
+                if key in groups:
+                    groups[key][1].append(i)
+                else:
+                    groups[key] = (c, [i])
+        _, ids = self._candidates(candidates)
+        n_c = len(ids)
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= n_c:
+            raise DataValidationError(
+                f"k == {k!r}, must be an integer in [1, {n_c}] (the number of candidates)."
+            )
+        seed = self._seed(rng)
+        gen = self._reseed(seed)
+        chosen = np.empty((n_req, k), dtype=np.int64)
+        out_scores = np.empty((n_req, k))
+        for ctx, rows_i in groups.values():
+            block = self._block(ctx, candidates)
+            S = block.base + gen.standard_normal((len(rows_i), n_c)) @ block.chol.T
+            if k == 1:
+                top = S.argmax(axis=1)[:, None]
+            else:
+                part = np.argpartition(-S, k - 1, axis=1)[:, :k]
+                order = np.argsort(-np.take_along_axis(S, part, axis=1), axis=1)
+                top = np.take_along_axis(part, order, axis=1)
+            ri = np.asarray(rows_i)
+            chosen[ri] = top
+            out_scores[ri] = np.take_along_axis(S, top, axis=1)
+        return BatchDecision(ids, chosen, out_scores, self._version, seed)
+
+    def click_rates(
+        self,
+        context: Mapping[str, Any] | None = None,
+        *,
+        level: float = 0.95,
+        candidates: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Posterior click rate of each item with an equal-tailed credible interval.
+
+        ``mean`` is the posterior predictive ``Phi(mu / sqrt(noise^2 + s^2))``; the
+        interval is that of the click probability ``Phi(x.w / noise)`` under the
+        posterior of ``x.w ~ N(mu, s^2)``. No exploration noise.
+
+        Returns
+        -------
+        DataFrame with columns item_id, mean, lower, upper (one row per item)
+        """
+        if not 0 < level < 1:
+            raise DataValidationError(f"level == {level}, must be in (0, 1).")
+        block = self._block(context or {}, candidates)
+        z = float(special.ndtri(0.5 + level / 2))
+        sd = np.sqrt(block.score_var)
+        return pd.DataFrame(
+            {
+                "item_id": block.item_ids,
+                "mean": special.ndtr(block.base / np.sqrt(self.noise**2 + block.score_var)),
+                "lower": special.ndtr((block.base - z * sd) / self.noise),
+                "upper": special.ndtr((block.base + z * sd) / self.noise),
+            }
+        )
+
+    # ------------------------------------------------------------------ learning
+    def _feedback_rows(self, feedback: Sequence[Feedback]) -> tuple[SparseRows, IntArray]:
+        self._sync_catalog()
+        rows: list[IntArray] = []
+        y = np.empty(len(feedback), dtype=np.int64)
+        for j, fb in enumerate(feedback):
+            r = float(fb.reward)
+            if not math.isfinite(r):
+                raise DataValidationError(
+                    f"feedback reward == {fb.reward!r} for item {fb.item_id!r}, must be finite."
+                )
+            key, cross_ctx, ctx_idx = self._context(fb.context)
+            rows.append(self._row(key, cross_ctx, ctx_idx, fb.item_id))
+            y[j] = 1 if r > 0 else 0
+        return _csr(rows), y
+
+    def _bump(self) -> None:
+        self._version += 1
+        self._blocks.clear()
+
+    def update(self, feedback: Sequence[Feedback]) -> None:
+        """Apply a batch of feedback (probit label: ``reward > 0``); bumps the version."""
+        if not feedback:
+            return
+        X, y = self._feedback_rows(feedback)
+        step = probit.update if self.update_mode == "sequential" else probit.update_parallel
+        self._state = step(self._state, X, y)
+        self._bump()
+
+    def decay(self, rate: float) -> None:
+        """Relax every weight toward its prior by ``rate`` in [0, 1] (drift)."""
+        self._state = probit.decay(self._state, rate)
+        self._bump()
+
+    def _group_arrays(self) -> tuple[IntArray, list[str]]:
+        return self._index.group_ids(), self._index.groups
+
+    def refit_priors(
+        self,
+        feedback_log: Sequence[Feedback],
+        *,
+        method: Literal["deconvolved", "naive"] = "deconvolved",
+        source: Literal["shadow", "messages"] = "shadow",
+        min_weights: int = 3,
+        replay: bool = True,
+    ) -> RefitResult:
+        """Refit the empirical-Bayes group priors and retrain in hindsight.
+
+        The priors are estimated from a wide-prior shadow model trained on
+        ``feedback_log`` (``source="shadow"``, prior ``N(0, shadow_prior_var)``) or from
+        the current model's likelihood messages (``source="messages"``, deconvolved
+        only) - never from posterior means trained under the prior being estimated.
+        Group means are pinned at 0 (the bias, with its fixed prior, carries the overall
+        level; with one-hot coding group means and the bias are confounded); only group
+        variances are refit. With ``replay=True`` the posterior is reset to the new
+        priors and the log is replayed in order.
+
+        Parameters
+        ----------
+        feedback_log : sequence of Feedback
+            Every feedback the model has learned from, in order.
+        method : {"deconvolved", "naive"}
+        source : {"shadow", "messages"}
+        min_weights : int
+            Groups with fewer weights with data keep their current prior.
+        replay : bool
+            Retrain on ``feedback_log`` under the new priors.
+        """
+        if method not in ("deconvolved", "naive"):
+            raise DataValidationError(f"method == {method!r}, must be 'deconvolved' or 'naive'.")
+        if source not in ("shadow", "messages"):
+            raise DataValidationError(f"source == {source!r}, must be 'shadow' or 'messages'.")
+        if source == "messages" and method == "naive":
+            raise DataValidationError(
+                "method == 'naive' needs source == 'shadow': the naive estimator reads "
+                "posterior means, which must come from a wide-prior model."
+            )
+        X, y = self._feedback_rows(feedback_log)
+        gids, names = self._group_arrays()
+        if source == "shadow":
+            shadow = probit.init(
+                self._state.n_features, prior_var=self.shadow_prior_var, noise=self.noise
+            )
+            fit_state = probit.update(shadow, X, y) if X.n_rows else shadow
+        else:
+            fit_state = self._state
+        fit = fit_group_priors(
+            fit_state, gids, names, method=method, exclude=[BIAS_GROUP], min_var=1e-4
+        )
+        new = {
+            name: GroupPrior(0.0, g.var)
+            for name, g in fit.groups.items()
+            if g.n_weights >= min_weights and math.isfinite(g.var) and g.var > 0
+        }
+        self.priors.update(new)
+        pm, pv = self._prior_arrays()
+        if replay:
+            state = probit.init(
+                self._state.n_features, prior_mean=pm, prior_var=pv, noise=self.noise
+            )
+            self._state = probit.update(state, X, y) if X.n_rows else state
+        else:
+            self._state = probit.set_prior(self._state, pm, pv, reset=False)
+        self._bump()
+        logger.info("refit %d group priors (%s), replayed %d rows", len(new), method, X.n_rows)
+        return RefitResult(fit, new, X.n_rows if replay else 0, self._version)
+
+    def _prior_arrays(self) -> tuple[FloatArray, FloatArray]:
+        gids, names = self._group_arrays()
+        prs = {n: self.prior_for(n) for n in names}
+        return prior_arrays(gids, names, prs, self.default_prior)
+
+    # ------------------------------------------------------------------ persistence
+    def _header(self) -> dict[str, Any]:
+        return {
+            "schema_version": SNAPSHOT_SCHEMA_VERSION,
+            "kind": "callout_recommender",
+            "params": {
+                "crosses": [list(c) for c in self.crosses],
+                "n_propensity_draws": int(self.n_propensity_draws),
+                "noise": float(self.noise),
+                "default_prior": [self.default_prior.mean, self.default_prior.var],
+                "bias_prior": [self.bias_prior.mean, self.bias_prior.var],
+                "item_feature": bool(self.item_feature),
+                "shadow_prior_var": float(self.shadow_prior_var),
+                "update_mode": self.update_mode,
+            },
+            "priors": {k: [p.mean, p.var] for k, p in self.priors.items()},
+            "catalog": self.catalog.to_json(),
+            "features": [[g, v] for g, v in self._index.keys()],  # noqa: SIM118
+            "policy_version": self._version,
+            "rng_state": self._rng.bit_generator.state,
+        }
+
+    def to_bytes(self) -> bytes:
+        """Snapshot: a JSON header (schema version, catalog, features, priors, version)
+        followed by an ``.npz`` of the posterior arrays. No pickle."""
+        header = json.dumps(self._header(), sort_keys=True).encode()
+        buf = io.BytesIO()
+        s = self._state
+        np.savez(
+            buf,
+            mean=s.mean,
+            var=s.var,
+            prior_mean=s.prior_mean,
+            prior_var=s.prior_var,
+        )
+        return _MAGIC + len(header).to_bytes(8, "big") + header + buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CalloutRecommender:
+        """Rebuild a recommender from :meth:`to_bytes` output."""
+        if not data.startswith(_MAGIC):
+            raise DataValidationError("not a memberlab callout recommender snapshot.")
+        off = len(_MAGIC)
+        n = int.from_bytes(data[off : off + 8], "big")
+        header = json.loads(data[off + 8 : off + 8 + n])
+        version = header.get("schema_version")
+        if version != SNAPSHOT_SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"snapshot has schema_version {version!r}; this release reads "
+                f"{SNAPSHOT_SCHEMA_VERSION}."
+            )
+        with np.load(io.BytesIO(data[off + 8 + n :]), allow_pickle=False) as z:
+            arrays = {k: np.array(z[k], dtype=np.float64) for k in z.files}
+        p = header["params"]
+        rec = cls(
+            catalog=Catalog.from_json(header["catalog"]),
+            crosses=[(str(c[0]), str(c[1])) for c in p["crosses"]],
+            n_propensity_draws=p["n_propensity_draws"],
+            noise=p["noise"],
+            priors={k: GroupPrior(*v) for k, v in header["priors"].items()},
+            default_prior=GroupPrior(*p["default_prior"]),
+            bias_prior=GroupPrior(*p["bias_prior"]),
+            item_feature=p["item_feature"],
+            shadow_prior_var=p["shadow_prior_var"],
+            update_mode=p["update_mode"],
+        )
+        rec._index = FeatureIndex.from_keys((g, v) for g, v in header["features"])
+        rec._state = probit.ProbitState(
+            arrays["mean"], arrays["var"], arrays["prior_mean"], arrays["prior_var"], p["noise"]
+        )
+        rec._bias = rec._index.index(BIAS_GROUP, "1")
+        rec._version = int(header["policy_version"])
+        rec._rng.bit_generator.state = header["rng_state"]
+        return rec
+
+    def save(self, path: str | Path) -> None:
+        """Write :meth:`to_bytes` to ``path``."""
+        Path(path).write_bytes(self.to_bytes())
+
+    @classmethod
+    def load(cls, path: str | Path) -> CalloutRecommender:
+        return cls.from_bytes(Path(path).read_bytes())
+
+
+def _cholesky(cov: FloatArray) -> FloatArray:
+    """Lower Cholesky factor, with a little jitter when ``cov`` is singular."""
+    n = cov.shape[0]
+    scale = float(np.max(np.diag(cov))) if n else 1.0
+    for jitter in (0.0, 1e-12, 1e-9, 1e-6):
+        try:
+            return np.asarray(
+                np.linalg.cholesky(cov + (jitter * scale) * np.eye(n)), dtype=np.float64
+            )
+        except np.linalg.LinAlgError:
+            continue
+    w, v = np.linalg.eigh(cov)
+    return np.asarray(v * np.sqrt(np.clip(w, 0.0, None)), dtype=np.float64)
+
+
+def _csr(rows: Sequence[IntArray]) -> SparseRows:
+    """Binary CSR rows from index arrays."""
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    if rows:
+        np.cumsum([r.shape[0] for r in rows], out=indptr[1:])
+        indices = np.concatenate(rows).astype(np.int64, copy=False)
+    else:
+        indices = np.zeros(0, dtype=np.int64)
+    return SparseRows(indptr, indices, np.ones(indices.shape[0]))
