@@ -102,21 +102,35 @@ def test_concurrent_duplicate_events_count_once(store: Store) -> None:
     assert store.stats().events == 200
 
 
-def test_pending_ledger_closes_on_click_or_window(store: Store) -> None:
+def test_pending_ledger_closes_windows_with_ledger_semantics(store: Store) -> None:
     store.log_decision(_decision("d1", 100.0, ["a", "b"]), [("a", 0.5), ("b", 0.5)], window=10)
     store.log_decision(_decision("d2", 105.0, ["a"]), [("a", 0.9)], window=10)
-    store.add_events([_event("e1", "d1", "a", 103.0), _event("late", "d2", "a", 130.0)])
+    store.log_decision(_decision("d3", 106.0, ["a"]), [("a", 0.9)], window=10)
+    store.add_events(
+        [
+            _event("e1", "d1", "a", 103.0),
+            EventRecord("e2", "d1", "a", "conversion", 4.5, 104.0, True),
+            _event("late", "d2", "a", 130.0),
+            _event("early", "d3", "a", 105.5),  # before its decision: within early_hold
+        ]
+    )
     assert store.data_clock() == 130.0
-    due, cursor = store.due_impressions("callouts", now=104.0)
-    assert {(d.decision_id, d.item_id, d.reward) for d in due} == {("d1", "a", 1)}
-    store.publish("callouts", b"v1", base_version=0, closed=[("d1", "a", 1)], event_cursor=cursor)
-    due, _ = store.due_impressions("callouts", now=120.0)
-    # d1/b window closed without a click; d2/a's click came after its window: zeros.
-    assert {(d.decision_id, d.item_id, d.reward) for d in due} == {("d1", "b", 0), ("d2", "a", 0)}
+    assert store.due_impressions("callouts", now=109.0, early_hold=1.0) == []
+    due = store.due_impressions("callouts", now=110.0, early_hold=1.0)
+    assert {(d.decision_id, d.item_id, d.reward) for d in due} == {("d1", "a", 4.5), ("d1", "b", 0)}
+    store.publish(
+        "callouts",
+        b"v1",
+        base_version=0,
+        closed=[(d.decision_id, d.item_id, d.reward) for d in due],
+    )
+    due = store.due_impressions("callouts", now=120.0, early_hold=1.0)
+    # d2's click came after its window: a zero; d3's came 0.5 s early: it counts.
+    assert {(d.decision_id, d.item_id, d.reward) for d in due} == {("d2", "a", 0), ("d3", "a", 1)}
     stats = store.stats(now=120.0)
-    assert (stats.decisions, stats.pending, stats.closed, stats.policy_version) == (2, 2, 1, 1)
-    assert stats.extra["trainer_lag_seconds"] == pytest.approx(10.0)
-    assert [c.reward for c in store.closed_impressions("callouts")] == [1]
+    assert (stats.decisions, stats.pending, stats.closed, stats.policy_version) == (3, 2, 2, 1)
+    assert stats.extra["trainer_lag_seconds"] == pytest.approx(5.0)
+    assert sorted(c.reward for c in store.closed_impressions("callouts")) == [0.0, 4.5]
 
 
 def test_publish_is_versioned_and_refuses_stale_writers(store: Store) -> None:

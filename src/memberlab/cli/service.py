@@ -2,8 +2,164 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
+
+keys_app = typer.Typer(help="API keys (stored hashed; printed once).", no_args_is_help=True)
+
+_DB_HELP = (
+    "SQLAlchemy URL, e.g. postgresql://user@host/db. Default: SQLite at "
+    "$MEMBERLAB_DATA_DIR/memberlab.db (./data/memberlab.db)."
+)
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8000, help="Port to bind."),
+    database_url: str | None = typer.Option(None, help=_DB_HELP),
+    attribution_window: float | None = typer.Option(
+        None, help="Seconds a click may follow its impression (default 3600)."
+    ),
+    workers: int = typer.Option(1, min=1, help="Server processes sharing one state."),
+    train_interval: float | None = typer.Option(
+        None, help="Seconds between trainer steps (default 2; 0 = only on POST /v1/admin/train)."
+    ),
+    propensity_draws: int | None = typer.Option(None, help="Posterior draws per propensity."),
+    crosses: str | None = typer.Option(
+        None, help="Context x attribute crosses of a new policy, e.g. 'page:benefit,member:brand'."
+    ),
+    log_level: str = typer.Option("warning", help="uvicorn log level."),
+) -> None:
+    """Run the decision service (uvicorn; several worker processes with --workers)."""
+    import uvicorn
+
+    from memberlab.service.settings import Settings
+    from memberlab.store import Store, normalize_url
+
+    overrides = {
+        "database_url": normalize_url(database_url or os.environ.get("MEMBERLAB_DATABASE_URL")),
+        "attribution_window": attribution_window,
+        "train_interval": train_interval,
+        "propensity_draws": propensity_draws,
+        "crosses": crosses,
+    }
+    settings = Settings.from_env(**overrides)  # validate once, before any worker starts
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[f"MEMBERLAB_{name.upper()}"] = str(value)
+    store = Store(settings.database_url)  # create or migrate the schema once
+    store.close()
+    typer.echo(f"memberlab serving on http://{host}:{port} ({workers} worker(s))", err=True)
+    uvicorn.run(
+        "memberlab.service.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: str = typer.Option(..., help="decide (decisions and events) or admin (everything)."),
+    database_url: str | None = typer.Option(None, help=_DB_HELP),
+    label: str = typer.Option("", help="A note stored with the key."),
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    from memberlab.store import SCOPES, Store
+
+    if scope not in SCOPES:
+        raise typer.BadParameter(f"scope == {scope!r}, must be one of {list(SCOPES)}.")
+    store = Store(database_url or os.environ.get("MEMBERLAB_DATABASE_URL"))
+    try:
+        typer.echo(store.create_api_key(scope, label=label))
+    finally:
+        store.close()
+
+
+def demo(
+    rounds: int = typer.Option(20, min=1, help="Rounds of simulated shoppers."),
+    shoppers: int = typer.Option(300, min=10, help="Shoppers per round."),
+    seed: int = typer.Option(0, help="Seed of the simulated shoppers."),
+    database_url: str | None = typer.Option(
+        None, help="Database for the demo service (default: SQLite in a temporary folder)."
+    ),
+) -> None:
+    """Run the service on a free port and teach it callouts from simulated shoppers."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from memberlab.service import demo as _demo
+
+    console = Console()
+    console.print(
+        f"[bold]memberlab demo[/]: {len(_demo.CATALOG)} benefit callouts, {rounds} rounds x "
+        f"{shoppers} simulated shoppers (seed {seed}); clicks arrive with delays."
+    )
+
+    def started(base: str, url: str) -> None:
+        console.print(f"service up at {base} on {url}")
+        console.print(
+            "round  decisions  clicks  CTR(policy)  CTR(oracle)  CTR(uniform)  closed  version  s"
+        )
+
+    def report(r: _demo.DemoRound) -> None:
+        console.print(
+            f"{r.round:5d}  {r.decisions:9d}  {r.clicks:6d}  {r.ctr:11.3f}  {r.oracle_ctr:11.3f}"
+            f"  {r.random_ctr:12.3f}  {r.closed:6d}  {r.policy_version:7d}  {r.seconds:4.1f}"
+        )
+
+    summary = _demo.run(
+        rounds=rounds,
+        shoppers=shoppers,
+        seed=seed,
+        database_url=database_url,
+        on_round=report,
+        on_start=started,
+    )
+    table = Table(title="What the service learned (GET /v1/callouts/items) vs the truth")
+    for col in (
+        "item",
+        "truth (avg shopper)",
+        "observed CTR (n)",
+        "posterior mean",
+        "95% interval",
+    ):
+        table.add_column(col, justify="right" if col != "item" else "left")
+    for it in sorted(summary.items, key=lambda x: -x["truth"]):
+        table.add_row(
+            it["item_id"],
+            f"{it['truth']:.3f}",
+            f"{it['observed']:.3f} ({it['served']})",
+            "-" if it["mean"] is None else f"{it['mean']:.3f}",
+            "-" if it["lower"] is None else f"[{it['lower']:.3f}, {it['upper']:.3f}]",
+        )
+    console.print(table)
+    first, last = summary.rounds[0], summary.rounds[-1]
+    regret_first = first.oracle_ctr - first.ctr
+    regret_last = last.oracle_ctr - last.ctr
+    console.print(
+        f"[bold]summary[/]: expected CTR {first.ctr:.3f} in round 1 -> {last.ctr:.3f} in round "
+        f"{last.round} (oracle {last.oracle_ctr:.3f}, uniform {last.random_ctr:.3f}); "
+        f"regret per shopper {regret_first:.3f} -> {regret_last:.3f}."
+    )
+    console.print(
+        f"database counts: {summary.stats['decisions']} decisions, {summary.stats['events']} "
+        f"events, {summary.stats['pending']} pending, policy version "
+        f"{summary.stats['policy_version']}; {summary.seconds:.1f} s in all."
+    )
+    console.print(
+        "posterior means are for a shopper with no context features; the policy itself "
+        "personalises by page, interests and membership (crosses)."
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add the service commands to the root ``memberlab`` app."""
+    app.command("serve")(serve)
+    app.add_typer(keys_app, name="keys")
+    app.command("demo")(demo)

@@ -70,7 +70,7 @@ sa.Index(
 )
 
 # One row per served item (callouts) or per decision (layouts, item_id ""): the pending
-# ledger. status 0 = waiting for feedback, 1 = closed with ``reward``.
+# ledger. status 0 = window open, 1 = closed with ``reward``.
 impressions = sa.Table(
     "impressions",
     metadata,
@@ -82,7 +82,7 @@ impressions = sa.Table(
     sa.Column("ts", sa.Float(53), nullable=False),
     sa.Column("deadline", sa.Float(53), nullable=False),
     sa.Column("status", sa.SmallInteger, nullable=False, default=0),
-    sa.Column("reward", sa.SmallInteger, nullable=True),
+    sa.Column("reward", sa.Float(53), nullable=True),
     sa.Column("closed_at", sa.Float(53), nullable=True),
     sa.Column("policy_version", sa.Integer, nullable=True),
 )

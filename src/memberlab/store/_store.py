@@ -111,14 +111,14 @@ class EventRecord:
 
 @dataclass(frozen=True, slots=True)
 class DueImpression:
-    """A pending impression whose feedback is settled: a click came or its window closed."""
+    """An impression whose attribution window closed, with its reward."""
 
     decision_id: str
     item_id: str
     space: str
     context: dict[str, Any]
     served: Any
-    reward: int
+    reward: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,65 +494,53 @@ class Store:
         vals = [float(v) for v in (a, b) if v is not None]
         return max(vals) if vals else None
 
-    def _hit(self) -> sa.ColumnElement[bool]:
-        e, i = s.events, s.impressions
-        return sa.exists().where(
-            e.c.decision_id == i.c.decision_id,
-            e.c.item_id == i.c.item_id,
-            e.c.ts <= i.c.deadline,
-        )
-
     def due_impressions(
-        self, kind: str, now: float, *, limit: int = 20_000, lookback: int = 2_000
-    ) -> tuple[list[DueImpression], int]:
-        """Pending impressions whose reward is settled, and the new event cursor.
+        self, kind: str, now: float, *, early_hold: float = 0.0, limit: int = 20_000
+    ) -> list[DueImpression]:
+        """Pending impressions whose attribution window closed by ``now``, with rewards.
 
-        Settled means a click or conversion arrived within the attribution window
-        (reward 1, closed early) or the window closed at ``now`` without one (reward 0).
-        Returns the impressions and the highest event sequence number looked at.
+        The same semantics as :class:`memberlab.callouts.PendingLedger`: an event joins
+        its impression when its time lies in ``[t - early_hold, t + window]``; the reward
+        is the largest joined event value (an event without a value counts 1), or 0 when
+        no event joined. Oldest windows first, at most ``limit`` of them.
         """
         i, d, e = s.impressions, s.decisions, s.events
-        cursor = self.get_meta(f"event_cursor/{kind}")
-        start = max(int(cursor or 0) - lookback, 0)
-        cols = (i.c.decision_id, i.c.item_id, i.c.space, d.c.context, d.c.served)
+        reward = (
+            sa.select(sa.func.max(sa.func.coalesce(e.c.value, 1.0)))
+            .where(
+                e.c.decision_id == i.c.decision_id,
+                e.c.item_id == i.c.item_id,
+                e.c.ts >= i.c.ts - early_hold,
+                e.c.ts <= i.c.deadline,
+            )
+            .scalar_subquery()
+        )
         with self._tx(write=False) as conn:
-            top = int(conn.execute(sa.select(sa.func.max(e.c.seq))).scalar() or 0)
-            positives = conn.execute(
-                sa.select(*cols)
-                .select_from(
-                    e.join(
-                        i, (e.c.decision_id == i.c.decision_id) & (e.c.item_id == i.c.item_id)
-                    ).join(d, d.c.decision_id == i.c.decision_id)
+            rows = conn.execute(
+                sa.select(
+                    i.c.decision_id,
+                    i.c.item_id,
+                    i.c.space,
+                    d.c.context,
+                    d.c.served,
+                    reward.label("reward"),
                 )
-                .where(
-                    e.c.seq > start,
-                    e.c.seq <= top,
-                    i.c.status == 0,
-                    i.c.kind == kind,
-                    e.c.ts <= i.c.deadline,
-                )
-                .limit(limit)
-            ).all()
-            closed = conn.execute(
-                sa.select(*cols, self._hit().label("hit"))
                 .select_from(i.join(d, d.c.decision_id == i.c.decision_id))
                 .where(i.c.status == 0, i.c.kind == kind, i.c.deadline <= now)
-                .order_by(i.c.deadline)
+                .order_by(i.c.deadline, i.c.decision_id, i.c.item_id)
                 .limit(limit)
             ).all()
-        out: dict[tuple[str, str], DueImpression] = {}
-        for r in positives:
-            out[(r.decision_id, r.item_id)] = DueImpression(
-                r.decision_id, r.item_id, r.space, r.context, r.served, 1
+        return [
+            DueImpression(
+                r.decision_id,
+                r.item_id,
+                r.space,
+                r.context,
+                r.served,
+                0.0 if r.reward is None else float(r.reward),
             )
-        for r in closed:
-            out.setdefault(
-                (r.decision_id, r.item_id),
-                DueImpression(
-                    r.decision_id, r.item_id, r.space, r.context, r.served, 1 if r.hit else 0
-                ),
-            )
-        return list(out.values()), top
+            for r in rows
+        ]
 
     def closed_impressions(self, kind: str, space: str = "") -> list[DueImpression]:
         """Every impression whose feedback has been applied, in the order it closed."""
@@ -567,7 +555,7 @@ class Store:
                 .order_by(i.c.closed_at, i.c.ts)
             ).all()
         return [
-            DueImpression(r.decision_id, r.item_id, r.space, r.context, r.served, int(r.reward))
+            DueImpression(r.decision_id, r.item_id, r.space, r.context, r.served, float(r.reward))
             for r in rows
         ]
 
@@ -612,8 +600,7 @@ class Store:
         space: str = "",
         spec: Any = None,
         reason: str = "train",
-        closed: Sequence[tuple[str, str, int]] = (),
-        event_cursor: int | None = None,
+        closed: Sequence[tuple[str, str, float]] = (),
         keep: int = 20,
     ) -> int:
         """Publish snapshot ``base_version + 1`` and close ``closed`` impressions, atomically.
@@ -655,12 +642,10 @@ class Store:
                         )
                         .values(status=1, reward=sa.bindparam("b_reward"), closed_at=now),
                         [
-                            {"b_decision": did, "b_item": iid, "b_reward": int(rw)}
+                            {"b_decision": did, "b_item": iid, "b_reward": float(rw)}
                             for did, iid, rw in closed
                         ],
                     )
-                if event_cursor is not None:
-                    self._set_meta(conn, f"event_cursor/{kind}", str(event_cursor))
                 self._set_meta(conn, f"last_publish/{kind}", repr(now))
                 conn.execute(
                     sa.delete(t).where(
@@ -736,7 +721,7 @@ class Store:
             n_ev = count(e)
             pending = count(i, i.c.status == 0, *ki)
             closed = count(i, i.c.status == 1, *ki)
-            positives = count(i, i.c.status == 1, i.c.reward == 1, *ki)
+            positives = count(i, i.c.status == 1, i.c.reward > 0, *ki)
             vq = sa.select(sa.func.max(t.c.version)).where(t.c.space == "")
             if kind:
                 vq = vq.where(t.c.kind == kind)

@@ -1,0 +1,138 @@
+"""The trainer: close attribution windows, update the posterior, publish a snapshot.
+
+One step, under the trainer lease (one trainer at a time across every process):
+
+1. ``now`` is the data's own clock (the latest client timestamp) when clients send
+   timestamps, else the wall clock;
+2. impressions whose window closed by ``now`` are read with their rewards (SQL join of
+   the pending ledger with the events);
+3. the newest snapshot is loaded, updated with that feedback and published as the next
+   version in the same transaction that marks those impressions closed.
+
+A crash anywhere leaves either the old snapshot with the impressions still pending, or
+the new snapshot with them closed: nothing is lost or applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from memberlab.callouts import Feedback
+from memberlab.service._policy import KIND, CalloutsHolder, LeaseBusyError, lease, sync_catalog
+from memberlab.service.settings import Settings
+from memberlab.store import Store
+
+__all__ = ["TrainResult", "Trainer"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    """What one trainer step did."""
+
+    ran: bool
+    reason: str
+    now: float | None = None
+    clock: str = "wall"
+    closed: int = 0
+    positives: int = 0
+    policy_version: int = 0
+    seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Trainer:
+    """Trainer steps for one store; :meth:`start` runs them in a background thread."""
+
+    def __init__(self, store: Store, settings: Settings, callouts: CalloutsHolder) -> None:
+        self.store = store
+        self.settings = settings
+        self.callouts = callouts
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_result: TrainResult | None = None
+
+    def clock(self) -> tuple[float, str]:
+        """The time at which windows close, and which clock it came from."""
+        if self.settings.clock == "auto":
+            data_now = self.store.data_clock()
+            if data_now is not None:
+                return data_now, "data"
+        return time.time(), "wall"
+
+    def step(self, *, wait: float = 0.0) -> TrainResult:
+        """Run one step now; does nothing (``ran=False``) if another trainer is running."""
+        t0 = time.perf_counter()
+        try:
+            with lease(self.store, self.settings, wait=wait):
+                now, clock = self.clock()
+                due = self.store.due_impressions(
+                    KIND,
+                    now,
+                    early_hold=self.settings.early_hold,
+                    limit=self.settings.train_batch_limit,
+                )
+                rec, base = self.callouts.load_latest()
+                changed = sync_catalog(rec, self.store)
+                if not due and not changed:
+                    result = TrainResult(True, "nothing to do", now, clock, policy_version=base)
+                else:
+                    feedback = [
+                        Feedback(d.context, d.item_id, d.reward, d.decision_id)
+                        for d in due
+                        if d.item_id in rec.catalog
+                    ]
+                    rec.update(feedback)
+                    version = self.store.publish(
+                        KIND,
+                        rec.to_bytes(),
+                        base_version=base,
+                        reason="train",
+                        closed=[(d.decision_id, d.item_id, d.reward) for d in due],
+                    )
+                    result = TrainResult(
+                        True,
+                        "published",
+                        now,
+                        clock,
+                        closed=len(due),
+                        positives=sum(1 for d in due if d.reward > 0),
+                        policy_version=version,
+                        details={"catalog_changes": changed},
+                    )
+        except LeaseBusyError as exc:
+            result = TrainResult(False, str(exc), policy_version=self.callouts.version)
+        result = TrainResult(**{**asdict(result), "seconds": time.perf_counter() - t0})
+        if result.closed:
+            log.info("trainer closed %d impressions -> v%d", result.closed, result.policy_version)
+            self.callouts.current(force=True)
+        self.last_result = result
+        return result
+
+    def start(self) -> None:
+        """Run :meth:`step` every ``train_interval`` seconds in a daemon thread."""
+        if self.settings.train_interval <= 0 or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="memberlab-trainer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.train_interval):
+            try:
+                self.step()
+            except Exception:  # the loop must survive a bad step; the next one retries
+                log.exception("trainer step failed")

@@ -1,0 +1,358 @@
+"""The demo: a real server, a sample catalog, simulated shoppers who click with delays.
+
+:func:`run` starts ``memberlab serve`` on a free localhost port (a subprocess, SQLite in a
+temporary folder unless told otherwise), loads a catalog of membership-benefit callouts
+and talks to the service over HTTP with an API key, exactly as a website would:
+decisions with timestamps, clicks that arrive later, a trainer step after each round.
+Ground truth is a known click model, so what the service learned can be checked. No
+printing here: each round is reported to a callback (the CLI renders it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+
+from memberlab._rng import as_generator
+from memberlab.store import Store
+
+__all__ = ["CATALOG", "ClickModel", "DemoRound", "DemoSummary", "run", "running_server"]
+
+BENEFITS = ("delivery", "video", "music", "reading", "photos", "grocery", "deals")
+
+# Sample catalog: membership-benefit callouts with brand/colour/price/category attributes.
+CATALOG: dict[str, dict[str, Any]] = {
+    "free-delivery": {
+        "benefit": "delivery",
+        "brand": "prime",
+        "colour": "blue",
+        "price": 0.0,
+        "category": "shipping",
+    },
+    "same-day": {
+        "benefit": "delivery",
+        "brand": "prime-now",
+        "colour": "orange",
+        "price": 2.99,
+        "category": "shipping",
+    },
+    "video-films": {
+        "benefit": "video",
+        "brand": "prime-video",
+        "colour": "navy",
+        "price": 8.99,
+        "category": "entertainment",
+    },
+    "video-sport": {
+        "benefit": "video",
+        "brand": "prime-video",
+        "colour": "green",
+        "price": 8.99,
+        "category": "sport",
+    },
+    "music-unlimited": {
+        "benefit": "music",
+        "brand": "amazon-music",
+        "colour": "teal",
+        "price": 9.99,
+        "category": "entertainment",
+    },
+    "reading-kindle": {
+        "benefit": "reading",
+        "brand": "kindle",
+        "colour": "black",
+        "price": 0.0,
+        "category": "books",
+    },
+    "photos-storage": {
+        "benefit": "photos",
+        "brand": "amazon-photos",
+        "colour": "white",
+        "price": 0.0,
+        "category": "storage",
+    },
+    "grocery-fresh": {
+        "benefit": "grocery",
+        "brand": "fresh",
+        "colour": "green",
+        "price": 3.99,
+        "category": "food",
+    },
+    "deals-early": {
+        "benefit": "deals",
+        "brand": "prime-day",
+        "colour": "yellow",
+        "price": 0.0,
+        "category": "shopping",
+    },
+}
+
+PAGES = {"electronics": "deals", "books": "reading", "films": "video", "food": "grocery"}
+CROSSES = "page:benefit,interests:benefit,member:benefit"
+
+
+@dataclass(frozen=True, slots=True)
+class ClickModel:
+    """Ground truth: P(click) = Phi(base + benefit + interest/page/member terms)."""
+
+    base: float = -1.9
+    benefit: dict[str, float] = field(
+        default_factory=lambda: {
+            "delivery": 0.35,
+            "video": 0.15,
+            "music": -0.05,
+            "reading": -0.2,
+            "photos": -0.45,
+            "grocery": -0.1,
+            "deals": 0.25,
+        }
+    )
+    interest: float = 0.9
+    page: float = 0.5
+    member_video: float = 0.35
+    colour: dict[str, float] = field(default_factory=lambda: {"orange": 0.15, "white": -0.1})
+
+    def prob(self, context: dict[str, Any], item_id: str) -> float:
+        a = CATALOG[item_id]
+        z = self.base + self.benefit[a["benefit"]] + self.colour.get(a["colour"], 0.0)
+        if a["benefit"] in context["interests"]:
+            z += self.interest
+        if PAGES.get(context["page"]) == a["benefit"]:
+            z += self.page
+        if context["member"] and a["benefit"] in ("video", "music"):
+            z += self.member_video
+        return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+def shopper(rng: np.random.Generator) -> dict[str, Any]:
+    n = int(rng.integers(1, 3))
+    return {
+        "member": bool(rng.random() < 0.4),
+        "page": str(rng.choice([*PAGES, "home"])),
+        "interests": sorted(str(b) for b in rng.choice(BENEFITS, size=n, replace=False)),
+        "device": str(rng.choice(["mobile", "desktop"])),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class DemoRound:
+    round: int
+    decisions: int
+    clicks: int
+    ctr: float
+    oracle_ctr: float
+    random_ctr: float
+    policy_version: int
+    closed: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSummary:
+    rounds: list[DemoRound]
+    items: list[dict[str, Any]]
+    stats: dict[str, Any]
+    base_url: str
+    database_url: str
+    seconds: float
+    served_share: dict[str, float]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_server(
+    database_url: str, *, args: tuple[str, ...] = (), timeout: float = 60.0
+) -> Iterator[str]:
+    """``memberlab serve`` in a subprocess on a free port; yields its base URL."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "memberlab.cli.main",
+        "serve",
+        "--port",
+        str(port),
+        "--database-url",
+        database_url,
+        *args,
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"memberlab serve exited with {proc.returncode}: {err}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("memberlab serve did not become healthy in time.")
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run(
+    *,
+    rounds: int = 12,
+    shoppers: int = 300,
+    seed: int = 0,
+    database_url: str | None = None,
+    on_round: Callable[[DemoRound], None] | None = None,
+    on_start: Callable[[str, str], None] | None = None,
+) -> DemoSummary:
+    """Run the demo and return what the service learned against the truth.
+
+    Shoppers arrive one simulated second apart; a shopper clicks the served callout with
+    the ground-truth probability, after an exponential delay (mean 60 s); clicks later
+    than the 300 s attribution window are lost. Timestamps are sent with every request,
+    so windows close on the data's own clock and the demo runs faster than real time.
+    """
+    rng = as_generator(seed)
+    truth = ClickModel()
+    tmp = None
+    if database_url is None:
+        tmp = tempfile.TemporaryDirectory(prefix="memberlab-demo-")
+        database_url = f"sqlite:///{os.path.join(tmp.name, 'memberlab.db')}"
+    t_start = time.perf_counter()
+    try:
+        store = Store(database_url)
+        admin = store.create_api_key("admin", label="demo")
+        store.close()
+        args = ("--attribution-window", "300", "--train-interval", "0", "--crosses", CROSSES)
+        with running_server(database_url, args=args) as base:
+            if on_start is not None:
+                on_start(base, database_url)
+            headers = {"Authorization": f"Bearer {admin}"}
+            with httpx.Client(base_url=base, headers=headers, timeout=30.0) as client:
+                return _drive(client, rng, truth, rounds, shoppers, on_round, t_start, base)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _check(r: httpx.Response) -> Any:
+    if r.status_code >= 400:
+        raise RuntimeError(f"{r.request.method} {r.request.url.path} -> {r.status_code}: {r.text}")
+    return r.json()
+
+
+def _drive(
+    client: httpx.Client,
+    rng: np.random.Generator,
+    truth: ClickModel,
+    rounds: int,
+    shoppers: int,
+    on_round: Callable[[DemoRound], None] | None,
+    t_start: float,
+    base: str,
+) -> DemoSummary:
+    for item_id, attrs in CATALOG.items():
+        _check(client.put(f"/v1/callouts/items/{item_id}", json={"attributes": attrs}))
+    t0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated time, seconds
+    now = t0
+    future: list[tuple[float, int, dict[str, Any]]] = []  # (time, tiebreak, event)
+    served = dict.fromkeys(CATALOG, 0)
+    clicked = dict.fromkeys(CATALOG, 0)
+    history: list[DemoRound] = []
+    n_event = 0
+    ids = list(CATALOG)
+    for rnd in range(1, rounds + 1):
+        t_round = time.perf_counter()
+        clicks = 0
+        exp_ctr = oracle = uniform = 0.0
+        for _ in range(shoppers):
+            now += 1.0
+            ctx = shopper(rng)
+            stamp = _iso(now)
+            d = _check(
+                client.post("/v1/callouts/decisions", json={"context": ctx, "timestamp": stamp})
+            )
+            item = d["items"][0]["item_id"]
+            served[item] += 1
+            p = truth.prob(ctx, item)
+            hit = bool(rng.random() < p)
+            clicked[item] += int(hit)
+            probs = [truth.prob(ctx, i) for i in ids]
+            exp_ctr += p
+            oracle += max(probs)
+            uniform += float(np.mean(probs))
+            if hit:
+                clicks += 1
+                delay = float(rng.exponential(60.0))
+                n_event += 1
+                ev = {
+                    "event_id": f"click-{n_event}",
+                    "decision_id": d["decision_id"],
+                    "item_id": item,
+                    "type": "click",
+                    "timestamp": _iso(now + delay),
+                }
+                heapq.heappush(future, (now + delay, n_event, ev))
+            due = []
+            while future and future[0][0] <= now:
+                due.append(heapq.heappop(future)[2])
+            if due:
+                _check(client.post("/v1/events", json={"events": due}))
+        trained = _check(client.post("/v1/admin/train"))
+        row = DemoRound(
+            round=rnd,
+            decisions=shoppers,
+            clicks=clicks,
+            ctr=exp_ctr / shoppers,
+            oracle_ctr=oracle / shoppers,
+            random_ctr=uniform / shoppers,
+            policy_version=int(trained["policy_version"]),
+            closed=int(trained["closed"]),
+            seconds=time.perf_counter() - t_round,
+        )
+        history.append(row)
+        if on_round is not None:
+            on_round(row)
+    listed = _check(client.get("/v1/callouts/items"))["items"]
+    population = [shopper(np.random.default_rng(10_000 + i)) for i in range(2000)]
+    for it in listed:
+        it["truth"] = float(np.mean([truth.prob(c, it["item_id"]) for c in population]))
+        it["served"] = served[it["item_id"]]
+        it["observed"] = clicked[it["item_id"]] / max(served[it["item_id"]], 1)
+    stats = _check(client.get("/v1/admin/stats"))
+    total = sum(served.values())
+    return DemoSummary(
+        rounds=history,
+        items=listed,
+        stats=stats,
+        base_url=base,
+        database_url="",
+        seconds=time.perf_counter() - t_start,
+        served_share={k: v / total for k, v in served.items()},
+    )
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"

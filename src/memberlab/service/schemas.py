@@ -1,0 +1,132 @@
+"""Request and response bodies of the HTTP API (pydantic models, in the OpenAPI schema)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = [
+    "DecisionIn",
+    "DecisionOut",
+    "ErrorOut",
+    "EventIn",
+    "EventsIn",
+    "EventsOut",
+    "ItemIn",
+    "ItemOut",
+    "ItemsOut",
+    "RefitIn",
+    "ServedItemOut",
+    "StatsOut",
+    "epoch",
+    "finite_or_none",
+]
+
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Key = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Text = Annotated[str, StringConstraints(max_length=2000)]
+Scalar = Text | bool | int | float
+Value = Scalar | None | Annotated[list[Scalar], Field(max_length=100)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def epoch(ts: datetime | None) -> float | None:
+    """Seconds since the epoch; a timestamp without a zone is taken as UTC."""
+    if ts is None:
+        return None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.timestamp()
+
+
+def finite_or_none(x: Any) -> float | None:
+    if x is None:
+        return None
+    f = float(x)
+    return f if math.isfinite(f) else None
+
+
+class ItemIn(_In):
+    attributes: Annotated[dict[Key, Value], Field(max_length=100)] = Field(
+        description="Item attributes: str, bool, int, float, null or a list of those.",
+        examples=[{"benefit": "video", "brand": "prime", "colour": "blue", "price": 8.99}],
+    )
+
+
+class ItemOut(BaseModel):
+    item_id: str
+    attributes: dict[str, Any]
+    active: bool
+    mean: float | None = Field(default=None, description="Posterior mean click rate.")
+    lower: float | None = Field(default=None, description="Lower end of the 95% interval.")
+    upper: float | None = Field(default=None, description="Upper end of the 95% interval.")
+
+
+class ItemsOut(BaseModel):
+    items: list[ItemOut]
+    policy_version: int
+
+
+class DecisionIn(_In):
+    context: Annotated[dict[Key, Value], Field(max_length=100)] = Field(
+        default_factory=dict,
+        examples=[{"member": False, "page": "video", "interests": ["films"]}],
+    )
+    candidates: Annotated[list[ItemId], Field(min_length=1, max_length=1000)] | None = None
+    k: int = Field(1, ge=1, le=100)
+    timestamp: datetime | None = Field(default=None, description="ISO 8601 time of the request.")
+
+
+class ServedItemOut(BaseModel):
+    item_id: str
+    score: float
+    propensity: float | None
+
+
+class DecisionOut(BaseModel):
+    decision_id: str
+    items: list[ServedItemOut]
+    policy_version: int
+
+
+class EventIn(_In):
+    event_id: Key
+    decision_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    item_id: ItemId | None = Field(default=None, description="Served item (none for layouts).")
+    type: Literal["click", "conversion"]
+    value: float | None = None
+    timestamp: datetime | None = None
+
+
+class EventsIn(_In):
+    events: Annotated[list[EventIn], Field(min_length=1)]
+
+
+class EventsOut(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+class StatsOut(BaseModel):
+    decisions: int
+    events: int
+    pending: int
+    policy_version: int
+    closed: int = 0
+    positives: int = 0
+
+
+class RefitIn(_In):
+    method: Literal["deconvolved", "naive"] = "deconvolved"
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="A short machine-readable code.")
+    message: str = Field(description="What is wrong, for a human.")
+    detail: Any = None

@@ -1,0 +1,85 @@
+"""Settings of the decision service: keyword arguments, or ``MEMBERLAB_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseModel):
+    """Service settings; every field can be set by ``MEMBERLAB_<FIELD>`` in upper case.
+
+    Attributes
+    ----------
+    database_url : str or None
+        SQLAlchemy URL; ``None`` is the SQLite file in ``$MEMBERLAB_DATA_DIR``
+        (default ``./data/memberlab.db``). ``postgresql://...`` uses psycopg.
+    attribution_window : float
+        Seconds a click or conversion may follow its impression and still count.
+    train_interval : float
+        Seconds between background trainer steps; 0 disables the background trainer
+        (``POST /v1/admin/train`` still works).
+    propensity_draws : int
+        Posterior draws used to estimate the propensity of each served item.
+    snapshot_poll_interval : float
+        Seconds between checks for a newer policy snapshot (hot swap).
+    clock : {"auto", "wall"}
+        ``auto``: when clients send timestamps, windows close on the data's own time
+        (the latest timestamp seen), so a log can be replayed faster than real time;
+        otherwise on the wall clock. ``wall``: always the wall clock.
+    max_body_bytes : int
+        Larger request bodies get 413.
+    lease_ttl : float
+        Seconds after which a crashed trainer's lease expires.
+    sqlite_synchronous : {"NORMAL", "FULL"}
+        SQLite durability: ``NORMAL`` survives any process crash, ``FULL`` power loss.
+    train_batch_limit : int
+        Most impressions one trainer step closes.
+    early_hold : float
+        Seconds an event may be timestamped before its decision and still count (clock
+        skew between the caller and the service).
+    crosses : tuple of str
+        Context-by-attribute interactions of a new recommender, ``"page:benefit"``
+        (environment: comma separated). Used when the first snapshot is created.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str | None = None
+    attribution_window: float = Field(3600.0, gt=0)
+    train_interval: float = Field(2.0, ge=0)
+    propensity_draws: int = Field(100, ge=1, le=100_000)
+    snapshot_poll_interval: float = Field(0.5, ge=0)
+    clock: Literal["auto", "wall"] = "auto"
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_events_per_request: int = Field(10_000, ge=1)
+    lease_ttl: float = Field(30.0, gt=0)
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    train_batch_limit: int = Field(20_000, ge=1)
+    early_hold: float = Field(60.0, ge=0)
+    crosses: tuple[str, ...] = ()
+
+    @field_validator("crosses", mode="before")
+    @classmethod
+    def _split_crosses(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [c.strip() for c in v.split(",") if c.strip()]
+        for c in v:
+            if not isinstance(c, str) or c.count(":") != 1 or "" in c.split(":"):
+                raise ValueError(f"cross {c!r} must look like 'context_key:item_attribute'.")
+        return tuple(v)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Read ``MEMBERLAB_*`` variables; ``overrides`` that are not None win."""
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            env = os.environ.get(f"MEMBERLAB_{name.upper()}")
+            if env is not None and env != "":
+                values[name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)
