@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import time
 import uuid
@@ -262,8 +263,18 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:
-        """Liveness and readiness: the database answers."""
-        return {"status": "ok", "policy_version": st.latest_version(KIND)}
+        """Liveness and readiness: the database answers.
+
+        ``policy_version`` is the newest snapshot in the database, ``serving_version``
+        the one this process serves from, ``pid`` the process (for multi-worker checks).
+        """
+        _, serving = callouts.current()
+        return {
+            "status": "ok",
+            "policy_version": st.latest_version(KIND),
+            "serving_version": serving,
+            "pid": os.getpid(),
+        }
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def metrics() -> str:
