@@ -1,0 +1,689 @@
+"""Thompson sampling over layouts with a pairwise probit model (Hill et al., KDD 2017).
+
+Per decision: draw one weight vector from the posterior, find the layout with the best
+sampled score (hill climbing from random restarts, or exact enumeration on small spaces),
+serve it. The propensity of the served layout is estimated by repeating the same
+randomised selection with ``propensity_draws`` independent posterior draws and counting
+how often it picks the served layout. The decision's seed fixes every random number, so
+:meth:`LayoutPolicy.replay` reproduces a decision exactly under the same posterior.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from scipy import special
+
+from memberlab._errors import DataValidationError, SchemaVersionError
+from memberlab._rng import RNGLike, as_generator
+from memberlab._typing import FloatArray, IntArray
+from memberlab.bayes import FeatureIndex, GroupPrior, SparseRows, probit
+from memberlab.layouts.features import GROUPS, FeatureMap
+from memberlab.layouts.search import (
+    Enumeration,
+    SearchTables,
+    exact_argmax,
+    hill_climb,
+    random_layouts,
+)
+from memberlab.layouts.space import LayoutSpace
+
+if TYPE_CHECKING:
+    from memberlab.bayes.metaprior import MetaPriorFit
+
+__all__ = [
+    "DEFAULT_PRIORS",
+    "SNAPSHOT_SCHEMA_VERSION",
+    "LayoutDecision",
+    "LayoutPolicy",
+    "LeaderboardEntry",
+]
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_SCHEMA_VERSION = 1
+_MAGIC = b"memberlab-layout-policy\n"
+
+DEFAULT_PRIORS: dict[str, GroupPrior] = {
+    "bias": GroupPrior(0.0, 1.0),
+    "first_order": GroupPrior(0.0, 0.1),
+    "second_order": GroupPrior(0.0, 0.05),
+    "context": GroupPrior(0.0, 0.05),
+}
+
+Event = tuple[Mapping[str, Any] | None, Mapping[str, str], int | float | bool]
+
+
+@dataclass(frozen=True, slots=True)
+class LayoutDecision:
+    """One served layout.
+
+    Attributes
+    ----------
+    decision_id : str
+        A fresh identifier (uuid4 hex) for joining feedback.
+    layout : dict of str to str
+        Slot to variant.
+    propensity : float or None
+        Monte Carlo estimate of the probability that the policy serves this layout in
+        this context: ``(1 + matches) / (1 + propensity_draws)``, never 0. ``None`` when
+        ``propensity_draws == 0``.
+    policy_version : int
+        Number of updates the posterior had seen.
+    seed : int
+        Seed of every random number of the decision; see :meth:`LayoutPolicy.replay`.
+    """
+
+    decision_id: str
+    layout: dict[str, str]
+    propensity: float | None
+    policy_version: int
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderboardEntry:
+    """A layout ranked by its posterior mean score.
+
+    Attributes
+    ----------
+    rank : int
+        1 for the best.
+    layout : dict of str to str
+    mean, sd : float
+        Posterior mean and standard deviation of the latent (probit) score.
+    probability : float
+        Posterior predictive probability of a positive reward.
+    """
+
+    rank: int
+    layout: dict[str, str]
+    mean: float
+    sd: float
+    probability: float
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise DataValidationError(f"{name} == {value!r}, must be an int.")
+    v = int(value)
+    if v < low or (high is not None and v > high):
+        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise DataValidationError(f"{name} == {v}, must be {rng}.")
+    return v
+
+
+class LayoutPolicy:
+    """Thompson sampling over a :class:`LayoutSpace` with a probit ADF model.
+
+    Parameters
+    ----------
+    space : LayoutSpace or mapping
+        The space, or its ``dict`` form (see :meth:`LayoutSpace.from_dict`).
+    priors : mapping of str to GroupPrior, optional
+        Prior of each feature group (``"bias"``, ``"first_order"``, ``"second_order"``,
+        ``"context"``); missing groups use :data:`DEFAULT_PRIORS`.
+    noise : float, default 1.0
+        Scale of the probit link.
+    n_restarts : int, default 4
+        Hill-climbing restarts per posterior draw.
+    max_steps : int, optional
+        Most single-slot changes per restart; default ``4 * n_slots``. A restart also
+        stops as soon as no single-slot change improves its score.
+    exact_max_layouts : int, default 1024
+        Enumerate exactly instead of hill climbing when the space has at most this many
+        layouts (0 disables enumeration).
+    propensity_draws : int, default 64
+        Independent repetitions of the selection used to estimate the propensity.
+    update_method : {"sequential", "parallel"}, default "sequential"
+        :func:`memberlab.bayes.probit.update` or :func:`~memberlab.bayes.probit.update_parallel`.
+    rng : int, Generator or None
+        Source of decision seeds when :meth:`decide` gets no ``rng``.
+
+    Attributes
+    ----------
+    state_ : ProbitState
+        The posterior over features (see :class:`~memberlab.layouts.features.FeatureMap`).
+    version_ : int
+        Number of :meth:`update` calls applied.
+    """
+
+    def __init__(
+        self,
+        space: LayoutSpace | Mapping[str, Any],
+        *,
+        priors: Mapping[str, GroupPrior] | None = None,
+        noise: float = 1.0,
+        n_restarts: int = 4,
+        max_steps: int | None = None,
+        exact_max_layouts: int = 1024,
+        propensity_draws: int = 64,
+        update_method: Literal["sequential", "parallel"] = "sequential",
+        rng: RNGLike = None,
+    ) -> None:
+        self.space = space if isinstance(space, LayoutSpace) else LayoutSpace.from_dict(space)
+        self.priors = dict(priors or {})
+        self.noise = noise
+        self.n_restarts = n_restarts
+        self.max_steps = max_steps
+        self.exact_max_layouts = exact_max_layouts
+        self.propensity_draws = propensity_draws
+        self.update_method = update_method
+        self._validate()
+        self._rng = as_generator(rng)
+        self.fmap = FeatureMap(self.space)
+        self._tables = SearchTables.build(self.fmap)
+        self._enum: Enumeration | None = None
+        if self.space.n_layouts <= self.exact_max_layouts:
+            self._enum = Enumeration(self.fmap, max_layouts=self.exact_max_layouts)
+        self._ctx = FeatureIndex()
+        pm, pv = self._prior_arrays(0)
+        self.state_ = probit.init(pm.shape[0], prior_mean=pm, prior_var=pv, noise=float(noise))
+        self.version_ = 0
+        self._refresh()
+
+    # ------------------------------------------------------------------ set-up
+    def _validate(self) -> None:
+        for name in self.priors:
+            if name not in GROUPS:
+                raise DataValidationError(
+                    f"priors has unknown group {name!r}; allowed groups: {list(GROUPS)}."
+                )
+            if not isinstance(self.priors[name], GroupPrior):
+                raise DataValidationError(f"priors[{name!r}] must be a GroupPrior.")
+        if not (isinstance(self.noise, int | float) and math.isfinite(self.noise)) or not (
+            self.noise > 0
+        ):
+            raise DataValidationError(f"noise == {self.noise!r}, must be a positive finite number.")
+        _check_int("n_restarts", self.n_restarts, 1, 10_000)
+        if self.max_steps is not None:
+            _check_int("max_steps", self.max_steps, 1)
+        _check_int("exact_max_layouts", self.exact_max_layouts, 0, 5_000_000)
+        _check_int("propensity_draws", self.propensity_draws, 0, 100_000)
+        if self.update_method not in ("sequential", "parallel"):
+            raise DataValidationError(
+                f"update_method == {self.update_method!r}, must be 'sequential' or 'parallel'."
+            )
+
+    def group_prior(self, group: str) -> GroupPrior:
+        """The prior of one feature group (set, or the default)."""
+        return self.priors.get(group, DEFAULT_PRIORS[group])
+
+    def _prior_arrays(self, n_blocks: int) -> tuple[FloatArray, FloatArray]:
+        gids = self.fmap.group_ids(n_blocks)
+        gm = np.array([self.group_prior(g).mean for g in GROUPS])
+        gv = np.array([self.group_prior(g).var for g in GROUPS])
+        return gm[gids], gv[gids]
+
+    def _refresh(self) -> None:
+        self._sd = np.sqrt(self.state_.var)
+
+    @property
+    def max_steps_(self) -> int:
+        return self.max_steps if self.max_steps is not None else 4 * self.space.n_slots
+
+    @property
+    def n_context_values(self) -> int:
+        """Context values (field, value) registered so far."""
+        return len(self._ctx)
+
+    def context_values(self) -> list[tuple[str, str]]:
+        """Registered ``(field, value)`` pairs in block order."""
+        return self._ctx.keys()
+
+    # ------------------------------------------------------------------ context
+    def _context_items(self, context: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+        if context is None:
+            return []
+        if not isinstance(context, Mapping):
+            raise DataValidationError(f"context == {context!r}, must be a mapping or None.")
+        items = []
+        for name in self.space.context:
+            value = context.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, str | int | float | bool):
+                raise DataValidationError(
+                    f"context[{name!r}] == {value!r}, must be a str, int, float, bool or None."
+                )
+            items.append((name, str(value)))
+        return items
+
+    def _blocks(self, context: Mapping[str, Any] | None) -> tuple[list[int], int]:
+        """Registered blocks of a context and the number of unseen values."""
+        known, unknown = [], 0
+        for name, value in self._context_items(context):
+            b = self._ctx.get(name, value)
+            if b is None:
+                unknown += 1
+            else:
+                known.append(b)
+        return known, unknown
+
+    # ------------------------------------------------------------------ sampling
+    def _sample_tables(
+        self, rng: np.random.Generator, n_draws: int, known: Sequence[int], n_unknown: int
+    ) -> tuple[FloatArray, FloatArray]:
+        """Per-draw main table (n_draws, M) and pair table (n_draws, n_pair + 1).
+
+        A main cell's score is its main-effect weight plus one context-by-variant weight
+        per context value; a sum of independent Gaussians, drawn as one Gaussian.
+        """
+        fm = self.fmap
+        M, ns = fm.n_main, fm.n_static
+        mean, var = self._context_moments(known, n_unknown)
+        z = rng.standard_normal((n_draws, ns))
+        z[:, :M] *= np.sqrt(var)
+        z[:, :M] += mean
+        z[:, M : ns - 1] *= self._sd[1 + M : ns]
+        z[:, M : ns - 1] += self.state_.mean[1 + M : ns]
+        z[:, ns - 1] = 0.0
+        return z[:, :M], z[:, M:]
+
+    def _context_moments(
+        self, known: Sequence[int], n_unknown: int
+    ) -> tuple[FloatArray, FloatArray]:
+        """Posterior mean and variance of each main cell's score, shape (M,) each."""
+        fm = self.fmap
+        M, ns = fm.n_main, fm.n_static
+        s = self.state_
+        mean = s.mean[1 : 1 + M].copy()
+        var = s.var[1 : 1 + M].copy()
+        for b in known:
+            lo = ns + b * fm.block_size + 1
+            mean += s.mean[lo : lo + M]
+            var += s.var[lo : lo + M]
+        if n_unknown:
+            gp = self.group_prior("context")
+            mean += n_unknown * gp.mean
+            var += n_unknown * gp.var
+        return mean, var
+
+    def _mean_tables(self, known: Sequence[int], n_unknown: int) -> tuple[FloatArray, FloatArray]:
+        fm = self.fmap
+        main, _ = self._context_moments(known, n_unknown)
+        pair = np.concatenate([self.state_.mean[1 + fm.n_main : fm.n_static], [0.0]])
+        return main[None, :], pair[None, :]
+
+    def _argmax(
+        self, main: FloatArray, pair: FloatArray, starts: IntArray | None
+    ) -> tuple[IntArray, FloatArray]:
+        """Best layout of each draw, (n_draws, n_slots) and (n_draws,)."""
+        n = main.shape[0]
+        if self._enum is not None:
+            return exact_argmax(self._enum, main, pair)
+        R = self.n_restarts
+        assert starts is not None
+        L, s = hill_climb(
+            self._tables,
+            main,
+            pair,
+            np.repeat(np.arange(n), R),
+            starts,
+            max_steps=self.max_steps_,
+        )
+        best = np.argmax(s.reshape(n, R), axis=1)
+        rows = np.arange(n) * R + best
+        return L[rows], s[rows]
+
+    def _select(
+        self, rng: np.random.Generator, n_draws: int, known: Sequence[int], n_unknown: int
+    ) -> tuple[FloatArray, FloatArray, IntArray | None]:
+        main, pair = self._sample_tables(rng, n_draws, known, n_unknown)
+        starts = None
+        if self._enum is None:
+            starts = random_layouts(self.space, n_draws * self.n_restarts, rng)
+        return main, pair, starts
+
+    # ------------------------------------------------------------------ decisions
+    def decide(
+        self,
+        context: Mapping[str, Any] | None = None,
+        *,
+        rng: RNGLike = None,
+        seed: int | None = None,
+    ) -> LayoutDecision:
+        """Choose a layout for one request by Thompson sampling.
+
+        Parameters
+        ----------
+        context : mapping, optional
+            Values of the space's context fields; fields the space does not declare are
+            ignored, missing or ``None`` fields are treated as absent.
+        rng : int, Generator or None
+            Source of the decision's seed (default: the policy's generator).
+        seed : int, optional
+            Use this seed instead of drawing one (what :meth:`replay` does).
+
+        Returns
+        -------
+        LayoutDecision
+        """
+        if seed is None:
+            seed = int(as_generator(rng if rng is not None else self._rng).integers(2**63 - 1))
+        else:
+            seed = _check_int("seed", seed, 0)
+        known, unknown = self._blocks(context)
+        serve_seq, prop_seq = np.random.SeedSequence(seed).spawn(2)
+        K = self.propensity_draws
+        m0, p0, s0 = self._select(np.random.default_rng(serve_seq), 1, known, unknown)
+        if K > 0:
+            m1, p1, s1 = self._select(np.random.default_rng(prop_seq), K, known, unknown)
+            main = np.concatenate([m0, m1])
+            pair = np.concatenate([p0, p1])
+            starts = None if s0 is None or s1 is None else np.concatenate([s0, s1])
+        else:
+            main, pair, starts = m0, p0, s0
+        L, _ = self._argmax(main, pair, starts)
+        served = L[0]
+        propensity = None
+        if K > 0:
+            matches = int(np.all(L[1:] == served[None, :], axis=1).sum())
+            propensity = (1 + matches) / (1 + K)
+        return LayoutDecision(
+            decision_id=uuid.uuid4().hex,
+            layout=self.space.from_indices(served),
+            propensity=propensity,
+            policy_version=self.version_,
+            seed=seed,
+        )
+
+    def replay(self, context: Mapping[str, Any] | None, seed: int) -> LayoutDecision:
+        """Repeat a decision from its seed (same layout and propensity, new decision id).
+
+        Exact when the posterior, the hyperparameters and the registered context values
+        are those the decision was made under (same :attr:`version_`).
+        """
+        return self.decide(context, seed=seed)
+
+    def decide_batch(
+        self,
+        n: int,
+        *,
+        context: Mapping[str, Any] | None = None,
+        rng: RNGLike = None,
+    ) -> IntArray:
+        """``n`` Thompson-sampling decisions under the current posterior, one draw each.
+
+        For simulations and batched serving; no propensities, no ids.
+
+        Returns
+        -------
+        ndarray of shape (n, n_slots)
+            Variant indices (see :meth:`LayoutSpace.from_indices`).
+        """
+        n = _check_int("n", n, 0)
+        gen = as_generator(rng if rng is not None else self._rng)
+        known, unknown = self._blocks(context)
+        main, pair, starts = self._select(gen, n, known, unknown)
+        L, _ = self._argmax(main, pair, starts)
+        return L
+
+    # ------------------------------------------------------------------ learning
+    def _register(self, items: list[tuple[str, str]]) -> list[int]:
+        before = len(self._ctx)
+        blocks = [self._ctx.index(f, v) for f, v in items]
+        added = len(self._ctx) - before
+        if added:
+            gp = self.group_prior("context")
+            self.state_ = probit.grow(
+                self.state_,
+                added * self.fmap.block_size,
+                prior_mean=gp.mean,
+                prior_var=gp.var,
+            )
+        return blocks
+
+    def update(self, events: Iterable[Event]) -> None:
+        """Learn from ``(context, layout, reward)`` triples; rewards are 0 or 1.
+
+        ``layout`` is a ``{slot: variant}`` dict naming every slot; ``context`` may be
+        ``None``. New context values get features at the context group's prior.
+        """
+        layouts, rewards, block_rows = [], [], []
+        for i, ev in enumerate(events):
+            if not isinstance(ev, Sequence) or len(ev) != 3:
+                raise DataValidationError(
+                    f"events[{i}] == {ev!r}, must be a (context, layout, reward) triple."
+                )
+            context, layout, reward = ev
+            if reward not in (0, 1):
+                raise DataValidationError(f"events[{i}] reward == {reward!r}, must be 0 or 1.")
+            layouts.append(self.space.to_indices(layout))
+            rewards.append(int(reward))
+            block_rows.append(self._register(self._context_items(context)))
+        if not layouts:
+            return
+        F = len(self.space.context)
+        blocks = np.full((len(layouts), F), -1, dtype=np.int64)
+        for i, row in enumerate(block_rows):
+            blocks[i, : len(row)] = row
+        self.update_indices(np.stack(layouts), np.asarray(rewards), blocks=blocks)
+
+    def update_indices(
+        self,
+        layouts: IntArray,
+        rewards: IntArray,
+        *,
+        blocks: IntArray | None = None,
+    ) -> None:
+        """Learn from index rows (the fast path for simulations).
+
+        Parameters
+        ----------
+        layouts : ndarray of shape (n, n_slots)
+        rewards : ndarray of shape (n,), values in {0, 1}
+        blocks : ndarray of shape (n, n_fields), optional
+            Registered context block of each field, -1 where absent.
+        """
+        L = np.asarray(layouts, dtype=np.int64)
+        if L.ndim != 2 or L.shape[1] != self.space.n_slots:
+            raise DataValidationError(
+                f"layouts has shape {L.shape}, must be (n, {self.space.n_slots})."
+            )
+        if np.any(L < 0) or np.any(self.space.sizes[None, :] <= L):
+            raise DataValidationError("layouts hold a variant index out of range.")
+        n_forbidden = int(self.space.violations(L).sum())
+        if n_forbidden:
+            logger.warning("learning from %d layouts that break a constraint", n_forbidden)
+        rows: SparseRows = self.fmap.rows(L, blocks)
+        y = np.asarray(rewards)
+        if self.update_method == "parallel":
+            self.state_ = probit.update_parallel(self.state_, rows, y)
+        else:
+            self.state_ = probit.update(self.state_, rows, y)
+        self.version_ += 1
+        self._refresh()
+
+    # ------------------------------------------------------------------ priors
+    def feature_groups(self) -> tuple[IntArray, tuple[str, ...]]:
+        """Group id of each feature, shape (n_features,), and the group names."""
+        return self.fmap.group_ids(len(self._ctx)), GROUPS
+
+    def set_priors(self, priors: Mapping[str, GroupPrior], *, reset: bool = True) -> None:
+        """Replace group priors (e.g. after an empirical-Bayes refit).
+
+        With ``reset=True`` the posterior restarts at the new prior, ready for a replay of
+        the log in hindsight through :meth:`update`.
+        """
+        new = {**self.priors, **dict(priors)}
+        old, self.priors = self.priors, new
+        try:
+            self._validate()
+        except DataValidationError:
+            self.priors = old
+            raise
+        pm, pv = self._prior_arrays(len(self._ctx))
+        self.state_ = probit.set_prior(self.state_, pm, pv, reset=reset)
+        if reset:
+            self.version_ += 1
+        self._refresh()
+
+    def refit_priors(
+        self,
+        *,
+        method: Literal["naive", "deconvolved"] = "deconvolved",
+        replay: Iterable[Event] | None = None,
+    ) -> MetaPriorFit:
+        """Empirical-Bayes group priors from the current posterior's likelihood messages.
+
+        The bias keeps its prior and group means are pinned at 0 (with one-hot coding
+        they are not identified). Given ``replay`` events, the posterior is reset to the
+        new priors and retrained on them in hindsight.
+
+        Returns
+        -------
+        memberlab.bayes.metaprior.MetaPriorFit
+        """
+        from memberlab.bayes.metaprior import fit_group_priors
+
+        gids, names = self.feature_groups()
+        fit = fit_group_priors(self.state_, gids, names, method=method, exclude=("bias",))
+        priors = fit.priors(pin_mean=0.0)
+        self.set_priors(priors, reset=replay is not None)
+        if replay is not None:
+            self.update(replay)
+        return fit
+
+    # ------------------------------------------------------------------ reporting
+    def leaderboard(
+        self,
+        context: Mapping[str, Any] | None = None,
+        *,
+        top: int = 10,
+        max_enumerate: int = 200_000,
+    ) -> list[LeaderboardEntry]:
+        """Layouts ranked by posterior mean score in a context.
+
+        Exact when the space has at most ``max_enumerate`` layouts; otherwise the
+        candidates are the local optima of many hill-climbing restarts on the posterior
+        mean and their single-slot neighbours (approximate).
+        """
+        top = _check_int("top", top, 1)
+        known, unknown = self._blocks(context)
+        main, pair = self._mean_tables(known, unknown)
+        if self.space.n_layouts <= max_enumerate:
+            enum = self._enum or Enumeration(self.fmap, max_layouts=max_enumerate)
+            s = enum.scores(main, pair)[0]
+            order = np.argsort(-s, kind="stable")[:top]
+            cand = enum.layouts[order]
+        else:
+            cand = self._leader_candidates(main, pair)
+        # exact moments of the candidates' scores, bias and context included
+        F = len(self.space.context)
+        blocks = np.full((cand.shape[0], max(F, 1)), -1, dtype=np.int64)
+        blocks[:, : len(known)] = known
+        rows = self.fmap.rows(cand, blocks)
+        mu = rows.dot(self.state_.mean)
+        var = rows.dot(self.state_.var)  # binary features: x_i^2 = x_i
+        if unknown:
+            gp = self.group_prior("context")
+            mu = mu + unknown * (1 + self.space.n_slots) * gp.mean
+            var = var + unknown * (1 + self.space.n_slots) * gp.var
+        prob = special.ndtr(mu / np.sqrt(self.state_.noise**2 + var))
+        order = np.argsort(-mu, kind="stable")[:top]
+        return [
+            LeaderboardEntry(
+                rank=r + 1,
+                layout=self.space.from_indices(cand[i]),
+                mean=float(mu[i]),
+                sd=float(math.sqrt(var[i])),
+                probability=float(prob[i]),
+            )
+            for r, i in enumerate(order.tolist())
+        ]
+
+    def _leader_candidates(self, main: FloatArray, pair: FloatArray) -> IntArray:
+        """Local optima of the mean score from 256 restarts and neighbours of the best 32."""
+        gen = np.random.default_rng(0)
+        R = 256
+        starts = random_layouts(self.space, R, gen)
+        L, s = hill_climb(
+            self._tables, main, pair, np.zeros(R, dtype=np.int64), starts, max_steps=10_000
+        )
+        optima, first = np.unique(L, axis=0, return_index=True)
+        best = optima[np.argsort(-s[first], kind="stable")[:32]]
+        parts = [optima]
+        sizes = self.space.sizes
+        for d in range(self.space.n_slots):
+            nb = np.repeat(best, sizes[d], axis=0)
+            nb[:, d] = np.tile(np.arange(sizes[d]), best.shape[0])
+            parts.append(nb)
+        cand = np.unique(np.concatenate(parts), axis=0)
+        return cand[~self.space.violations(cand)]
+
+    # ------------------------------------------------------------------ snapshot
+    def to_bytes(self) -> bytes:
+        """Snapshot: a magic line, a JSON header line, then an ``.npz`` of the posterior.
+
+        No pickle anywhere; :meth:`from_bytes` reads it back.
+        """
+        header = {
+            "schema_version": SNAPSHOT_SCHEMA_VERSION,
+            "kind": "memberlab.layouts.LayoutPolicy",
+            "space": self.space.to_dict(),
+            "params": {
+                "noise": self.noise,
+                "n_restarts": self.n_restarts,
+                "max_steps": self.max_steps,
+                "exact_max_layouts": self.exact_max_layouts,
+                "propensity_draws": self.propensity_draws,
+                "update_method": self.update_method,
+            },
+            "priors": {g: [p.mean, p.var] for g, p in self.priors.items()},
+            "context_values": [list(k) for k in self.context_values()],
+            "version": self.version_,
+            "rng_state": self._rng.bit_generator.state,
+        }
+        buf = io.BytesIO()
+        s = self.state_
+        np.savez(buf, mean=s.mean, var=s.var, prior_mean=s.prior_mean, prior_var=s.prior_var)
+        line = json.dumps(header).encode()
+        return _MAGIC + line + b"\n" + buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LayoutPolicy:
+        """Rebuild a policy from :meth:`to_bytes` output."""
+        if not isinstance(data, bytes | bytearray) or not data.startswith(_MAGIC):
+            raise DataValidationError("data is not a memberlab layout policy snapshot.")
+        rest = bytes(data[len(_MAGIC) :])
+        cut = rest.find(b"\n")
+        if cut < 0:
+            raise DataValidationError("layout policy snapshot is truncated (no header line).")
+        try:
+            header = json.loads(rest[:cut])
+        except json.JSONDecodeError as exc:
+            raise DataValidationError(f"layout policy snapshot header is not JSON: {exc}") from exc
+        version = header.get("schema_version")
+        if version != SNAPSHOT_SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"layout policy snapshot has schema_version {version!r}; "
+                f"this release reads {SNAPSHOT_SCHEMA_VERSION}."
+            )
+        priors = {g: GroupPrior(float(m), float(v)) for g, (m, v) in header["priors"].items()}
+        pol = cls(LayoutSpace.from_dict(header["space"]), priors=priors, **header["params"])
+        for f, v in header["context_values"]:
+            pol._ctx.index(f, v)
+        with np.load(io.BytesIO(rest[cut + 1 :]), allow_pickle=False) as z:
+            arrays = {k: np.array(z[k], dtype=np.float64) for k in z.files}
+        n = pol.fmap.n_features(len(pol._ctx))
+        for k in ("mean", "var", "prior_mean", "prior_var"):
+            if k not in arrays or arrays[k].shape != (n,):
+                raise DataValidationError(
+                    f"layout policy snapshot array {k!r} must have shape ({n},)."
+                )
+        pol.state_ = probit.ProbitState(
+            arrays["mean"], arrays["var"], arrays["prior_mean"], arrays["prior_var"], pol.noise
+        )
+        pol.version_ = int(header["version"])
+        pol._rng.bit_generator.state = header["rng_state"]
+        pol._refresh()
+        return pol

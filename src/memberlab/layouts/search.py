@@ -1,0 +1,271 @@
+"""Maximise a sampled layout score: batched hill climbing and exact enumeration.
+
+A sampled weight vector is turned into two per-draw tables: ``main`` of shape
+(n_draws, M) (every slot's variant scores, context terms folded in) and ``pair`` of shape
+(n_draws, n_pair_features + 1) (pairwise terms, with a trailing zero column that every
+non-interacting slot pair points to). The score of a layout ``l`` under draw ``k`` is
+
+    sum_d main[k, off_d + l_d] + sum_{(a, b)} pair[k, index(a, b, l_a, l_b)]
+
+(the bias and context bias shift every layout alike and are left out).
+
+Hill climbing keeps, for every (restart, slot, variant), the *field*: the score change of
+putting that variant in that slot with the other slots fixed. A step takes the best
+single-slot change over all slots (steepest ascent) and refreshes the field in
+O(n_slots * n_variants); a restart stops when no single-slot change improves its score.
+Many draws and restarts run together as one batch; the work of one decision depends on
+n_slots, n_variants, restarts and draws, never on the number of layouts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+from memberlab._errors import DataValidationError
+from memberlab._typing import BoolArray, FloatArray, IntArray
+from memberlab.layouts.features import FeatureMap
+from memberlab.layouts.space import LayoutSpace
+
+__all__ = ["SearchTables", "exact_argmax", "hill_climb", "random_layouts"]
+
+_GAIN_TOL = 1e-10
+
+
+@dataclass(frozen=True, slots=True)
+class SearchTables:
+    """Static index tables of one space for fast search.
+
+    Attributes
+    ----------
+    n_slots, n_max, n_main, n_pair_cols : int
+        Slots, largest variant count, main features (M), pair columns (with the zero).
+    main_pad : ndarray of shape (n_slots, n_max)
+        Column of ``main`` for each (slot, variant); ``n_main`` (a -inf column) on padding.
+    pair_t : ndarray of shape (n_slots * n_max, n_slots * n_max)
+        ``pair_t[d * n_max + w, e * n_max + v]`` is the ``pair`` column of the term between
+        slot d at variant w and slot e at variant v (the zero column if they do not interact).
+    cons_onehot : ndarray of shape (n_constraints, n_slots, n_max)
+    cons_req : ndarray of shape (n_constraints, n_slots)
+    cons_k : ndarray of shape (n_constraints,)
+    """
+
+    n_slots: int
+    n_max: int
+    n_main: int
+    n_pair_cols: int
+    main_pad: IntArray
+    pair_t: IntArray
+    cons_onehot: BoolArray
+    cons_req: BoolArray
+    cons_k: IntArray
+
+    @classmethod
+    def build(cls, fmap: FeatureMap) -> SearchTables:
+        space = fmap.space
+        D = space.n_slots
+        sizes = space.sizes
+        n_max = int(sizes.max())
+        M = fmap.n_main
+        main_pad = np.full((D, n_max), M, dtype=np.int64)
+        for d in range(D):
+            main_pad[d, : sizes[d]] = fmap.main_offset[d] - 1 + np.arange(sizes[d])
+        zero = fmap.n_pair_features
+        pair4 = np.full((D, D, n_max, n_max), zero, dtype=np.int64)  # [d, e, v_d, v_e]
+        for p, (a, b) in enumerate(fmap.pairs.tolist()):
+            na, nb = int(sizes[a]), int(sizes[b])
+            base = int(fmap.pair_offset[p]) - 1 - M
+            block = base + np.arange(na)[:, None] * nb + np.arange(nb)[None, :]
+            pair4[a, b, :na, :nb] = block
+            pair4[b, a, :nb, :na] = block.T
+        # pair_t[(d, w), (e, v)] = pair4[e, d, v, w]
+        pair_t = pair4.transpose(1, 3, 0, 2).reshape(D * n_max, D * n_max).copy()
+        A = space.constraint_array
+        C = A.shape[0]
+        onehot = np.zeros((C, D, n_max), dtype=bool)
+        cc, dd = np.nonzero(A >= 0)
+        onehot[cc, dd, A[cc, dd]] = True
+        req = A >= 0
+        return cls(
+            n_slots=D,
+            n_max=n_max,
+            n_main=M,
+            n_pair_cols=zero + 1,
+            main_pad=main_pad,
+            pair_t=pair_t,
+            cons_onehot=onehot,
+            cons_req=req,
+            cons_k=req.sum(axis=1).astype(np.int64),
+        )
+
+
+def random_layouts(space: LayoutSpace, n: int, rng: np.random.Generator) -> IntArray:
+    """``n`` allowed layouts, uniform over allowed layouts (rejection sampling).
+
+    Rows still forbidden after 50 rounds of rejection (very tight constraints) fall back
+    to a randomised depth-first search, which is allowed but not exactly uniform.
+
+    Returns
+    -------
+    ndarray of shape (n, n_slots)
+    """
+    sizes = space.sizes
+    L = (rng.random((n, space.n_slots)) * sizes[None, :]).astype(np.int64)
+    if space.n_constraints == 0:
+        return L
+    bad = np.flatnonzero(space.violations(L))
+    for _ in range(50):
+        if bad.shape[0] == 0:
+            return L
+        L[bad] = (rng.random((bad.shape[0], space.n_slots)) * sizes[None, :]).astype(np.int64)
+        bad = bad[space.violations(L[bad])]
+    for i in bad.tolist():
+        found = space.first_allowed(rng)
+        if found is None:  # pragma: no cover - LayoutSpace refuses such constraints
+            raise DataValidationError("constraints forbid every layout.")
+        L[i] = found
+    return L
+
+
+def _forbidden(tables: SearchTables, L: IntArray) -> BoolArray:
+    """Which single-slot changes would break a constraint, shape (n, n_slots, n_max)."""
+    oh = tables.cons_onehot
+    C, D, n_max = oh.shape
+    flat = oh.reshape(-1)
+    idx = (np.arange(C) * D * n_max)[None, :, None] + (np.arange(D) * n_max)[None, None, :]
+    match = flat[idx + L[:, None, :]]  # (n, C, D): constraint c's entry on slot d holds
+    mc = match.sum(axis=2)
+    others = tables.cons_req[None, :, :] & (
+        (mc[:, :, None] - match) == (tables.cons_k - 1)[None, :, None]
+    )
+    z = np.einsum("ncd,cdv->ndv", others.astype(np.float64), oh.astype(np.float64))
+    return np.asarray(z > 0.5)
+
+
+def unary_table(tables: SearchTables, main: FloatArray) -> FloatArray:
+    """Padded per-slot variant scores, (n_draws, M) -> (n_draws, n_slots, n_max)."""
+    ext = np.concatenate([main, np.full((main.shape[0], 1), -np.inf)], axis=1)
+    return ext[:, tables.main_pad]
+
+
+def hill_climb(
+    tables: SearchTables,
+    main: FloatArray,
+    pair: FloatArray,
+    draw_of: IntArray,
+    starts: IntArray,
+    *,
+    max_steps: int,
+) -> tuple[IntArray, FloatArray]:
+    """Steepest-ascent hill climbing of many (draw, restart) elements at once.
+
+    Parameters
+    ----------
+    main : ndarray of shape (n_draws, M)
+    pair : ndarray of shape (n_draws, n_pair_cols); the last column must be 0
+    draw_of : ndarray of shape (n,)
+        Which draw each element climbs.
+    starts : ndarray of shape (n, n_slots)
+        Allowed start layouts.
+    max_steps : int
+        Most single-slot changes per element.
+
+    Returns
+    -------
+    layouts : ndarray of shape (n, n_slots)
+        Local optima (or where ``max_steps`` stopped the climb).
+    scores : ndarray of shape (n,)
+        Their scores, bias excluded.
+    """
+    D, n_max = tables.n_slots, tables.n_max
+    unary = unary_table(tables, main).reshape(main.shape[0], D * n_max)
+    pair_flat = pair.ravel()
+    L = np.array(starts, dtype=np.int64, copy=True)
+    k = np.asarray(draw_of, dtype=np.int64)
+    slot_base = np.arange(D) * n_max
+    # field F[i, (d, v)] = unary + sum over other slots e of the pair term with L[i, e]
+    cols = tables.pair_t[slot_base + L] + (k * tables.n_pair_cols)[:, None, None]
+    F = unary[k] + pair_flat[cols].sum(axis=1)  # (n, D * n_max)
+    act = np.arange(L.shape[0])
+    ar = act.copy()
+    has_cons = tables.cons_onehot.shape[0] > 0
+    for _ in range(max_steps):
+        a = act.shape[0]
+        La = L[act]
+        cur = F[ar[:a, None], slot_base + La]  # (a, D) field at the current variants
+        gain = (F.reshape(a, D, n_max) - cur[:, :, None]).reshape(a, D * n_max)
+        if has_cons:
+            gain[_forbidden(tables, La).reshape(gain.shape)] = -np.inf
+        best = np.argmax(gain, axis=1)
+        moving = gain[ar[:a], best] > _GAIN_TOL
+        if not np.all(moving):
+            if not np.any(moving):
+                break
+            F, best, La, act = F[moving], best[moving], La[moving], act[moving]
+            a = act.shape[0]
+        d, v = np.divmod(best, n_max)
+        old = La[ar[:a], d]
+        kk = (k[act] * tables.n_pair_cols)[:, None]
+        F += (
+            pair_flat[tables.pair_t[d * n_max + v] + kk]
+            - pair_flat[tables.pair_t[d * n_max + old] + kk]
+        )
+        L[act, d] = v
+    return L, layout_scores(tables, unary, pair_flat, k, L)
+
+
+def layout_scores(
+    tables: SearchTables, unary: FloatArray, pair_flat: FloatArray, k: IntArray, L: IntArray
+) -> FloatArray:
+    """Score of each layout ``L[i]`` under draw ``k[i]`` (bias excluded), shape (n,)."""
+    D, n_max = tables.n_slots, tables.n_max
+    rows = np.arange(D) * n_max + L  # (n, D)
+    s = np.take_along_axis(unary[k], rows, axis=1).sum(axis=1)
+    a, b = np.triu_indices(D, 1)
+    cols = tables.pair_t[rows[:, a], rows[:, b]] + (k * tables.n_pair_cols)[:, None]
+    return np.asarray(s + pair_flat[cols].sum(axis=1))
+
+
+class Enumeration:
+    """Every allowed layout of a small space, for exact argmax of sampled scores.
+
+    Parameters
+    ----------
+    fmap : FeatureMap
+    max_layouts : int
+        Refuse spaces with more layouts than this.
+    """
+
+    def __init__(self, fmap: FeatureMap, *, max_layouts: int) -> None:
+        space = fmap.space
+        L = space.all_layouts(max_layouts=max_layouts)
+        L = L[~space.violations(L)]
+        self.layouts = L
+        static = fmap.static_indices(L)[:, 1:] - 1  # main in [0, M), pair in [M, M + P)
+        n, w = static.shape
+        self.design = sparse.csr_matrix(
+            (np.ones(n * w), static.ravel(), np.arange(n + 1) * w),
+            shape=(n, fmap.n_main + fmap.n_pair_features),
+        )
+
+    def scores(self, main: FloatArray, pair: FloatArray) -> FloatArray:
+        """Scores of every allowed layout, shape (n_draws, n_allowed)."""
+        W = np.concatenate([main, pair[:, :-1]], axis=1)
+        return np.asarray(self.design @ W.T).T
+
+
+def exact_argmax(
+    enum: Enumeration, main: FloatArray, pair: FloatArray
+) -> tuple[IntArray, FloatArray]:
+    """Best allowed layout of each draw by enumeration.
+
+    Returns
+    -------
+    layouts : ndarray of shape (n_draws, n_slots)
+    scores : ndarray of shape (n_draws,)
+    """
+    s = enum.scores(main, pair)
+    best = np.argmax(s, axis=1)
+    return enum.layouts[best], s[np.arange(s.shape[0]), best]
