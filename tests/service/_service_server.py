@@ -49,7 +49,13 @@ class Server:
                 self.kill()
 
 
-def start_server(database_url: str, log_path: str, *args: str, timeout: float = 60.0) -> Server:
+def start_server(
+    database_url: str,
+    log_path: str,
+    *args: str,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
+) -> Server:
     """Start ``memberlab serve`` and wait until ``/healthz`` answers 200."""
     port = free_port()
     cmd = [
@@ -64,7 +70,13 @@ def start_server(database_url: str, log_path: str, *args: str, timeout: float = 
         *args,
     ]
     log = open(log_path, "ab")  # noqa: SIM115 - kept open for the process's lifetime
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
     server = Server(proc, f"http://127.0.0.1:{port}", log_path)
     deadline = time.monotonic() + timeout
     while True:

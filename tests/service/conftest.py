@@ -25,9 +25,9 @@ def serve(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start servers on ``database_url``; every one is stopped at teardown."""
     servers: list[Server] = []
 
-    def start(*args: str) -> Server:
+    def start(*args: str, env: dict[str, str] | None = None) -> Server:
         log = str(tmp_path / f"server-{len(servers)}.log")
-        s = start_server(database_url, log, *args)
+        s = start_server(database_url, log, *args, env=env)
         servers.append(s)
         return s
 
