@@ -1,9 +1,146 @@
-"""``memberlab simulate layouts``."""
+"""``memberlab simulate layouts``: regret of layout policies on simulators with known truth."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import typer
+
+_MODELS = ("basin", "pairwise")
+
+
+def _parse_policies(value: str) -> list[str]:
+    from memberlab.layouts.regret import POLICIES
+
+    names = [p.strip() for p in value.split(",") if p.strip()]
+    if not names:
+        raise typer.BadParameter(f"--policies == {value!r}, must name at least one policy.")
+    for n in names:
+        if n not in POLICIES:
+            raise typer.BadParameter(
+                f"--policies names {n!r}; allowed: {', '.join(POLICIES)} (comma separated)."
+            )
+    if len(set(names)) != len(names):
+        raise typer.BadParameter(f"--policies == {value!r} lists a policy twice.")
+    return names
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``layouts`` command to ``memberlab simulate``."""
+
+    @app.command("layouts")
+    def layouts(
+        model: str = typer.Option(
+            "basin", help="Simulator: 'basin' (best layout only via interactions) or 'pairwise'."
+        ),
+        slots: int = typer.Option(5, min=2, max=12, help="Number of slots."),
+        variants: int = typer.Option(4, min=2, max=20, help="Variants per slot."),
+        policies: str = typer.Option(
+            "mvt2,mvt1,arm-per-layout,per-slot",
+            help="Comma-separated: mvt2, mvt2-exact, mvt1, arm-per-layout, per-slot.",
+        ),
+        rounds: int = typer.Option(20_000, min=1, help="Rounds per run."),
+        seeds: int = typer.Option(3, min=1, max=1000, help="Independent runs per policy."),
+        batch: int = typer.Option(500, min=1, help="Rounds between posterior updates."),
+        restarts: int = typer.Option(4, min=1, max=1000, help="Hill-climbing restarts."),
+        seed: int = typer.Option(0, min=0, help="Master seed."),
+        out: Path = typer.Option(
+            Path("layouts_regret.png"), help="Where to write the regret plot (PNG)."
+        ),
+    ) -> None:
+        """Cumulative regret of layout policies against a simulator with ground truth."""
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.table import Table
+
+        from memberlab.layouts.regret import RegretTrace, make_learner, plot_regret, run_regret
+        from memberlab.layouts.simulate import basin_model, random_pairwise_model
+
+        if model not in _MODELS:
+            raise typer.BadParameter(
+                f"--model == {model!r}, must be one of {', '.join(_MODELS)}.", param_hint="--model"
+            )
+        names = _parse_policies(policies)
+        n_layouts = variants**slots
+        limit = 5_000_000
+        for n in names:
+            if n in ("mvt2-exact", "arm-per-layout") and n_layouts > limit:
+                raise typer.BadParameter(
+                    f"{n} enumerates every layout: --variants ** --slots == {n_layouts}, "
+                    f"must be <= {limit}.",
+                    param_hint="--policies",
+                )
+        if model == "basin" and variants < 2:  # pragma: no cover - typer enforces min
+            raise typer.BadParameter("--variants must be >= 2.")
+        if out.suffix.lower() != ".png":
+            raise typer.BadParameter(f"--out == {str(out)!r}, must end in .png.")
+
+        console = Console()
+        seqs = np.random.SeedSequence(seed).spawn(seeds)
+        traces: dict[str, list[RegretTrace]] = {n: [] for n in names}
+        optimum_p: list[float] = []
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} rounds"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("simulating", total=rounds * seeds * len(names))
+            for i, ss in enumerate(seqs):
+                sim_seq, *run_seqs = ss.spawn(1 + len(names))
+                try:
+                    if model == "basin":
+                        sim = basin_model(n_slots=slots, n_variants=variants, rng=sim_seq)
+                    else:
+                        sim = random_pairwise_model(n_slots=slots, n_variants=variants, rng=sim_seq)
+                except ValueError as exc:
+                    raise typer.BadParameter(str(exc)) from exc
+                optimum_p.append(sim.optimum()[1])
+                for name, rs in zip(names, run_seqs, strict=True):
+                    progress.update(task, description=f"seed {i + 1}/{seeds} {name}")
+                    done_before = int(progress.tasks[0].completed)
+
+                    def advance(d: int, before: int = done_before) -> None:
+                        progress.update(task, completed=before + d)
+
+                    learner = make_learner(name, sim.space, n_restarts=restarts, rng=rs)
+                    trace = run_regret(
+                        sim,
+                        learner,
+                        rounds=rounds,
+                        batch=batch,
+                        rng=np.random.default_rng(rs),
+                        on_batch=advance,
+                    )
+                    traces[name].append(trace)
+
+        table = Table(
+            title=f"{model} model, {slots} slots x {variants} variants ({n_layouts:,} layouts), "
+            f"{rounds:,} rounds, {seeds} seeds"
+        )
+        for col in ("policy", "cum. regret", "s.e.", "regret/round", "at optimum", "s/run"):
+            table.add_column(col, justify="left" if col == "policy" else "right")
+        best = min(names, key=lambda n: float(np.mean([t.total for t in traces[n]])))
+        for name in names:
+            tot = np.array([t.total for t in traces[name]])
+            se = tot.std(ddof=1) / np.sqrt(tot.size) if tot.size > 1 else float("nan")
+            share = np.mean([t.at_optimum for t in traces[name]])
+            secs = np.mean([t.seconds for t in traces[name]])
+            style = "bold green" if name == best else None
+            table.add_row(
+                name,
+                f"{tot.mean():,.1f}",
+                f"{se:,.1f}",
+                f"{tot.mean() / rounds:.4f}",
+                f"{share:.0%}",
+                f"{secs:.1f}",
+                style=style,
+            )
+        console.print(table)
+        console.print(f"mean click rate of the best layout: {np.mean(optimum_p):.4f}")
+        path = plot_regret(
+            traces, out, title=f"{model}: {slots} slots x {variants} variants, {seeds} seeds"
+        )
+        console.print(f"regret plot written to {path}")

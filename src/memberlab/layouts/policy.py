@@ -145,6 +145,9 @@ class LayoutPolicy:
         Independent repetitions of the selection used to estimate the propensity.
     update_method : {"sequential", "parallel"}, default "sequential"
         :func:`memberlab.bayes.probit.update` or :func:`~memberlab.bayes.probit.update_parallel`.
+    warm_start : bool, default True
+        Start one restart of every draw at the layout the posterior mean ranks best (the
+        incumbent); the other restarts start at uniformly random allowed layouts.
     rng : int, Generator or None
         Source of decision seeds when :meth:`decide` gets no ``rng``.
 
@@ -167,6 +170,7 @@ class LayoutPolicy:
         exact_max_layouts: int = 1024,
         propensity_draws: int = 64,
         update_method: Literal["sequential", "parallel"] = "sequential",
+        warm_start: bool = True,
         rng: RNGLike = None,
     ) -> None:
         self.space = space if isinstance(space, LayoutSpace) else LayoutSpace.from_dict(space)
@@ -177,6 +181,7 @@ class LayoutPolicy:
         self.exact_max_layouts = exact_max_layouts
         self.propensity_draws = propensity_draws
         self.update_method = update_method
+        self.warm_start = warm_start
         self._validate()
         self._rng = as_generator(rng)
         self.fmap = FeatureMap(self.space)
@@ -208,6 +213,8 @@ class LayoutPolicy:
             _check_int("max_steps", self.max_steps, 1)
         _check_int("exact_max_layouts", self.exact_max_layouts, 0, 5_000_000)
         _check_int("propensity_draws", self.propensity_draws, 0, 100_000)
+        if not isinstance(self.warm_start, bool):
+            raise DataValidationError(f"warm_start == {self.warm_start!r}, must be a bool.")
         if self.update_method not in ("sequential", "parallel"):
             raise DataValidationError(
                 f"update_method == {self.update_method!r}, must be 'sequential' or 'parallel'."
@@ -225,6 +232,7 @@ class LayoutPolicy:
 
     def _refresh(self) -> None:
         self._sd = np.sqrt(self.state_.var)
+        self._incumbents: dict[tuple[tuple[int, ...], int], IntArray] = {}
 
     @property
     def max_steps_(self) -> int:
@@ -341,7 +349,31 @@ class LayoutPolicy:
         starts = None
         if self._enum is None:
             starts = random_layouts(self.space, n_draws * self.n_restarts, rng)
+            if self.warm_start:
+                starts[:: self.n_restarts] = self._incumbent(known, n_unknown)
         return main, pair, starts
+
+    def _incumbent(self, known: Sequence[int], n_unknown: int) -> IntArray:
+        """Best layout under the posterior mean (cached per posterior and context).
+
+        Found by hill climbing from 64 fixed-seed restarts, so it depends only on the
+        posterior: decisions that start a restart here still replay exactly.
+        """
+        key = (tuple(known), n_unknown)
+        hit = self._incumbents.get(key)
+        if hit is not None:
+            return hit
+        main, pair = self._mean_tables(known, n_unknown)
+        R = 64
+        starts = random_layouts(self.space, R, np.random.default_rng(0))
+        L, s = hill_climb(
+            self._tables, main, pair, np.zeros(R, dtype=np.int64), starts, max_steps=10_000
+        )
+        best = L[int(np.argmax(s))].copy()
+        if len(self._incumbents) >= 1024:
+            self._incumbents.clear()
+        self._incumbents[key] = best
+        return best
 
     # ------------------------------------------------------------------ decisions
     def decide(
@@ -637,6 +669,7 @@ class LayoutPolicy:
                 "exact_max_layouts": self.exact_max_layouts,
                 "propensity_draws": self.propensity_draws,
                 "update_method": self.update_method,
+                "warm_start": self.warm_start,
             },
             "priors": {g: [p.mean, p.var] for g, p in self.priors.items()},
             "context_values": [list(k) for k in self.context_values()],

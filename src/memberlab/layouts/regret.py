@@ -8,8 +8,9 @@ is the expected (pseudo-)regret ``p* - p(served layout)``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -17,10 +18,20 @@ import numpy as np
 from memberlab._errors import DataValidationError
 from memberlab._rng import RNGLike, as_generator
 from memberlab._typing import FloatArray, IntArray
+from memberlab.layouts.baselines import BetaPerLayout, BetaPerSlot
 from memberlab.layouts.policy import LayoutPolicy
 from memberlab.layouts.simulate import LayoutSimulator
+from memberlab.layouts.space import LayoutSpace
 
-__all__ = ["BatchLearner", "RegretTrace", "ThompsonLearner", "run_regret"]
+__all__ = [
+    "POLICIES",
+    "BatchLearner",
+    "RegretTrace",
+    "ThompsonLearner",
+    "make_learner",
+    "plot_regret",
+    "run_regret",
+]
 
 
 class BatchLearner(Protocol):
@@ -130,3 +141,80 @@ def run_regret(
         at_optimum=bool(np.array_equal(final, best)),
         seconds=time.perf_counter() - t0,
     )
+
+
+POLICIES: tuple[str, ...] = ("mvt2", "mvt2-exact", "mvt1", "arm-per-layout", "per-slot")
+"""Policy names understood by :func:`make_learner`."""
+
+
+def make_learner(
+    name: str,
+    space: LayoutSpace,
+    *,
+    n_restarts: int = 4,
+    rng: RNGLike = None,
+) -> BatchLearner:
+    """A fresh learner by name.
+
+    ``mvt2``: pairwise probit model, hill climbing (never enumerates); ``mvt2-exact``:
+    the same model with exact argmax by enumeration; ``mvt1``: main effects only (exact
+    argmax, which is per-slot); ``arm-per-layout``: Beta-Bernoulli arm per layout;
+    ``per-slot``: an independent Beta-Bernoulli bandit per slot.
+    """
+    if name == "mvt2":
+        return ThompsonLearner(
+            LayoutPolicy(
+                space, exact_max_layouts=0, n_restarts=n_restarts, propensity_draws=0, rng=rng
+            )
+        )
+    if name == "mvt2-exact":
+        return ThompsonLearner(
+            LayoutPolicy(space, exact_max_layouts=5_000_000, propensity_draws=0, rng=rng)
+        )
+    if name == "mvt1":
+        return ThompsonLearner(
+            LayoutPolicy(
+                space.without_interactions(),
+                exact_max_layouts=0,
+                n_restarts=1,
+                propensity_draws=0,
+                rng=rng,
+            )
+        )
+    if name == "arm-per-layout":
+        return BetaPerLayout(space)
+    if name == "per-slot":
+        return BetaPerSlot(space)
+    raise DataValidationError(f"policy == {name!r}, must be one of {list(POLICIES)}.")
+
+
+def plot_regret(
+    traces: Mapping[str, Sequence[RegretTrace]], path: str | Path, *, title: str = ""
+) -> Path:
+    """Mean cumulative regret with a +-1 standard-error band per policy, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for name, runs in traces.items():
+        if not runs:
+            continue
+        x = runs[0].rounds
+        Y = np.stack([r.cumulative_regret for r in runs])
+        m = Y.mean(axis=0)
+        se = Y.std(axis=0, ddof=1) / np.sqrt(len(runs)) if len(runs) > 1 else np.zeros_like(m)
+        ax.plot(x, m, label=name)
+        ax.fill_between(x, m - se, m + se, alpha=0.2)
+    ax.set_xlabel("round")
+    ax.set_ylabel("cumulative expected regret")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
