@@ -91,7 +91,7 @@ def test_bad_arguments(frame) -> None:  # type: ignore[no-untyped-def]
         rust_states(frame, bins=100)
     with pytest.raises(ValueError, match="groups"):
         rust_states(frame, groups=(9,))
-    with pytest.raises(ValueError, match="discount == 1.0"):
+    with pytest.raises(ValueError, match=r"discount == 1\.0"):
         fit_rust(discount=1.0)
 
 

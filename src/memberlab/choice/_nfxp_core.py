@@ -10,6 +10,7 @@ Scores use the implicit function theorem on ``V = T(V; theta, psi)``:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from collections.abc import Callable
@@ -53,6 +54,7 @@ class NFXPProblem:
     transitions: TransitionFn
     transition_loglik: TransitionLogLik
     method: str = "newton"
+    weights: FloatArray | None = None
 
 
 @dataclass(slots=True)
@@ -84,7 +86,8 @@ def nfxp_loglik(
     s, a = problem.states, problem.actions
     ll_choice = logpol[s, a]
     tll, tscore = problem.transition_loglik(psi)
-    ll = float(ll_choice.sum() + tll.sum())
+    wts = np.ones(len(s)) if problem.weights is None else problem.weights
+    ll = float(wts @ ll_choice + wts @ tll)
     if not np.isfinite(ll):
         return _Eval(-np.inf, np.zeros((len(s), n_theta + len(psi))), sol.values, sol.converged)
     if not with_scores:
@@ -165,12 +168,14 @@ def maximize_bhhh(
         t_ = x[:n_theta]
         p_ = x[n_theta:] if free_psi else psi
         ev = nfxp_loglik(problem, t_, p_, init=cur.values)
-        return ev.scores[:, :n_free].sum(axis=0)
+        wts = np.ones(len(ev.scores)) if problem.weights is None else problem.weights
+        return np.asarray(wts @ ev.scores[:, :n_free])
 
     for it in range(1, max_iter + 1):
         sc = cur.scores[:, :n_free]
-        g = sc.sum(axis=0)
-        h = sc.T @ sc
+        wts = np.ones(len(sc)) if problem.weights is None else problem.weights
+        g = wts @ sc
+        h = sc.T @ (sc * wts[:, None])
         try:
             step = scipy.linalg.solve(h, g, assume_a="pos")
         except (scipy.linalg.LinAlgError, ValueError):
@@ -192,10 +197,8 @@ def maximize_bhhh(
                 hess[:, k] = (grad_at(x0 + e) - grad_at(x0 - e)) / (2 * eps)
             hess = 0.5 * (hess + hess.T)
             if np.all(np.isfinite(hess)) and np.all(np.linalg.eigvalsh(hess) < 0):
-                try:
+                with contextlib.suppress(np.linalg.LinAlgError):
                     step = np.linalg.solve(-hess, g)
-                except np.linalg.LinAlgError:
-                    pass
         lam = 1.0
         improved = False
         for _ in range(40):

@@ -1,0 +1,383 @@
+"""Member panels: one row per member and period, validated and encoded.
+
+A panel holds, per row, a member id, a period (consecutive integers within a member), the
+state columns, the action taken and, optionally, the feasible actions (for example
+annual members locked in until the term ends). Rows become decisions on a discrete state
+space: the distinct combinations of the state columns.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from memberlab._errors import AnchorSupportError, DataValidationError
+from memberlab._typing import BoolArray, FloatArray, IntArray
+
+__all__ = ["Panel", "read_panel"]
+
+FeasibleSpec = str | Callable[[pd.DataFrame], Any] | None
+FEASIBLE_SEP = "|"
+
+
+def _py(v: Any) -> Any:
+    """A numpy scalar as a plain Python value, for readable messages."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def read_panel(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a panel from CSV or Parquet (by extension).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    DataValidationError
+        If the extension is neither ``.csv`` nor ``.parquet``/``.pq``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"panel file {str(p)!r} does not exist.")
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(p)
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(p)
+    raise DataValidationError(
+        f"panel file {str(p)!r} has extension {suffix!r}, must be .csv, .parquet or .pq."
+    )
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A validated member panel encoded on a discrete state space.
+
+    Attributes
+    ----------
+    id_col, time_col, action_col : str
+    state_cols : tuple of str
+    actions : tuple
+        Action labels; ``action`` codes index into it.
+    states : DataFrame of shape (n_states, n_state_cols)
+        The distinct observed states; ``state`` codes index its rows.
+    member : ndarray of int, shape (n_obs,)
+        Member code (0..n_members-1), rows sorted by member and period.
+    period : ndarray of int, shape (n_obs,)
+    state : ndarray of int, shape (n_obs,)
+    action : ndarray of int, shape (n_obs,)
+    next_state : ndarray of int, shape (n_obs,)
+        State of the member's next row, ``-1`` in a member's last row.
+    feasible : ndarray of bool, shape (n_states, n_actions)
+    member_ids : ndarray of shape (n_members,)
+        Original member ids.
+    """
+
+    id_col: str
+    time_col: str
+    state_cols: tuple[str, ...]
+    action_col: str
+    actions: tuple[Any, ...]
+    states: pd.DataFrame
+    member: IntArray
+    period: IntArray
+    state: IntArray
+    action: IntArray
+    next_state: IntArray
+    feasible: BoolArray
+    member_ids: Any
+
+    @property
+    def n_obs(self) -> int:
+        return len(self.state)
+
+    @property
+    def n_states(self) -> int:
+        return len(self.states)
+
+    @property
+    def n_actions(self) -> int:
+        return len(self.actions)
+
+    @property
+    def n_members(self) -> int:
+        return len(self.member_ids)
+
+    def action_index(self, label: Any) -> int:
+        """Code of an action label; raises :class:`DataValidationError` if unknown."""
+        for i, a in enumerate(self.actions):
+            if a == label or str(a) == str(label):
+                return i
+        raise DataValidationError(
+            f"action {label!r} is not among the panel's actions {list(self.actions)}."
+        )
+
+    def counts(self) -> FloatArray:
+        """Decision counts, shape (n_states, n_actions)."""
+        c = np.zeros((self.n_states, self.n_actions))
+        np.add.at(c, (self.state, self.action), 1.0)
+        return c
+
+    def state_features(self) -> FloatArray:
+        """The state table as floats, shape (n_states, n_features).
+
+        Numeric columns are kept; other columns (strings, categories) are one-hot coded.
+        """
+        parts = []
+        for c in self.state_cols:
+            col = self.states[c]
+            if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+                parts.append(col.to_numpy(dtype=float)[:, None])
+            else:
+                parts.append(pd.get_dummies(col.astype(str)).to_numpy(dtype=float))
+        return np.concatenate(parts, axis=1)
+
+    def first_states(self) -> IntArray:
+        """State code of each member's first row, shape (n_members,)."""
+        first = np.ones(self.n_obs, dtype=bool)
+        first[1:] = self.member[1:] != self.member[:-1]
+        return self.state[first]
+
+    def check_anchor(self, anchor: Any) -> int:
+        """Code of the anchor action; raises :class:`AnchorSupportError` if never observed."""
+        a0 = self.action_index(anchor)
+        if not (self.action == a0).any():
+            raise AnchorSupportError(
+                f"anchor action {anchor!r} is never observed in column "
+                f"{self.action_col!r}; choose an observed anchor."
+            )
+        return a0
+
+    def resample(self, rng: np.random.Generator) -> Panel:
+        """A bootstrap panel: members drawn with replacement (new ids 0..n-1)."""
+        n = self.n_members
+        draw = rng.integers(0, n, size=n)
+        starts = np.searchsorted(self.member, np.arange(n), side="left")
+        ends = np.searchsorted(self.member, np.arange(n), side="right")
+        idx = np.concatenate([np.arange(starts[m], ends[m]) for m in draw])
+        lengths = ends[draw] - starts[draw]
+        new_member = np.repeat(np.arange(n), lengths)
+        nxt = self.next_state[idx]
+        return Panel(
+            self.id_col,
+            self.time_col,
+            self.state_cols,
+            self.action_col,
+            self.actions,
+            self.states,
+            new_member,
+            self.period[idx],
+            self.state[idx],
+            self.action[idx],
+            nxt,
+            self.feasible,
+            np.arange(n),
+        )
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        *,
+        id: str,
+        time: str,
+        state: Sequence[str],
+        action: str,
+        actions: Sequence[Any] | None = None,
+        feasible: FeasibleSpec = None,
+    ) -> Panel:
+        """Validate and encode a panel.
+
+        Parameters
+        ----------
+        frame : DataFrame
+            One row per member and period.
+        id, time, action : str
+            Column names of the member id, the period and the action.
+        state : sequence of str
+            State columns; their distinct combinations are the states.
+        actions : sequence, optional
+            Allowed action labels (their order is the action order). By default the
+            sorted distinct values of the action column.
+        feasible : str or callable, optional
+            Feasible actions: the name of a column holding ``"|"``-separated feasible
+            action labels per row, or a function of the state table returning a boolean
+            array of shape (n_states, n_actions). By default every action is feasible.
+
+        Raises
+        ------
+        DataValidationError
+            Naming the column, value and row: missing columns or values, duplicate or
+            non-consecutive periods, unknown actions, actions infeasible in their state.
+        """
+        if not isinstance(frame, pd.DataFrame):
+            raise DataValidationError(f"panel must be a pandas DataFrame, got {type(frame)}.")
+        state_cols = tuple(state)
+        if not state_cols:
+            raise DataValidationError("state must name at least one column.")
+        need = [id, time, *state_cols, action]
+        if isinstance(feasible, str):
+            need.append(feasible)
+        missing = [c for c in need if c not in frame.columns]
+        if missing:
+            raise DataValidationError(
+                f"column(s) {missing} not in the panel; columns are {list(frame.columns)}."
+            )
+        for c in need:
+            na = frame[c].isna().to_numpy()
+            if na.any():
+                row = frame.index[int(np.argmax(na))]
+                raise DataValidationError(
+                    f"missing value in column {c!r} at row {_py(row)!r} ({int(na.sum())} missing)."
+                )
+        df = frame.sort_values([id, time], kind="stable")
+        ids = df[id].to_numpy()
+        t = df[time].to_numpy()
+        if not np.issubdtype(np.asarray(t).dtype, np.integer):
+            raise DataValidationError(
+                f"column {time!r} must hold integer periods, got dtype {df[time].dtype}."
+            )
+        same = ids[1:] == ids[:-1]
+        step = np.diff(t.astype(np.int64))
+        bad = np.flatnonzero(same & (step != 1))
+        if len(bad):
+            i = bad[0]
+            kind = "duplicate" if step[i] == 0 else "gap in"
+            raise DataValidationError(
+                f"{kind} periods in column {time!r} for member {_py(ids[i + 1])!r}: "
+                f"{_py(t[i])} then {_py(t[i + 1])} (row {_py(df.index[i + 1])!r}); periods "
+                "must be consecutive."
+            )
+        act_values = df[action].to_numpy()
+        if actions is None:
+            labels = tuple(sorted(pd.unique(act_values).tolist(), key=str))
+        else:
+            labels = tuple(actions)
+        lookup = {a: i for i, a in enumerate(labels)}
+        codes = np.array([lookup.get(a, -1) for a in act_values], dtype=np.int64)
+        if (codes < 0).any():
+            i = int(np.argmax(codes < 0))
+            raise DataValidationError(
+                f"unknown action {_py(act_values[i])!r} in column {action!r} at row "
+                f"{_py(df.index[i])!r}; allowed actions are {list(labels)}."
+            )
+        keys = df[list(state_cols)]
+        mi = pd.MultiIndex.from_frame(keys)
+        state_codes, uniques = mi.factorize()
+        states = pd.MultiIndex.from_tuples(list(uniques), names=list(state_cols)).to_frame(
+            index=False
+        )
+        states.columns = list(state_cols)
+        state_codes = np.asarray(state_codes, dtype=np.int64)
+        n_states = len(states)
+        n_actions = len(labels)
+        if feasible is None:
+            feas = np.ones((n_states, n_actions), dtype=bool)
+        elif isinstance(feasible, str):
+            feas = np.zeros((n_states, n_actions), dtype=bool)
+            row_feas = np.zeros((len(df), n_actions), dtype=bool)
+            for j, text in enumerate(df[feasible].astype(str).to_numpy()):
+                for lab in text.split(FEASIBLE_SEP):
+                    k = lookup.get(lab)
+                    if k is None:
+                        k = next((i for i, a in enumerate(labels) if str(a) == lab), None)
+                    if k is None:
+                        raise DataValidationError(
+                            f"unknown action {lab!r} in feasibility column {feasible!r} at "
+                            f"row {_py(df.index[j])!r}; allowed actions are {list(labels)}."
+                        )
+                    row_feas[j, k] = True
+            row_ok = row_feas[np.arange(len(df)), codes]
+            if not row_ok.all():
+                i = int(np.argmax(~row_ok))
+                raise DataValidationError(
+                    f"action {_py(act_values[i])!r} (column {action!r}) is infeasible in its "
+                    f"row's feasible set {df[feasible].iloc[i]!r} (column {feasible!r}) at row "
+                    f"{_py(df.index[i])!r}."
+                )
+            np.logical_or.at(feas, state_codes, row_feas)
+        else:
+            feas = np.asarray(feasible(states), dtype=bool)
+            if feas.shape != (n_states, n_actions):
+                raise DataValidationError(
+                    f"feasible(states) has shape {feas.shape}, must be {(n_states, n_actions)}."
+                )
+        ok = feas[state_codes, codes]
+        if not ok.all():
+            i = int(np.argmax(~ok))
+            raise DataValidationError(
+                f"action {_py(act_values[i])!r} (column {action!r}) is infeasible in its "
+                f"state {keys.iloc[i].to_dict()} at row {_py(df.index[i])!r}."
+            )
+        member_codes, member_ids = pd.factorize(ids)
+        member_codes = np.asarray(member_codes, dtype=np.int64)
+        nxt = np.full(len(df), -1, dtype=np.int64)
+        nxt[:-1] = np.where(same, state_codes[1:], -1)
+        return cls(
+            id_col=id,
+            time_col=time,
+            state_cols=state_cols,
+            action_col=action,
+            actions=labels,
+            states=states,
+            member=member_codes,
+            period=t.astype(np.int64),
+            state=state_codes,
+            action=codes,
+            next_state=nxt,
+            feasible=feas,
+            member_ids=np.asarray(member_ids),
+        )
+
+
+def estimate_transitions(
+    panel: Panel, *, smoothing: float = 0.0, fallback: str = "nearest"
+) -> tuple[FloatArray, FloatArray]:
+    """Frequency estimate of ``P[a, s, s']`` from observed consecutive rows.
+
+    Parameters
+    ----------
+    panel : Panel
+    smoothing : float, default 0
+        Pseudo-count added to every observed next state of the same ``(s, a)``.
+    fallback : {"nearest", "stay"}, default "nearest"
+        For ``(s, a)`` never observed with a next state: copy the row of the nearest state
+        (standardised state features) where ``a`` was observed, or stay in place.
+
+    Returns
+    -------
+    transitions : ndarray of shape (n_actions, n_states, n_states)
+    counts : ndarray of shape (n_actions, n_states)
+        Number of observed transitions per ``(a, s)``.
+    """
+    if fallback not in ("nearest", "stay"):
+        raise ValueError(f"fallback == {fallback!r}, must be 'nearest' or 'stay'.")
+    n_s, n_a = panel.n_states, panel.n_actions
+    ok = panel.next_state >= 0
+    trans = np.zeros((n_a, n_s, n_s))
+    np.add.at(trans, (panel.action[ok], panel.state[ok], panel.next_state[ok]), 1.0)
+    if smoothing > 0:
+        trans = np.where(trans > 0, trans + smoothing, 0.0)
+    counts = trans.sum(axis=2)
+    empty = counts == 0
+    if fallback == "nearest" and empty.any():
+        x = panel.state_features()
+        sd = x.std(axis=0)
+        x = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        for a in range(n_a):
+            have = np.flatnonzero(~empty[a])
+            miss = np.flatnonzero(empty[a])
+            if len(have) == 0 or len(miss) == 0:
+                continue
+            d2 = ((x[miss, None, :] - x[None, have, :]) ** 2).sum(axis=2)
+            trans[a, miss] = trans[a, have[np.argmin(d2, axis=1)]]
+        empty = trans.sum(axis=2) == 0
+    a_idx, s_idx = np.nonzero(empty)
+    trans[a_idx, s_idx, s_idx] = 1.0
+    trans /= trans.sum(axis=2, keepdims=True)
+    return trans, counts

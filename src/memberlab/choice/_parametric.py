@@ -1,0 +1,323 @@
+"""Parametric baselines on panels: CCP (Hotz-Miller) and NFXP (Rust).
+
+Both take a linear reward ``r(s, a) = features[s, a] @ theta`` with the anchor's
+features zero (its reward is 0). By default, :func:`linear_features` gives each
+non-anchor action its own intercept and slopes on the state columns (categorical columns
+one-hot coded with the first level dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+
+from memberlab._errors import DataValidationError
+from memberlab._typing import FloatArray
+from memberlab.choice._nfxp_core import NFXPProblem, maximize_bhhh
+from memberlab.choice._panel import Panel, estimate_transitions
+from memberlab.choice._pqr import _check_hyper, _frequency_policy, _transition_loglik
+from memberlab.choice._results import ChoiceResults
+from memberlab.choice._solve import policy_transition, solve_values
+
+__all__ = ["CCP", "NFXP", "linear_features"]
+
+logger = logging.getLogger(__name__)
+
+FeatureFn = Callable[[Panel], tuple[FloatArray, list[str]]]
+
+
+def linear_features(panel: Panel, anchor: Any) -> tuple[FloatArray, list[str]]:
+    """Default reward features: per non-anchor action, an intercept and state slopes.
+
+    Returns
+    -------
+    features : ndarray of shape (n_states, n_actions, n_params)
+        Zero for the anchor and for infeasible pairs.
+    names : list of str
+        ``"<action>:const"``, ``"<action>:<column>"`` (``"<column>=<level>"`` for
+        categorical columns).
+    """
+    a0 = panel.action_index(anchor)
+    cols: list[np.ndarray] = []
+    names: list[str] = []
+    for c in panel.state_cols:
+        col = panel.states[c]
+        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            cols.append(col.to_numpy(dtype=float))
+            names.append(str(c))
+        else:
+            dummies = pd.get_dummies(col.astype(str), drop_first=True)
+            for lev in dummies.columns:
+                cols.append(dummies[lev].to_numpy(dtype=float))
+                names.append(f"{c}={lev}")
+    base = (
+        np.column_stack([np.ones(panel.n_states), *cols]) if cols else np.ones((panel.n_states, 1))
+    )
+    base_names = ["const", *names]
+    n_s, n_a = panel.n_states, panel.n_actions
+    k = base.shape[1]
+    others = [a for a in range(n_a) if a != a0]
+    feats = np.zeros((n_s, n_a, k * len(others)))
+    out_names: list[str] = []
+    for j, a in enumerate(others):
+        feats[:, a, j * k : (j + 1) * k] = base * panel.feasible[:, a : a + 1]
+        out_names += [f"{panel.actions[a]}:{n}" for n in base_names]
+    # drop columns that never vary where used (e.g. an action feasible in a single state)
+    keep = np.array(
+        [np.ptp(feats[:, :, i][panel.feasible]) > 0 or i % k == 0 for i in range(feats.shape[2])]
+    )
+    return feats[:, :, keep], [n for n, kp in zip(out_names, keep, strict=True) if kp]
+
+
+def _features(
+    panel: Panel, anchor: Any, features: FeatureFn | None
+) -> tuple[FloatArray, list[str]]:
+    if features is None:
+        return linear_features(panel, anchor)
+    feats, names = features(panel)
+    feats = np.asarray(feats, dtype=float)
+    if feats.ndim != 3 or feats.shape[:2] != (panel.n_states, panel.n_actions):
+        raise DataValidationError(
+            f"features(panel) has shape {feats.shape}, must be "
+            f"({panel.n_states}, {panel.n_actions}, n_params)."
+        )
+    if len(names) != feats.shape[2]:
+        raise DataValidationError(
+            f"features(panel) gave {len(names)} names for {feats.shape[2]} parameters."
+        )
+    return feats, list(names)
+
+
+def _aggregate(panel: Panel) -> tuple[np.ndarray, np.ndarray, FloatArray]:
+    counts = panel.counts()
+    s, a = np.nonzero(counts)
+    return s.astype(np.int64), a.astype(np.int64), counts[s, a]
+
+
+def _logit_newton(
+    z: FloatArray, c: FloatArray, feasible: np.ndarray, counts: FloatArray, theta0: FloatArray
+) -> tuple[FloatArray, FloatArray, bool]:
+    """Maximise sum_sa n_sa log softmax_a(z_sa theta + c_sa) by Newton; returns (theta, cov)."""
+    theta = theta0.copy()
+    n_s = counts.sum(axis=1)
+
+    def parts(th: FloatArray) -> tuple[float, FloatArray, FloatArray]:
+        v = np.where(feasible, z @ th + c, -np.inf)
+        vmax = v.max(axis=1, keepdims=True)
+        e = np.exp(v - vmax)
+        p = e / e.sum(axis=1, keepdims=True)
+        logp = np.where(feasible, v - vmax - np.log(e.sum(axis=1, keepdims=True)), 0.0)
+        ll = float((counts * logp).sum())
+        zbar = np.einsum("sa,sak->sk", p, z)
+        g = np.einsum("sa,sak->k", counts, z) - n_s @ zbar
+        dz = z - zbar[:, None, :]
+        h = -np.einsum("s,sa,sak,sal->kl", n_s, p, dz, dz)
+        return ll, g, h
+
+    ll, g, h = parts(theta)
+    converged = False
+    for _ in range(100):
+        try:
+            step = scipy.linalg.solve(-h, g, assume_a="pos")
+        except (scipy.linalg.LinAlgError, ValueError):
+            step = np.linalg.lstsq(-h, g, rcond=None)[0]
+        if float(g @ step) < 1e-12:
+            converged = True
+            break
+        lam = 1.0
+        for _ in range(40):
+            cand = theta + lam * step
+            ll_c, g_c, h_c = parts(cand)
+            if ll_c >= ll - 1e-12 * abs(ll):
+                theta, ll, g, h = cand, ll_c, g_c, h_c
+                break
+            lam *= 0.5
+        else:
+            break
+    cov = np.asarray(np.linalg.pinv(-h), dtype=float)
+    return theta, cov, converged
+
+
+def _finish(
+    name: str,
+    panel: Panel,
+    anchor: int,
+    discount: float,
+    feats: FloatArray,
+    names: list[str],
+    theta: FloatArray,
+    cov: FloatArray,
+    trans: FloatArray,
+    converged: bool,
+) -> ChoiceResults:
+    rewards = np.where(panel.feasible, feats @ theta, 0.0)
+    sol = solve_values(rewards, trans, panel.feasible, discount)
+    counts = panel.counts()
+    with np.errstate(divide="ignore"):
+        logp = np.where(panel.feasible, np.log(np.maximum(sol.policy, 1e-300)), 0.0)
+    ll = float((counts * logp).sum()) + _transition_loglik(panel, trans)
+    return ChoiceResults(
+        estimator=name,
+        actions=list(panel.actions),
+        anchor=panel.actions[anchor],
+        anchor_reward=0.0,
+        discount=discount,
+        states=panel.states,
+        feasible=panel.feasible,
+        rewards=rewards,
+        q=sol.q,
+        policy=sol.policy,
+        values=sol.values,
+        transitions=trans,
+        counts=counts,
+        first_states=panel.first_states(),
+        params=theta,
+        se=np.sqrt(np.abs(np.diag(cov))),
+        param_names=names,
+        loglik=ll,
+        converged=bool(converged and sol.converged),
+    )
+
+
+class CCP:
+    """Hotz-Miller conditional choice probability estimator (pseudo-likelihood).
+
+    The value function is written in the estimated policy ``pi`` and transitions ``P``:
+    ``V = (I - beta P_pi)^{-1} sum_a pi_a (r_a - log pi_a)``, linear in ``theta``; then
+    ``theta`` maximises the logit likelihood of ``Q_a = r_a + beta P_a V``. Standard
+    errors ignore the first stage.
+
+    Parameters
+    ----------
+    anchor : Any
+        Action whose reward is 0 (its features must be zero).
+    discount : float in [0, 1)
+    features : callable, optional
+        ``features(panel) -> (array (n_states, n_actions, n_params), names)``;
+        :func:`linear_features` by default.
+    smoothing : float, default 0.5
+        Pseudo-count in the first-stage policy.
+    clip : float, default 1e-6
+    """
+
+    def __init__(
+        self,
+        *,
+        anchor: Any,
+        discount: float,
+        features: FeatureFn | None = None,
+        smoothing: float = 0.5,
+        clip: float = 1e-6,
+    ) -> None:
+        self.anchor = anchor
+        self.discount = discount
+        self.features = features
+        self.smoothing = smoothing
+        self.clip = clip
+
+    def fit(self, panel: Panel) -> ChoiceResults:
+        """Estimate ``theta`` on a panel."""
+        _check_hyper(self.discount, self.clip)
+        if self.smoothing < 0:
+            raise ValueError(f"smoothing == {self.smoothing}, must be >= 0.")
+        a0 = panel.check_anchor(self.anchor)
+        feats, names = _features(panel, self.anchor, self.features)
+        trans, _ = estimate_transitions(panel)
+        counts = panel.counts()
+        pol = _frequency_policy(counts, panel.feasible, self.smoothing, self.clip)
+        beta = self.discount
+        n_s = panel.n_states
+        m = np.eye(n_s) - beta * policy_transition(trans, pol)
+        with np.errstate(divide="ignore"):
+            ent = -np.where(panel.feasible, pol * np.log(np.maximum(pol, 1e-300)), 0.0).sum(axis=1)
+        a_mat = scipy.linalg.solve(m, np.einsum("sa,sak->sk", pol, feats))
+        b_vec = scipy.linalg.solve(m, ent)
+        z = feats + beta * np.einsum("ast,tk->sak", trans, a_mat)
+        c = beta * np.einsum("ast,t->sa", trans, b_vec)
+        theta, cov, ok = _logit_newton(z, c, panel.feasible, counts, np.zeros(feats.shape[2]))
+        return _finish("ccp", panel, a0, beta, feats, names, theta, cov, trans, ok)
+
+
+class NFXP:
+    """Rust's nested fixed point maximum likelihood on a panel.
+
+    Transitions are estimated by frequency (first stage) and held fixed; ``theta``
+    maximises the choice likelihood by BHHH (then Newton) with a Newton-Kantorovich inner
+    loop and analytic scores. The reported log-likelihood is the full one (choices plus
+    the frequency transitions). Standard errors from the outer product of the scores.
+
+    Parameters
+    ----------
+    anchor : Any
+        Action whose reward is 0.
+    discount : float in [0, 1)
+    features : callable, optional
+        As :class:`CCP`; :func:`linear_features` by default (a linear-in-state-features
+        reward per non-anchor action).
+    start : {"ccp", "zero"}, default "ccp"
+        Starting values of the outer loop.
+    method : {"newton", "contraction"}
+        Inner solver.
+    """
+
+    def __init__(
+        self,
+        *,
+        anchor: Any,
+        discount: float,
+        features: FeatureFn | None = None,
+        start: str = "ccp",
+        method: str = "newton",
+    ) -> None:
+        self.anchor = anchor
+        self.discount = discount
+        self.features = features
+        self.start = start
+        self.method = method
+
+    def fit(self, panel: Panel) -> ChoiceResults:
+        """Estimate ``theta`` on a panel."""
+        _check_hyper(self.discount, 1e-6)
+        if self.start not in ("ccp", "zero"):
+            raise ValueError(f"start == {self.start!r}, must be 'ccp' or 'zero'.")
+        if self.method not in ("newton", "contraction"):
+            raise ValueError(f"method == {self.method!r}, must be 'newton' or 'contraction'.")
+        a0 = panel.check_anchor(self.anchor)
+        feats, names = _features(panel, self.anchor, self.features)
+        trans, _ = estimate_transitions(panel)
+        s, a, w = _aggregate(panel)
+        n_a, n_s = panel.n_actions, panel.n_states
+
+        def tfn(psi: FloatArray) -> tuple[FloatArray, FloatArray]:
+            return trans, np.zeros((0, n_a, n_s, n_s))
+
+        def tll(psi: FloatArray) -> tuple[FloatArray, FloatArray]:
+            return np.zeros(len(s)), np.zeros((len(s), 0))
+
+        problem = NFXPProblem(
+            features=feats,
+            feasible=panel.feasible,
+            discount=self.discount,
+            states=s,
+            actions=a,
+            transitions=tfn,
+            transition_loglik=tll,
+            method=self.method,
+            weights=w,
+        )
+        if self.start == "ccp":
+            theta0 = CCP(anchor=self.anchor, discount=self.discount, features=self.features)
+            theta0_v = theta0.fit(panel).params
+        else:
+            theta0_v = np.zeros(feats.shape[2])
+        out = maximize_bhhh(problem, theta0_v, np.zeros(0), free_psi=False)
+        sc = out.scores
+        cov = np.asarray(np.linalg.pinv(sc.T @ (sc * w[:, None])), dtype=float)
+        return _finish(
+            "nfxp", panel, a0, self.discount, feats, names, out.params, cov, trans, out.converged
+        )

@@ -1,0 +1,472 @@
+"""PQR: inverse reinforcement learning with an anchor action (Geng et al., ICML 2020).
+
+With the anchor's reward known (``r(s, a0) = anchor_reward``, 0 by default):
+
+- (P) estimate the policy ``pi(a | s)``;
+- (Q) the anchor's Q solves ``Q(s, a0) = r(s, a0) + beta E[Q(s', a0) - log pi(a0 | s') |
+  s, a0]``; then ``Q(s, a) = Q(s, a0) + log pi(a | s) - log pi(a0 | s)``;
+- (R) ``r(s, a) = Q(s, a) - beta E[V(s') | s, a]`` with ``V(s) = Q(s, a0) - log pi(a0 |
+  s)``, by regression over observed transitions.
+
+States where the anchor is infeasible but one action is (a member locked into an annual
+term) have their reward pinned to 0 and ``V(s) = Q(s, forced)``; states where the anchor
+is infeasible and several actions are feasible are not identified and raise
+:class:`~memberlab.AnchorSupportError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+from sklearn.base import clone
+
+from memberlab._errors import AnchorSupportError, ConvergenceWarning, DataValidationError
+from memberlab._rng import RNGLike, as_generator
+from memberlab._typing import BoolArray, FloatArray, IntArray
+from memberlab.choice._panel import Panel, estimate_transitions
+from memberlab.choice._results import ChoiceResults
+
+__all__ = ["PQR", "TabularPQR", "pqr_tabular"]
+
+logger = logging.getLogger(__name__)
+
+
+def _selection(feasible: BoolArray, anchor: int) -> tuple[BoolArray, IntArray]:
+    af = feasible[:, anchor]
+    single = feasible.sum(axis=1) == 1
+    bad = ~af & ~single
+    if bad.any():
+        idx = np.flatnonzero(bad)[:5].tolist()
+        raise AnchorSupportError(
+            f"the anchor is infeasible in {int(bad.sum())} state(s) where several actions are "
+            f"feasible (state codes {idx}...); rewards there are not identified."
+        )
+    sel = np.where(af, anchor, np.argmax(feasible, axis=1))
+    return af, sel.astype(np.int64)
+
+
+def pqr_tabular(
+    policy: FloatArray,
+    transitions: FloatArray,
+    feasible: BoolArray,
+    anchor: int,
+    discount: float,
+    *,
+    anchor_reward: float | FloatArray = 0.0,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Exact tabular PQR: three linear steps.
+
+    Parameters
+    ----------
+    policy : ndarray of shape (n_states, n_actions)
+        Choice probabilities, positive where feasible.
+    transitions : ndarray of shape (n_actions, n_states, n_states)
+    feasible : ndarray of bool, shape (n_states, n_actions)
+    anchor : int
+        Code of the anchor action.
+    discount : float in [0, 1)
+    anchor_reward : float or ndarray of shape (n_states,)
+
+    Returns
+    -------
+    rewards : ndarray of shape (n_states, n_actions), 0 where infeasible
+    q : ndarray of shape (n_states, n_actions), ``-inf`` where infeasible
+    values : ndarray of shape (n_states,)
+    """
+    n_states = policy.shape[0]
+    af, sel = _selection(feasible, anchor)
+    p0 = policy[:, anchor]
+    if (af & ~(p0 > 0)).any():
+        idx = np.flatnonzero(af & ~(p0 > 0))[:5].tolist()
+        raise AnchorSupportError(
+            f"pi(anchor | s) == 0 in states {idx} where the anchor is feasible; the anchor "
+            "needs support wherever it can be chosen."
+        )
+    logp0 = np.where(af, np.log(np.where(af, p0, 1.0)), 0.0)
+    r_sel = np.where(af, np.broadcast_to(anchor_reward, (n_states,)), 0.0)
+    p_sel = transitions[sel, np.arange(n_states)]
+    rhs = r_sel - discount * p_sel @ logp0
+    w = scipy.linalg.solve(np.eye(n_states) - discount * p_sel, rhs)
+    values = w - logp0
+    with np.errstate(divide="ignore"):
+        logpol = np.where(feasible, np.log(np.where(feasible, policy, 1.0)), -np.inf)
+    q = np.where(
+        af[:, None], w[:, None] + logpol - logp0[:, None], np.where(feasible, w[:, None], -np.inf)
+    )
+    cont = discount * np.einsum("ast,t->sa", transitions, values)
+    rewards = np.where(feasible, q - cont, 0.0)
+    rewards[af, anchor] = r_sel[af]
+    return rewards, q, values
+
+
+def _frequency_policy(
+    counts: FloatArray, feasible: BoolArray, smoothing: float, clip: float
+) -> FloatArray:
+    c = np.where(feasible, counts + smoothing, 0.0)
+    tot = c.sum(axis=1, keepdims=True)
+    n_feas = feasible.sum(axis=1, keepdims=True)
+    pol = np.where(tot > 0, c / np.where(tot > 0, tot, 1.0), feasible / np.maximum(n_feas, 1))
+    pol = np.where(feasible, np.maximum(pol, clip), 0.0)
+    return np.asarray(pol / pol.sum(axis=1, keepdims=True))
+
+
+def _choice_loglik(panel: Panel, policy: FloatArray) -> float:
+    p = policy[panel.state, panel.action]
+    return float(np.log(np.maximum(p, 1e-300)).sum())
+
+
+def _transition_loglik(panel: Panel, transitions: FloatArray) -> float:
+    ok = panel.next_state >= 0
+    p = transitions[panel.action[ok], panel.state[ok], panel.next_state[ok]]
+    return float(np.log(np.maximum(p, 1e-300)).sum())
+
+
+def _check_hyper(discount: float, clip: float) -> None:
+    if not 0.0 <= discount < 1.0:
+        raise ValueError(f"discount == {discount}, must be in [0, 1).")
+    if not 0.0 < clip < 0.5:
+        raise ValueError(f"clip == {clip}, must be in (0, 0.5).")
+
+
+class TabularPQR:
+    """Exact tabular PQR on a discrete state space.
+
+    Parameters
+    ----------
+    anchor : Any
+        Label of the anchor action (reward known).
+    discount : float in [0, 1)
+    anchor_reward : float, default 0
+    smoothing : float, default 0
+        Pseudo-count added to each feasible action's count before the policy estimate.
+    clip : float, default 1e-6
+        Probabilities are clipped below at ``clip`` and renormalised.
+    transitions : ndarray of shape (n_actions, n_states, n_states), optional
+        Known transitions on the panel's state table; estimated by frequency if not
+        given.
+    """
+
+    def __init__(
+        self,
+        *,
+        anchor: Any,
+        discount: float,
+        anchor_reward: float = 0.0,
+        smoothing: float = 0.0,
+        clip: float = 1e-6,
+        transitions: FloatArray | None = None,
+    ) -> None:
+        self.anchor = anchor
+        self.discount = discount
+        self.anchor_reward = anchor_reward
+        self.smoothing = smoothing
+        self.clip = clip
+        self.transitions = transitions
+
+    def fit(self, panel: Panel, *, policy: FloatArray | None = None) -> ChoiceResults:
+        """Fit on a panel; ``policy`` (n_states, n_actions) overrides the frequencies."""
+        _check_hyper(self.discount, self.clip)
+        if self.smoothing < 0:
+            raise ValueError(f"smoothing == {self.smoothing}, must be >= 0.")
+        a0 = panel.check_anchor(self.anchor)
+        counts = panel.counts()
+        feas = panel.feasible
+        af = feas[:, a0]
+        seen = counts.sum(axis=1) > 0
+        no_anchor = af & seen & (counts[:, a0] == 0)
+        if self.smoothing == 0 and policy is None and no_anchor.any():
+            rows = panel.states.iloc[np.flatnonzero(no_anchor)[:3]].to_dict("records")
+            raise AnchorSupportError(
+                f"anchor {self.anchor!r} never chosen in {int(no_anchor.sum())} observed "
+                f"state(s) where it is feasible, e.g. {rows}; pass smoothing > 0 or pool "
+                "states."
+            )
+        if self.transitions is None:
+            trans, _ = estimate_transitions(panel)
+        else:
+            trans = np.asarray(self.transitions, dtype=float)
+            want = (panel.n_actions, panel.n_states, panel.n_states)
+            if trans.shape != want:
+                raise DataValidationError(f"transitions has shape {trans.shape}, must be {want}.")
+        pol = (
+            _frequency_policy(counts, feas, self.smoothing, self.clip)
+            if policy is None
+            else np.asarray(policy, dtype=float)
+        )
+        rewards, q, values = pqr_tabular(
+            pol, trans, feas, a0, self.discount, anchor_reward=self.anchor_reward
+        )
+        ll = _choice_loglik(panel, pol) + _transition_loglik(panel, trans)
+        return ChoiceResults(
+            estimator="pqr",
+            actions=list(panel.actions),
+            anchor=panel.actions[a0],
+            anchor_reward=float(self.anchor_reward),
+            discount=self.discount,
+            states=panel.states,
+            feasible=feas,
+            rewards=rewards,
+            q=q,
+            policy=pol,
+            values=values,
+            transitions=trans,
+            counts=counts,
+            first_states=panel.first_states(),
+            loglik=ll,
+            converged=True,
+        )
+
+
+def _fit_weighted(model: Any, x: FloatArray, y: Any, w: FloatArray) -> Any:
+    try:
+        return model.fit(x, y, sample_weight=w)
+    except TypeError:
+        reps = np.maximum(np.round(w).astype(np.int64), 1)
+        return model.fit(np.repeat(x, reps, axis=0), np.repeat(np.asarray(y), reps, axis=0))
+
+
+class PQR:
+    """PQR with function approximation: pluggable scikit-learn learners for P, Q and R.
+
+    Parameters
+    ----------
+    anchor : Any
+        Label of the anchor action.
+    discount : float in [0, 1)
+    policy_learner : classifier, optional
+        Fitted on (state features, action); default
+        ``HistGradientBoostingClassifier(max_iter=300, min_samples_leaf=2)``.
+    q_learner : regressor, optional
+        Fitted Q iteration of the anchor's Q; default ``ExtraTreesRegressor(n_estimators=
+        25, min_samples_leaf=1)``.
+    reward_learner : regressor, optional
+        One copy per non-anchor action; default ``ExtraTreesRegressor(n_estimators=100,
+        min_samples_leaf=1)``.
+    calibration : {None, "sigmoid", "isotonic"}, default None
+        Wrap the policy learner in :class:`sklearn.calibration.CalibratedClassifierCV`.
+    clip : float, default 1e-3
+        Probabilities clipped below at ``clip`` and renormalised over feasible actions.
+    n_q_iter : int, default 300
+        Maximum fitted-Q iterations (frozen targets within each).
+    q_tol : float, default 1e-5
+        Stop when ``max |W_{k+1} - W_k| < q_tol * (1 + max |W_k|)``.
+    min_anchor_share : float, default 0.02
+        Fail (:class:`AnchorSupportError`) if more than ``max_unsupported`` of decisions
+        in anchor-feasible states sit where the fitted ``pi(a0 | s) < min_anchor_share /
+        10`` or where the anchor was never chosen among at least ``support_min_count``
+        decisions.
+    max_unsupported : float, default 0.05
+    support_min_count : int, default 30
+    transitions_max_states : int, default 5000
+        Estimate a frequency transition model (for counterfactuals) when the panel has
+        at most this many distinct states.
+    rng : int, Generator or None
+        Seeds the default learners.
+
+    Notes
+    -----
+    Rows are aggregated by distinct state before each fit (weights are counts), which is
+    exact for squared and log losses and keeps fitted Q iteration fast on discrete
+    states; continuous states simply have one row per state.
+    """
+
+    def __init__(
+        self,
+        *,
+        anchor: Any,
+        discount: float,
+        anchor_reward: float = 0.0,
+        policy_learner: Any = None,
+        q_learner: Any = None,
+        reward_learner: Any = None,
+        calibration: str | None = None,
+        clip: float = 1e-3,
+        n_q_iter: int = 300,
+        q_tol: float = 1e-5,
+        min_anchor_share: float = 0.02,
+        max_unsupported: float = 0.05,
+        support_min_count: int = 30,
+        transitions_max_states: int = 5000,
+        rng: RNGLike = None,
+    ) -> None:
+        self.anchor = anchor
+        self.discount = discount
+        self.anchor_reward = anchor_reward
+        self.policy_learner = policy_learner
+        self.q_learner = q_learner
+        self.reward_learner = reward_learner
+        self.calibration = calibration
+        self.clip = clip
+        self.n_q_iter = n_q_iter
+        self.q_tol = q_tol
+        self.min_anchor_share = min_anchor_share
+        self.max_unsupported = max_unsupported
+        self.support_min_count = support_min_count
+        self.transitions_max_states = transitions_max_states
+        self.rng = rng
+
+    def _learners(self) -> tuple[Any, Any, Any]:
+        from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingClassifier
+
+        g = as_generator(self.rng)
+        seed = int(g.integers(2**31 - 1))
+        pl = (
+            HistGradientBoostingClassifier(
+                max_iter=300, min_samples_leaf=2, early_stopping=False, random_state=seed
+            )
+            if self.policy_learner is None
+            else clone(self.policy_learner)
+        )
+        if self.calibration is not None:
+            from sklearn.calibration import CalibratedClassifierCV
+
+            pl = CalibratedClassifierCV(pl, method=self.calibration, cv=3)
+        ql = (
+            ExtraTreesRegressor(n_estimators=25, min_samples_leaf=1, random_state=seed)
+            if self.q_learner is None
+            else clone(self.q_learner)
+        )
+        rl = (
+            ExtraTreesRegressor(n_estimators=100, min_samples_leaf=1, random_state=seed)
+            if self.reward_learner is None
+            else clone(self.reward_learner)
+        )
+        return pl, ql, rl
+
+    def fit(self, panel: Panel) -> ChoiceResults:
+        """Fit P, Q and R on a panel; rewards are evaluated on the panel's states."""
+        _check_hyper(self.discount, self.clip)
+        if self.calibration not in (None, "sigmoid", "isotonic"):
+            raise ValueError(
+                f"calibration == {self.calibration!r}, must be None, 'sigmoid' or 'isotonic'."
+            )
+        if self.n_q_iter < 1:
+            raise ValueError(f"n_q_iter == {self.n_q_iter}, must be >= 1.")
+        a0 = panel.check_anchor(self.anchor)
+        feas = panel.feasible
+        af, sel = _selection(feas, a0)
+        x = panel.state_features()
+        n_s, n_a = feas.shape
+        counts = panel.counts()
+        pl, ql, rl = self._learners()
+
+        # (P) policy on decisions in states with a choice
+        s_idx, a_idx = np.nonzero((counts > 0) & (feas.sum(axis=1) > 1)[:, None])
+        _fit_weighted(pl, x[s_idx], a_idx, counts[s_idx, a_idx])
+        proba = np.zeros((n_s, n_a))
+        classes = np.asarray(pl.classes_, dtype=np.int64)
+        proba[:, classes] = pl.predict_proba(x)
+        pol = np.where(feas, np.maximum(proba, self.clip), 0.0)
+        pol /= pol.sum(axis=1, keepdims=True)
+        self._check_support(panel, a0, counts, pol, af)
+
+        # (Q) fitted Q iteration on anchor (or forced) transitions, frozen targets
+        ok = panel.next_state >= 0
+        s, a, s1 = panel.state[ok], panel.action[ok], panel.next_state[ok]
+        use = a == sel[s]
+        s_q, s1_q = s[use], s1[use]
+        logp0 = np.where(af, np.log(np.where(af, pol[:, a0], 1.0)), 0.0)
+        r_sel = np.where(af, self.anchor_reward, 0.0)
+        n_q = np.bincount(s_q, minlength=n_s).astype(float)
+        fit_states = np.flatnonzero(n_q > 0)
+        w = np.full(n_s, float(np.mean(r_sel - self.discount * logp0)) / (1 - self.discount))
+        converged = False
+        it = 0
+        for it in range(1, self.n_q_iter + 1):  # noqa: B007
+            v_next = w[s1_q] - logp0[s1_q]
+            y = np.bincount(s_q, weights=v_next, minlength=n_s)[fit_states] / n_q[fit_states]
+            y = r_sel[fit_states] + self.discount * y
+            _fit_weighted(ql, x[fit_states], y, n_q[fit_states])
+            w_new = np.asarray(ql.predict(x), dtype=float)
+            delta = float(np.max(np.abs(w_new - w)))
+            w = w_new
+            if delta < self.q_tol * (1.0 + float(np.max(np.abs(w)))):
+                converged = True
+                break
+        if not converged:
+            warnings.warn(
+                f"fitted Q iteration stopped after {it} iterations (n_q_iter={self.n_q_iter}) "
+                "without meeting q_tol.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        values = w - logp0
+        with np.errstate(divide="ignore"):
+            logpol = np.where(feas, np.log(np.where(feas, pol, 1.0)), -np.inf)
+        q = np.where(
+            af[:, None], w[:, None] + logpol - logp0[:, None], np.where(feas, w[:, None], -np.inf)
+        )
+
+        # (R) regress Q(s, a) - beta V(s') on s, per non-anchor action
+        rewards = np.zeros((n_s, n_a))
+        rewards[af, a0] = self.anchor_reward
+        for act in range(n_a):
+            if act == a0:
+                continue
+            m = (a == act) & af[s]
+            need = feas[:, act] & af
+            if not need.any():
+                continue
+            if not m.any():
+                raise AnchorSupportError(
+                    f"action {panel.actions[act]!r} is never observed with a next state in "
+                    "states where the anchor is feasible; its reward cannot be estimated."
+                )
+            tgt = q[s[m], act] - self.discount * values[s1[m]]
+            n_r = np.bincount(s[m], minlength=n_s).astype(float)
+            st = np.flatnonzero(n_r > 0)
+            yb = np.bincount(s[m], weights=tgt, minlength=n_s)[st] / n_r[st]
+            model = clone(rl)
+            _fit_weighted(model, x[st], yb, n_r[st])
+            pred = np.asarray(model.predict(x), dtype=float)
+            rewards[need, act] = pred[need]
+        trans = np.zeros((n_a, 0, 0))
+        ll = _choice_loglik(panel, pol)
+        if n_s <= self.transitions_max_states:
+            trans, _ = estimate_transitions(panel)
+            ll += _transition_loglik(panel, trans)
+        return ChoiceResults(
+            estimator="pqr-fa",
+            actions=list(panel.actions),
+            anchor=panel.actions[a0],
+            anchor_reward=float(self.anchor_reward),
+            discount=self.discount,
+            states=panel.states,
+            feasible=feas,
+            rewards=rewards,
+            q=q,
+            policy=pol,
+            values=values,
+            transitions=trans,
+            counts=counts,
+            first_states=panel.first_states(),
+            loglik=ll,
+            converged=converged,
+            info={"n_q_iter": it},
+        )
+
+    def _check_support(
+        self, panel: Panel, a0: int, counts: FloatArray, pol: FloatArray, af: BoolArray
+    ) -> None:
+        n_dec = counts.sum(axis=1)
+        in_af = af & (n_dec > 0)
+        total = float(n_dec[in_af].sum())
+        if total == 0:
+            raise AnchorSupportError(f"no decision in a state where {self.anchor!r} is feasible.")
+        never = in_af & (counts[:, a0] == 0) & (n_dec >= self.support_min_count)
+        thin = in_af & (pol[:, a0] < self.min_anchor_share / 10)
+        bad = never | thin
+        frac = float(n_dec[bad].sum()) / total
+        if frac > self.max_unsupported:
+            rows = panel.states.iloc[np.flatnonzero(bad)[:3]].to_dict("records")
+            raise AnchorSupportError(
+                f"the anchor {self.anchor!r} has no support for {frac:.1%} of decisions "
+                f"(max_unsupported={self.max_unsupported}), e.g. in states {rows}: it is never "
+                "chosen there or its fitted probability is below "
+                f"{self.min_anchor_share / 10:g}. PQR needs the anchor chosen wherever it is "
+                "feasible; choose another anchor or pool states."
+            )
