@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, special
 
 from memberlab._errors import ConvergenceWarning, DataValidationError
 from memberlab._typing import FloatArray, IntArray
+from memberlab.bayes._sparse import SparseRows
 from memberlab.bayes.groups import GroupPrior
 from memberlab.bayes.probit import ProbitState, likelihood_messages
 
@@ -44,8 +45,10 @@ __all__ = [
     "MetaPriorFit",
     "deconvolved_prior",
     "fit_group_priors",
+    "laplace_messages",
     "naive_prior",
     "prior_arrays",
+    "refine_mean",
 ]
 
 Method = Literal["naive", "deconvolved"]
@@ -201,14 +204,17 @@ def fit_group_priors(
     fixed_means: Mapping[str, float] | None = None,
     min_var: float = 1e-6,
     max_var: float = 100.0,
+    messages: tuple[FloatArray, FloatArray] | None = None,
 ) -> MetaPriorFit:
     """Estimate a prior for every feature group of a trained probit state.
 
     Parameters
     ----------
     state : ProbitState
-        For ``"deconvolved"``: any state (its own prior is divided out). For ``"naive"``:
-        a wide-prior shadow model (its posterior means are used as they are).
+        For ``"deconvolved"``: any state (its own prior is divided out, see
+        :func:`~memberlab.bayes.probit.likelihood_messages`), unless ``messages`` are
+        given. For ``"naive"``: a wide-prior shadow model (its posterior means are used
+        as they are).
     group_ids : ndarray of shape (n_features,)
         Group of each feature, indices into ``group_names``.
     group_names : sequence of str
@@ -217,6 +223,9 @@ def fit_group_priors(
         Groups not to fit (e.g. the bias).
     fixed_means : mapping of group to float, optional
         Pin these groups' means during the fit (deconvolved only).
+    messages : (precision, mean), optional
+        Likelihood messages to use instead of the state's own, e.g. from
+        :func:`laplace_messages`; arrays of shape (n_features,).
 
     Returns
     -------
@@ -230,7 +239,9 @@ def fit_group_priors(
     if method not in ("naive", "deconvolved"):
         raise DataValidationError(f"method == {method!r}, must be 'naive' or 'deconvolved'.")
     fixed = dict(fixed_means or {})
-    prec, mmean = likelihood_messages(state)
+    prec, mmean = likelihood_messages(state) if messages is None else messages
+    if prec.shape != (state.n_features,) or mmean.shape != (state.n_features,):
+        raise DataValidationError(f"messages must have shape ({state.n_features},).")
     out: dict[str, GroupFit] = {}
     for g, name in enumerate(group_names):
         if name in exclude:
@@ -260,6 +271,119 @@ def fit_group_priors(
             stacklevel=2,
         )
     return MetaPriorFit(method=method, groups=out)
+
+
+def refine_mean(
+    state: ProbitState,
+    rows: SparseRows,
+    y: IntArray,
+    group_ids: IntArray,
+    *,
+    n_sweeps: int = 8,
+) -> ProbitState:
+    """Move the posterior mean to the MAP under the state's prior by block Newton steps.
+
+    Single-pass ADF assigns credit in arrival order: weights seen while the bias is still
+    unlearnt absorb part of the overall level, and how much depends on the prior. A few
+    sweeps of block-coordinate Newton (one feature group at a time; within a one-hot
+    group the weights do not share rows) on ``log p(y | w) + log N(w; prior)`` remove
+    that order dependence. Variances are left as they are.
+
+    Parameters
+    ----------
+    state : ProbitState
+    rows : SparseRows with n_rows rows
+    y : ndarray of shape (n_rows,)
+    group_ids : ndarray of shape (n_features,)
+    n_sweeps : int
+        Passes over all groups (>= 0).
+    """
+    if n_sweeps < 0:
+        raise DataValidationError(f"n_sweeps == {n_sweeps}, must be >= 0.")
+    gids = np.asarray(group_ids, dtype=np.int64)
+    if gids.shape != (state.n_features,):
+        raise DataValidationError(
+            f"group_ids has shape {gids.shape}, must be ({state.n_features},)."
+        )
+    if rows.n_rows == 0 or state.n_features == 0:
+        return state
+    s = np.where(np.asarray(y) > 0, 1.0, -1.0)
+    row_of = np.repeat(np.arange(rows.n_rows), np.diff(rows.indptr))
+    x = rows.data
+    n = state.n_features
+    mean = state.mean.copy()
+    ppm, ppv = state.prior_mean, state.prior_var
+    z = rows.dot(mean)
+    groups = np.unique(gids)
+    feat_group = gids[rows.indices]
+    for _ in range(n_sweeps):
+        for g in groups:
+            ent = feat_group == g
+            if not np.any(ent):
+                continue
+            t = s * z / state.noise
+            logpdf = -0.5 * t * t - 0.5 * math.log(2.0 * math.pi)
+            v = np.exp(logpdf - special.log_ndtr(t))
+            w = np.clip(v * (v + t), 1e-12, 1.0)
+            idx = rows.indices[ent]
+            r = row_of[ent]
+            xe = x[ent]
+            grad = np.bincount(idx, weights=xe * (s * v)[r] / state.noise, minlength=n)
+            hess = np.bincount(idx, weights=xe * xe * w[r] / state.noise**2, minlength=n)
+            sel = gids == g
+            step = np.zeros(n)
+            step[sel] = (grad[sel] - (mean[sel] - ppm[sel]) / ppv[sel]) / (
+                hess[sel] + 1.0 / ppv[sel]
+            )
+            np.clip(step, -1.0, 1.0, out=step)
+            mean += step
+            z += np.bincount(r, weights=xe * step[idx], minlength=rows.n_rows)
+    return ProbitState(mean, state.var.copy(), ppm, ppv, state.noise)
+
+
+def laplace_messages(
+    state: ProbitState, rows: SparseRows, y: IntArray
+) -> tuple[FloatArray, FloatArray]:
+    """Per-weight Gaussian likelihood messages by a Laplace step at the posterior mean.
+
+    For each weight i, the log-likelihood of the rows that contain it, with every other
+    weight held at its posterior mean, is expanded to second order at ``mean_i``:
+    precision = sum of ``x_ri^2 w(t_r) / noise^2`` and message mean = ``mean_i +
+    gradient / precision``, where ``t_r = s_r (x_r . mean) / noise``. Unlike ADF's own
+    messages (:func:`~memberlab.bayes.probit.likelihood_messages`), these do not carry
+    the other weights' prior uncertainty into each row's noise, so they measure one
+    weight at a time as the normal-normal model assumes; they depend on the prior only
+    through the point where they are taken.
+
+    Parameters
+    ----------
+    state : ProbitState
+        Usually a wide-prior shadow model trained on ``rows``.
+    rows : SparseRows with n_rows rows
+    y : ndarray of shape (n_rows,), values in {0, 1}
+
+    Returns
+    -------
+    precision, mean : ndarrays of shape (n_features,)
+    """
+    yy = np.asarray(y)
+    if yy.shape != (rows.n_rows,):
+        raise DataValidationError(f"y has shape {yy.shape}, must be ({rows.n_rows},).")
+    n = state.n_features
+    if rows.n_rows == 0:
+        return np.zeros(n), np.zeros(n)
+    s = np.where(yy > 0, 1.0, -1.0)
+    t = s * rows.dot(state.mean) / state.noise
+    logpdf = -0.5 * t * t - 0.5 * math.log(2.0 * math.pi)
+    v = np.exp(logpdf - special.log_ndtr(t))
+    w = np.clip(v * (v + t), 1e-12, 1.0)
+    row_of = np.repeat(np.arange(rows.n_rows), np.diff(rows.indptr))
+    x = rows.data
+    grad = np.bincount(rows.indices, weights=x * (s * v / state.noise)[row_of], minlength=n)
+    prec = np.bincount(rows.indices, weights=x * x * (w / state.noise**2)[row_of], minlength=n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(prec > 1e-12, state.mean + grad / np.where(prec > 0, prec, 1.0), 0.0)
+    return np.asarray(prec, dtype=np.float64), np.asarray(mean, dtype=np.float64)
 
 
 def prior_arrays(

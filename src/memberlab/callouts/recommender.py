@@ -40,7 +40,13 @@ from memberlab._typing import FloatArray, IntArray
 from memberlab.bayes import probit
 from memberlab.bayes._sparse import SparseRows
 from memberlab.bayes.groups import FeatureIndex, GroupPrior
-from memberlab.bayes.metaprior import MetaPriorFit, fit_group_priors, prior_arrays
+from memberlab.bayes.metaprior import (
+    MetaPriorFit,
+    fit_group_priors,
+    laplace_messages,
+    prior_arrays,
+    refine_mean,
+)
 from memberlab.callouts.catalog import Catalog
 
 __all__ = [
@@ -219,7 +225,9 @@ class CalloutRecommender:
         default_prior: GroupPrior = GroupPrior(0.0, 1.0),  # noqa: B008 - immutable
         bias_prior: GroupPrior = GroupPrior(0.0, 1.0),  # noqa: B008 - immutable
         item_feature: bool = True,
-        shadow_prior_var: float = 1.0,
+        shadow_prior_var: float = 0.1,
+        shadow_bias_var: float = 10.0,
+        shadow_sweeps: int = 8,
         update_mode: Literal["sequential", "parallel"] = "sequential",
         rng: RNGLike = None,
     ) -> None:
@@ -232,6 +240,8 @@ class CalloutRecommender:
         self.bias_prior = bias_prior
         self.item_feature = item_feature
         self.shadow_prior_var = shadow_prior_var
+        self.shadow_bias_var = shadow_bias_var
+        self.shadow_sweeps = shadow_sweeps
         self.update_mode = update_mode
         self.rng = rng
         self._validate()
@@ -679,14 +689,25 @@ class CalloutRecommender:
         X, y = self._feedback_rows(feedback_log)
         gids, names = self._group_arrays()
         if source == "shadow":
-            shadow = probit.init(
-                self._state.n_features, prior_var=self.shadow_prior_var, noise=self.noise
-            )
+            gids0, names0 = self._group_arrays()
+            sv = np.full(self._state.n_features, float(self.shadow_prior_var))
+            sv[gids0 == names0.index(BIAS_GROUP)] = self.shadow_bias_var
+            shadow = probit.init(self._state.n_features, prior_var=sv, noise=self.noise)
             fit_state = probit.update(shadow, X, y) if X.n_rows else shadow
         else:
             fit_state = self._state
+        messages = None
+        if source == "shadow" and X.n_rows:
+            fit_state = refine_mean(fit_state, X, y, gids, n_sweeps=self.shadow_sweeps)
+            messages = laplace_messages(fit_state, X, y)
         fit = fit_group_priors(
-            fit_state, gids, names, method=method, exclude=[BIAS_GROUP], min_var=1e-4
+            fit_state,
+            gids,
+            names,
+            method=method,
+            exclude=[BIAS_GROUP],
+            min_var=1e-4,
+            messages=messages,
         )
         new = {
             name: GroupPrior(0.0, g.var)
