@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memberlab import __version__
@@ -29,6 +30,7 @@ from memberlab.callouts import CalloutRecommender, Decision
 from memberlab.service._policy import KIND, CalloutsHolder, LeaseBusyError
 from memberlab.service._trainer import Trainer
 from memberlab.service.schemas import (
+    NO_NUL,
     DecisionIn,
     DecisionOut,
     ErrorOut,
@@ -78,9 +80,17 @@ class ApiError(Exception):
         self.status, self.error, self.message, self.detail = status, error, message, detail
 
 
-def _error(status: int, error: str, message: str, detail: Any = None) -> JSONResponse:
+def _error(
+    status: int,
+    error: str,
+    message: str,
+    detail: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = {"error": error, "message": message, "detail": jsonable_encoder(detail)}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -195,9 +205,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(422, "invalid_request", message, detail)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body" (e.g. not UTF-8)
+            return _error(422, "invalid_request", f"request body could not be read: {exc.detail}")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of every route on this path
+            allowed: set[str] = set()
+            for route in request.app.routes:
+                match, _ = route.matches({**request.scope, "method": "GET"})
+                if match != Match.NONE and getattr(route, "methods", None):
+                    allowed |= set(route.methods)
+            headers["Allow"] = ", ".join(sorted(allowed))
+        return _error(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(UnknownItemError)
     async def _unknown(_: Request, exc: UnknownItemError) -> JSONResponse:
@@ -309,7 +329,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
     # -- callout items ------------------------------------------------------------------
 
-    item_path = Path(min_length=1, max_length=200, description="Item id.")
+    item_path = Path(min_length=1, max_length=200, pattern=NO_NUL, description="Item id.")
 
     @app.put("/v1/callouts/items/{item_id}", tags=["callouts"], response_model=ItemOut)
     def put_item(

@@ -25,9 +25,11 @@ __all__ = [
     "finite_or_none",
 ]
 
-ItemId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Key = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Text = Annotated[str, StringConstraints(max_length=2000)]
+# No NUL characters anywhere: PostgreSQL text cannot hold them.
+NO_NUL = r"^[^\x00]*$"
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
+Key = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
+Text = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)]
 Scalar = Text | bool | int | float
 Value = Scalar | None | Annotated[list[Scalar], Field(max_length=100)]
 
@@ -97,7 +99,7 @@ class DecisionOut(BaseModel):
 
 class EventIn(_In):
     event_id: Key
-    decision_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    decision_id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
     item_id: ItemId | None = Field(default=None, description="Served item (none for layouts).")
     type: Literal["click", "conversion"]
     value: float | None = None
