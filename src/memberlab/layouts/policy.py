@@ -33,6 +33,7 @@ from memberlab.layouts.search import (
     exact_argmax,
     hill_climb,
     random_layouts,
+    workspace,
 )
 from memberlab.layouts.space import LayoutSpace
 
@@ -278,23 +279,47 @@ class LayoutPolicy:
 
     # ------------------------------------------------------------------ sampling
     def _sample_tables(
-        self, rng: np.random.Generator, n_draws: int, known: Sequence[int], n_unknown: int
-    ) -> tuple[FloatArray, FloatArray]:
-        """Per-draw main table (n_draws, M) and pair table (n_draws, n_pair + 1).
+        self,
+        parts: Sequence[tuple[np.random.Generator, int]],
+        known: Sequence[int],
+        n_unknown: int,
+    ) -> tuple[FloatArray, FloatArray, IntArray | None]:
+        """Posterior draws as per-draw tables, and hill-climbing starts.
 
-        A main cell's score is its main-effect weight plus one context-by-variant weight
-        per context value; a sum of independent Gaussians, drawn as one Gaussian.
+        ``parts`` lists ``(generator, n_draws)``; each generator fills its own rows (first
+        its normals, then its restarts' start layouts), so rows from one generator do not
+        depend on the others.
+
+        Returns
+        -------
+        main : ndarray of shape (n_draws, M)
+            A main cell's score is its main-effect weight plus one context-by-variant
+            weight per context value: a sum of independent Gaussians, drawn as one.
+        pair : ndarray of shape (n_draws, n_pair + 1)
+        starts : ndarray of shape (n_draws * n_restarts, n_slots) or None
+            None when the policy enumerates.
         """
         fm = self.fmap
         M, ns = fm.n_main, fm.n_static
+        n = sum(c for _, c in parts)
+        z = workspace("layout_draws", (n, ns))
+        row = 0
+        for gen, c in parts:
+            gen.standard_normal(out=z[row : row + c])
+            row += c
         mean, var = self._context_moments(known, n_unknown)
-        z = rng.standard_normal((n_draws, ns))
         z[:, :M] *= np.sqrt(var)
         z[:, :M] += mean
         z[:, M : ns - 1] *= self._sd[1 + M : ns]
         z[:, M : ns - 1] += self.state_.mean[1 + M : ns]
         z[:, ns - 1] = 0.0
-        return z[:, :M], z[:, M:]
+        starts = None
+        if self._enum is None:
+            R = self.n_restarts
+            starts = np.concatenate([random_layouts(self.space, c * R, g) for g, c in parts])
+            if self.warm_start:
+                starts[::R] = self._incumbent(known, n_unknown)
+        return z[:, :M], z[:, M:], starts
 
     def _context_moments(
         self, known: Sequence[int], n_unknown: int
@@ -341,17 +366,6 @@ class LayoutPolicy:
         best = np.argmax(s.reshape(n, R), axis=1)
         rows = np.arange(n) * R + best
         return L[rows], s[rows]
-
-    def _select(
-        self, rng: np.random.Generator, n_draws: int, known: Sequence[int], n_unknown: int
-    ) -> tuple[FloatArray, FloatArray, IntArray | None]:
-        main, pair = self._sample_tables(rng, n_draws, known, n_unknown)
-        starts = None
-        if self._enum is None:
-            starts = random_layouts(self.space, n_draws * self.n_restarts, rng)
-            if self.warm_start:
-                starts[:: self.n_restarts] = self._incumbent(known, n_unknown)
-        return main, pair, starts
 
     def _incumbent(self, known: Sequence[int], n_unknown: int) -> IntArray:
         """Best layout under the posterior mean (cached per posterior and context).
@@ -406,15 +420,10 @@ class LayoutPolicy:
         known, unknown = self._blocks(context)
         serve_seq, prop_seq = np.random.SeedSequence(seed).spawn(2)
         K = self.propensity_draws
-        m0, p0, s0 = self._select(np.random.default_rng(serve_seq), 1, known, unknown)
+        parts = [(np.random.default_rng(serve_seq), 1)]
         if K > 0:
-            m1, p1, s1 = self._select(np.random.default_rng(prop_seq), K, known, unknown)
-            main = np.concatenate([m0, m1])
-            pair = np.concatenate([p0, p1])
-            starts = None if s0 is None or s1 is None else np.concatenate([s0, s1])
-        else:
-            main, pair, starts = m0, p0, s0
-        L, _ = self._argmax(main, pair, starts)
+            parts.append((np.random.default_rng(prop_seq), K))
+        L, _ = self._argmax(*self._sample_tables(parts, known, unknown))
         served = L[0]
         propensity = None
         if K > 0:
@@ -455,8 +464,9 @@ class LayoutPolicy:
         n = _check_int("n", n, 0)
         gen = as_generator(rng if rng is not None else self._rng)
         known, unknown = self._blocks(context)
-        main, pair, starts = self._select(gen, n, known, unknown)
-        L, _ = self._argmax(main, pair, starts)
+        if n == 0:
+            return np.zeros((0, self.space.n_slots), dtype=np.int64)
+        L, _ = self._argmax(*self._sample_tables([(gen, n)], known, unknown))
         return L
 
     # ------------------------------------------------------------------ learning

@@ -19,6 +19,7 @@ n_slots, n_variants, restarts and draws, never on the number of layouts.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,9 +30,39 @@ from memberlab._typing import BoolArray, FloatArray, IntArray
 from memberlab.layouts.features import FeatureMap
 from memberlab.layouts.space import LayoutSpace
 
-__all__ = ["SearchTables", "exact_argmax", "hill_climb", "random_layouts"]
+__all__ = [
+    "Enumeration",
+    "SearchTables",
+    "dense_pairs",
+    "exact_argmax",
+    "hill_climb",
+    "layout_scores",
+    "random_layouts",
+    "unary_table",
+    "workspace",
+]
 
 _GAIN_TOL = 1e-10
+_LOCAL = threading.local()
+
+
+def workspace(key: object, shape: tuple[int, ...], *, zeros: bool = False) -> FloatArray:
+    """A float buffer reused across calls in this thread (no fresh pages per decision).
+
+    With ``zeros=True`` the buffer is zero-filled when first made and callers must only
+    ever write the same entries to it (so the rest stays zero).
+    """
+    cache: dict[object, FloatArray] | None = getattr(_LOCAL, "cache", None)
+    if cache is None:
+        cache = _LOCAL.cache = {}
+    full_key = (key, shape, zeros)
+    buf = cache.get(full_key)
+    if buf is None:
+        if len(cache) > 64:
+            cache.clear()
+        buf = np.zeros(shape) if zeros else np.empty(shape)
+        cache[full_key] = buf
+    return buf
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +78,8 @@ class SearchTables:
     pair_t : ndarray of shape (n_slots * n_max, n_slots * n_max)
         ``pair_t[d * n_max + w, e * n_max + v]`` is the ``pair`` column of the term between
         slot d at variant w and slot e at variant v (the zero column if they do not interact).
+    pair_blocks : ndarray of shape (n_pairs, 5)
+        ``(a, b, first column in pair, sizes[a], sizes[b])`` of each interacting pair.
     cons_onehot : ndarray of shape (n_constraints, n_slots, n_max)
     cons_req : ndarray of shape (n_constraints, n_slots)
     cons_k : ndarray of shape (n_constraints,)
@@ -58,6 +91,7 @@ class SearchTables:
     n_pair_cols: int
     main_pad: IntArray
     pair_t: IntArray
+    pair_blocks: IntArray
     cons_onehot: BoolArray
     cons_req: BoolArray
     cons_k: IntArray
@@ -74,9 +108,11 @@ class SearchTables:
             main_pad[d, : sizes[d]] = fmap.main_offset[d] - 1 + np.arange(sizes[d])
         zero = fmap.n_pair_features
         pair4 = np.full((D, D, n_max, n_max), zero, dtype=np.int64)  # [d, e, v_d, v_e]
+        blocks = np.zeros((fmap.pairs.shape[0], 5), dtype=np.int64)
         for p, (a, b) in enumerate(fmap.pairs.tolist()):
             na, nb = int(sizes[a]), int(sizes[b])
             base = int(fmap.pair_offset[p]) - 1 - M
+            blocks[p] = (a, b, base, na, nb)
             block = base + np.arange(na)[:, None] * nb + np.arange(nb)[None, :]
             pair4[a, b, :na, :nb] = block
             pair4[b, a, :nb, :na] = block.T
@@ -95,6 +131,7 @@ class SearchTables:
             n_pair_cols=zero + 1,
             main_pad=main_pad,
             pair_t=pair_t,
+            pair_blocks=blocks,
             cons_onehot=onehot,
             cons_req=req,
             cons_k=req.sum(axis=1).astype(np.int64),
@@ -150,6 +187,25 @@ def unary_table(tables: SearchTables, main: FloatArray) -> FloatArray:
     return ext[:, tables.main_pad]
 
 
+def dense_pairs(tables: SearchTables, pair: FloatArray) -> FloatArray:
+    """Per-draw symmetric pair tables, (n_draws, n_pair_cols) -> (n_draws, D * n_max, D * n_max).
+
+    Entry ``[k, d * n_max + w, e * n_max + v]`` is draw k's term between slot d at
+    variant w and slot e at variant v (0 if the slots do not interact). Built by block
+    copies, so a hill-climbing step reads whole contiguous rows.
+    """
+    D, n_max = tables.n_slots, tables.n_max
+    K = pair.shape[0]
+    # the same blocks are written on every call, everything else stays zero
+    key = ("dense_pairs", tables.pair_blocks.tobytes(), n_max)
+    T = workspace(key, (K, D, n_max, D, n_max), zeros=True)
+    for a, b, base, na, nb in tables.pair_blocks.tolist():
+        block = pair[:, base : base + na * nb].reshape(K, na, nb)
+        T[:, a, :na, b, :nb] = block
+        T[:, b, :nb, a, :na] = block.transpose(0, 2, 1)
+    return T.reshape(K, D * n_max, D * n_max)
+
+
 def hill_climb(
     tables: SearchTables,
     main: FloatArray,
@@ -180,14 +236,17 @@ def hill_climb(
         Their scores, bias excluded.
     """
     D, n_max = tables.n_slots, tables.n_max
-    unary = unary_table(tables, main).reshape(main.shape[0], D * n_max)
-    pair_flat = pair.ravel()
+    DN = D * n_max
+    unary = unary_table(tables, main).reshape(main.shape[0], DN)
+    T = dense_pairs(tables, pair).reshape(-1, DN)  # row k * DN + (d, w)
     L = np.array(starts, dtype=np.int64, copy=True)
     k = np.asarray(draw_of, dtype=np.int64)
+    kbase = k * DN
     slot_base = np.arange(D) * n_max
-    # field F[i, (d, v)] = unary + sum over other slots e of the pair term with L[i, e]
-    cols = tables.pair_t[slot_base + L] + (k * tables.n_pair_cols)[:, None, None]
-    F = unary[k] + pair_flat[cols].sum(axis=1)  # (n, D * n_max)
+    # field F[i, (e, v)] = unary + sum over slots d of the pair term with d at L[i, d]
+    F = unary[k]  # (n, DN), a fresh copy
+    for d in range(D):
+        F += T[kbase + d * n_max + L[:, d]]
     act = np.arange(L.shape[0])
     ar = act.copy()
     has_cons = tables.cons_onehot.shape[0] > 0
@@ -195,7 +254,7 @@ def hill_climb(
         a = act.shape[0]
         La = L[act]
         cur = F[ar[:a, None], slot_base + La]  # (a, D) field at the current variants
-        gain = (F.reshape(a, D, n_max) - cur[:, :, None]).reshape(a, D * n_max)
+        gain = (F.reshape(a, D, n_max) - cur[:, :, None]).reshape(a, DN)
         if has_cons:
             gain[_forbidden(tables, La).reshape(gain.shape)] = -np.inf
         best = np.argmax(gain, axis=1)
@@ -205,27 +264,28 @@ def hill_climb(
                 break
             F, best, La, act = F[moving], best[moving], La[moving], act[moving]
             a = act.shape[0]
-        d, v = np.divmod(best, n_max)
+        d = best // n_max
         old = La[ar[:a], d]
-        kk = (k[act] * tables.n_pair_cols)[:, None]
-        F += (
-            pair_flat[tables.pair_t[d * n_max + v] + kk]
-            - pair_flat[tables.pair_t[d * n_max + old] + kk]
-        )
-        L[act, d] = v
-    return L, layout_scores(tables, unary, pair_flat, k, L)
+        row = kbase[act] + d * n_max
+        F += T[row + (best - d * n_max)] - T[row + old]
+        L[act, d] = best - d * n_max
+    return L, layout_scores(tables, unary, T, k, L)
 
 
 def layout_scores(
-    tables: SearchTables, unary: FloatArray, pair_flat: FloatArray, k: IntArray, L: IntArray
+    tables: SearchTables, unary: FloatArray, T: FloatArray, k: IntArray, L: IntArray
 ) -> FloatArray:
-    """Score of each layout ``L[i]`` under draw ``k[i]`` (bias excluded), shape (n,)."""
+    """Score of each layout ``L[i]`` under draw ``k[i]`` (bias excluded), shape (n,).
+
+    ``unary`` has shape (n_draws, D * n_max); ``T`` is :func:`dense_pairs` reshaped to
+    (n_draws * D * n_max, D * n_max).
+    """
     D, n_max = tables.n_slots, tables.n_max
     rows = np.arange(D) * n_max + L  # (n, D)
     s = np.take_along_axis(unary[k], rows, axis=1).sum(axis=1)
     a, b = np.triu_indices(D, 1)
-    cols = tables.pair_t[rows[:, a], rows[:, b]] + (k * tables.n_pair_cols)[:, None]
-    return np.asarray(s + pair_flat[cols].sum(axis=1))
+    pairs = T[(k * D * n_max)[:, None] + rows[:, a], rows[:, b]]
+    return np.asarray(s + pairs.sum(axis=1))
 
 
 class Enumeration:
