@@ -403,11 +403,13 @@ class CalloutRecommender:
     def _block(self, context: Mapping[str, Any], candidates: Sequence[str] | None) -> _Block:
         self._sync_catalog()
         key, cross_ctx, ctx_idx = self._context(context)
-        ckey, ids = self._candidates(candidates)
-        bkey = (key, ckey)
+        # Blocks are dropped whenever the catalog or the posterior changes, so a cached
+        # block's candidate list was validated against the current catalog.
+        bkey = (key, None if candidates is None else tuple(candidates))
         block = self._blocks.get(bkey)
         if block is not None:
             return block
+        _, ids = self._candidates(candidates)
         rows = [self._row(key, cross_ctx, ctx_idx, i) for i in ids]
         n = len(ids)
         if n == 0:
@@ -476,13 +478,19 @@ class CalloutRecommender:
             raise DataValidationError(f"context must be a dict, got {type(context).__name__}.")
         block = self._block(context, candidates)
         n = len(block.item_ids)
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= n:
+        if type(k) is not int and (isinstance(k, bool) or not isinstance(k, np.integer)):
+            raise DataValidationError(f"k == {k!r}, must be an integer in [1, {n}].")
+        if not 1 <= k <= n:
             raise DataValidationError(
                 f"k == {k!r}, must be an integer in [1, {n}] (the number of candidates)."
             )
-        seed = self._seed(rng)
+        seed = int(self._rng.integers(0, 2**63)) if rng is None else self._seed(rng)
         gen = self._reseed(seed)
         scores = block.base + block.chol @ gen.standard_normal(n)
+        if k == 1 and not with_propensity:
+            j = int(scores.argmax())
+            served = [ServedItem(block.item_ids[j], float(scores[j]), None, None)]
+            return Decision(f"d{self._version}-{seed:016x}", served, self._version, seed)
         if k == 1:
             top = np.array([int(np.argmax(scores))])
         else:
@@ -554,8 +562,8 @@ class CalloutRecommender:
                     groups[key][1].append(i)
                 else:
                     groups[key] = (c, [i])
-        _, ids = self._candidates(candidates)
-        n_c = len(ids)
+        ids = self._block(next(iter(groups.values()))[0], candidates).item_ids if groups else []
+        n_c = len(ids) if groups else len(self._candidates(candidates)[1])
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= n_c:
             raise DataValidationError(
                 f"k == {k!r}, must be an integer in [1, {n_c}] (the number of candidates)."
@@ -630,12 +638,18 @@ class CalloutRecommender:
         self._blocks.clear()
 
     def update(self, feedback: Sequence[Feedback]) -> None:
-        """Apply a batch of feedback (probit label: ``reward > 0``); bumps the version."""
+        """Apply a batch of feedback (probit label: ``reward > 0``); bumps the version.
+
+        Sequential mode is :func:`memberlab.bayes.probit.update` (same arithmetic, minus
+        its input checks: rows built here are valid by construction).
+        """
         if not feedback:
             return
         X, y = self._feedback_rows(feedback)
-        step = probit.update if self.update_mode == "sequential" else probit.update_parallel
-        self._state = step(self._state, X, y)
+        if self.update_mode == "parallel":
+            self._state = probit.update_parallel(self._state, X, y)
+        else:
+            self._state = _sequential_update(self._state, X, y)
         self._bump()
 
     def decay(self, rate: float) -> None:
@@ -829,6 +843,18 @@ def _cholesky(cov: FloatArray) -> FloatArray:
             continue
     w, v = np.linalg.eigh(cov)
     return np.asarray(v * np.sqrt(np.clip(w, 0.0, None)), dtype=np.float64)
+
+
+def _sequential_update(state: probit.ProbitState, X: SparseRows, y: IntArray) -> probit.ProbitState:
+    mean = state.mean.copy()
+    var = state.var.copy()
+    floor = state.prior_var * probit._MIN_VAR_FRACTION
+    noise2 = state.noise**2
+    ptr, ind, dat = X.indptr.tolist(), X.indices, X.data
+    for i, label in enumerate(y.tolist()):
+        a, b = ptr[i], ptr[i + 1]
+        probit._update_inplace(mean, var, floor, noise2, ind[a:b], dat[a:b], 1.0 if label else -1.0)
+    return probit.ProbitState(mean, var, state.prior_mean, state.prior_var, state.noise)
 
 
 def _csr(rows: Sequence[IntArray]) -> SparseRows:
