@@ -140,11 +140,22 @@ def naive_decide(policy: LayoutPolicy, context: dict[str, str], seed: int) -> np
 
 
 def _latency(fn: object, n: int) -> np.ndarray:
+    """Wall-clock milliseconds of ``fn(i)`` for i in range(n)."""
     out = np.empty(n)
     for i in range(n):
         t0 = time.perf_counter()
         fn(i)  # type: ignore[operator]
         out[i] = time.perf_counter() - t0
+    return out * 1e3
+
+
+def _cpu_ms(fn: object, n: int) -> np.ndarray:
+    """CPU milliseconds of this process for ``fn(i)`` (insensitive to other processes)."""
+    out = np.empty(n)
+    for i in range(n):
+        t0 = time.process_time()
+        fn(i)  # type: ignore[operator]
+        out[i] = time.process_time() - t0
     return out * 1e3
 
 
@@ -175,10 +186,22 @@ def speed_section(*, decisions: int, draws: int, restarts: int) -> None:
     for i in range(50):  # warm-up (allocations, incumbent caches)
         policy.decide(context(i))
     lat = _latency(lambda i: policy.decide(context(i)), decisions)
+    cpu = _cpu_ms(lambda i: policy.decide(context(i)), decisions)
     print(
         f"  incremental hill climb, propensity included: p50 {np.percentile(lat, 50):.2f} ms, "
-        f"p99 {np.percentile(lat, 99):.2f} ms, max {lat.max():.2f} ms over {decisions:,}"
+        f"p99 {np.percentile(lat, 99):.2f} ms, max {lat.max():.2f} ms over {decisions:,} "
+        f"(process CPU time p50 {np.percentile(cpu, 50):.2f} ms, p99 "
+        f"{np.percentile(cpu, 99):.2f} ms; load average {os.getloadavg()[0]:.2f})"
     )
+    for k in (16, 32):
+        if k < draws:
+            policy.propensity_draws = k
+            lk = _latency(lambda i: policy.decide(context(i)), decisions)
+            print(
+                f"  ... with {k} propensity draws: p50 {np.percentile(lk, 50):.2f} ms, "
+                f"p99 {np.percentile(lk, 99):.2f} ms"
+            )
+    policy.propensity_draws = draws
     d = policy.decide(context(1))
     print(f"  example: propensity {d.propensity:.3f}, version {d.policy_version}")
     n_naive = max(20, decisions // 20)
