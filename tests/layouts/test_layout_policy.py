@@ -157,3 +157,22 @@ def test_refit_priors_and_replay() -> None:
     assert set(fit.groups) == {"first_order", "second_order"}
     assert pol.group_prior("first_order").var == pytest.approx(fit.groups["first_order"].var)
     assert pol.version_ == 3  # update, reset to the new prior, replay
+
+
+def test_coefficients_and_json_forms() -> None:
+    pol = _trained()
+    rows = pol.coefficients()
+    assert len(rows) == pol.state_.n_features
+    names = [r["feature"] for r in rows]
+    assert names[0] == "bias" and "headline=h1" in names
+    assert "headline=h1 x image=i2" in names and "device=mobile x review=r4" in names
+    assert {r["group"] for r in rows} == {"bias", "first_order", "second_order", "context"}
+    d = pol.decide({"device": "mobile"}).to_dict()
+    assert set(d) == {"decision_id", "layout", "propensity", "policy_version", "seed"}
+    assert set(pol.leaderboard(top=1)[0].to_dict()) == {
+        "rank",
+        "layout",
+        "mean",
+        "sd",
+        "probability",
+    }

@@ -89,6 +89,16 @@ class LayoutDecision:
     policy_version: int
     seed: int
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (for logs and HTTP responses)."""
+        return {
+            "decision_id": self.decision_id,
+            "layout": dict(self.layout),
+            "propensity": self.propensity,
+            "policy_version": self.policy_version,
+            "seed": self.seed,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class LeaderboardEntry:
@@ -110,6 +120,16 @@ class LeaderboardEntry:
     mean: float
     sd: float
     probability: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (for the dashboard)."""
+        return {
+            "rank": self.rank,
+            "layout": dict(self.layout),
+            "mean": self.mean,
+            "sd": self.sd,
+            "probability": self.probability,
+        }
 
 
 def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
@@ -158,6 +178,13 @@ class LayoutPolicy:
         The posterior over features (see :class:`~memberlab.layouts.features.FeatureMap`).
     version_ : int
         Number of :meth:`update` calls applied.
+
+    Notes
+    -----
+    :meth:`decide` only reads the posterior and may run in several threads at once (its
+    scratch buffers are per thread); :meth:`update` replaces the posterior and must not
+    run concurrently with :meth:`decide` on the same object. A service typically serves
+    from one :meth:`from_bytes` snapshot per version and trains another copy.
     """
 
     def __init__(
@@ -641,6 +668,30 @@ class LayoutPolicy:
                 probability=float(prob[i]),
             )
             for r, i in enumerate(order.tolist())
+        ]
+
+    def coefficients(self) -> list[dict[str, Any]]:
+        """Every weight with its name, group, posterior mean and standard deviation.
+
+        Context features are named ``field=value`` and ``field=value x slot=variant``.
+        """
+        gids = self.fmap.group_ids(len(self._ctx))
+        names = []
+        for i in range(self.state_.n_features):
+            if i < self.fmap.n_static:
+                names.append(self.fmap.describe(i))
+            else:
+                k, j = divmod(i - self.fmap.n_static, self.fmap.block_size)
+                f, v = self._ctx.key(k)
+                names.append(f"{f}={v}" if j == 0 else f"{f}={v} x {self.fmap.describe(j)}")
+        return [
+            {
+                "feature": names[i],
+                "group": GROUPS[int(gids[i])],
+                "mean": float(self.state_.mean[i]),
+                "sd": float(self._sd[i]),
+            }
+            for i in range(self.state_.n_features)
         ]
 
     def _leader_candidates(self, main: FloatArray, pair: FloatArray) -> IntArray:
