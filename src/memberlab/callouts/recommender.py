@@ -555,13 +555,21 @@ class CalloutRecommender:
             n_req = n
         else:
             n_req = len(contexts)
-            groups = {}
+            # group by object identity first (cheap), then merge equal contexts
+            by_id: dict[int, tuple[Mapping[str, Any], list[int]]] = {}
             for i, c in enumerate(contexts):
+                hit = by_id.get(id(c))
+                if hit is None:
+                    by_id[id(c)] = (c, [i])
+                else:
+                    hit[1].append(i)
+            groups = {}
+            for c, rows_i in by_id.values():
                 key = _context_key(c)
                 if key in groups:
-                    groups[key][1].append(i)
+                    groups[key][1].extend(rows_i)
                 else:
-                    groups[key] = (c, [i])
+                    groups[key] = (c, rows_i)
         ids = self._block(next(iter(groups.values()))[0], candidates).item_ids if groups else []
         n_c = len(ids) if groups else len(self._candidates(candidates)[1])
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= n_c:
@@ -572,16 +580,21 @@ class CalloutRecommender:
         gen = self._reseed(seed)
         chosen = np.empty((n_req, k), dtype=np.int64)
         out_scores = np.empty((n_req, k))
+        Z = gen.standard_normal((n_req, n_c))  # one block of draws, sliced per context
+        start = 0
         for ctx, rows_i in groups.values():
             block = self._block(ctx, candidates)
-            S = block.base + gen.standard_normal((len(rows_i), n_c)) @ block.chol.T
+            m = len(rows_i)
+            S = Z[start : start + m] @ block.chol.T
+            S += block.base
+            start += m
             if k == 1:
                 top = S.argmax(axis=1)[:, None]
             else:
                 part = np.argpartition(-S, k - 1, axis=1)[:, :k]
                 order = np.argsort(-np.take_along_axis(S, part, axis=1), axis=1)
                 top = np.take_along_axis(part, order, axis=1)
-            ri = np.asarray(rows_i)
+            ri = np.asarray(rows_i) if len(groups) > 1 else slice(None)
             chosen[ri] = top
             out_scores[ri] = np.take_along_axis(S, top, axis=1)
         return BatchDecision(ids, chosen, out_scores, self._version, seed)
