@@ -602,8 +602,8 @@ class CalloutRecommender:
     def click_rates(
         self,
         context: Mapping[str, Any] | None = None,
-        *,
         level: float = 0.95,
+        *,
         candidates: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Posterior click rate of each item with an equal-tailed credible interval.
