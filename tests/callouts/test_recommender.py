@@ -207,3 +207,20 @@ def test_refit_priors_replays_log_under_new_priors() -> None:
     assert naive.fit.method == "naive"
     with pytest.raises(DataValidationError, match="method"):
         rec.refit_priors(log, method="magic")  # type: ignore[arg-type]
+
+
+def test_set_propensity_is_one_when_every_candidate_is_served() -> None:
+    rec = _rec(n_propensity_draws=50)
+    d = rec.decide(CTX, candidates=["i0", "i1", "i2"], k=3)
+    assert [s.set_propensity for s in d.items] == [1.0, 1.0, 1.0]
+    assert sum(s.propensity for s in d.items) <= 3.0  # type: ignore[misc]
+
+
+def test_refit_from_likelihood_messages_of_the_live_model() -> None:
+    rec = _rec()
+    log = [Feedback(CTX, f"i{j % 12}", float(j % 9 == 0)) for j in range(300)]
+    rec.update(log)
+    res = rec.refit_priors(log, source="messages")
+    assert res.fit.method == "deconvolved" and res.n_replayed == 300
+    with pytest.raises(DataValidationError, match="naive"):
+        rec.refit_priors(log, method="naive", source="messages")
