@@ -69,13 +69,18 @@ def regret_section(
     traces: dict[str, list[RegretTrace]] = {p: [] for p in policies}
     t0 = time.perf_counter()
     for seed in range(seeds):
-        ss = np.random.SeedSequence([20260, seed])
-        sim_seq, *run_seqs = ss.spawn(1 + len(policies))
+        sim_seq, pol_seq, env_seq = np.random.SeedSequence([20260, seed]).spawn(3)
         sim: LayoutSimulator = make_sim(sim_seq)  # type: ignore[operator]
-        for name, rs in zip(policies, run_seqs, strict=True):
-            learner = make_learner(name, sim.space, n_restarts=restarts, rng=rs)
+        pol_state, env_state = pol_seq.generate_state(4), env_seq.generate_state(4)
+        for name in policies:
+            # common random numbers: every policy of a seed starts from the same generators
+            learner = make_learner(
+                name, sim.space, n_restarts=restarts, rng=np.random.SeedSequence(pol_state)
+            )
             traces[name].append(
-                run_regret(sim, learner, rounds=rounds, batch=batch, rng=np.random.default_rng(rs))
+                run_regret(
+                    sim, learner, rounds=rounds, batch=batch, rng=np.random.default_rng(env_state)
+                )
             )
         print(f"  [{title}] seed {seed + 1}/{seeds} done ({time.perf_counter() - t0:.0f} s)",
               flush=True)  # fmt: skip
