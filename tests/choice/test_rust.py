@@ -109,3 +109,15 @@ def test_group_without_replacements_warns(frame) -> None:  # type: ignore[no-unt
     with pytest.warns(ConvergenceWarning, match="not identified"):
         res = fit_rust(rust_states(frame, groups=(1,), bins=175), discount=0.0)
     assert not res.converged
+
+
+def test_pqr_with_replace_anchor_matches_nfxp(frame) -> None:  # type: ignore[no-untyped-def]
+    """PQR (anchor: replace, logistic policy quadratic in mileage) within 2 s.e. of NFXP."""
+    from memberlab.choice import rust_pqr
+
+    data = rust_states(frame, groups=(1, 2, 3, 4), bins=175)
+    nfxp = fit_rust(data, discount=0.9999)
+    pqr = rust_pqr(data, discount=0.9999, theta3=nfxp.theta3, degree=2)
+    assert abs(pqr.rc - nfxp.rc) < 2 * nfxp.se["RC"]
+    assert abs(pqr.theta11 - nfxp.theta11) < 2 * nfxp.se["theta11"]
+    assert np.all(pqr.rewards[:, 1] == 0.0)

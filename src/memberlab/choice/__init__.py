@@ -15,12 +15,30 @@ and Rust's (1987) bus-engine data.
 True
 """
 
+from memberlab.choice._counterfactual import (
+    CounterfactualResult,
+    bootstrap,
+    counterfactual,
+    price_shift,
+    propagate_shares,
+    reward_intervals,
+    reward_shift,
+    value_benefits,
+)
 from memberlab.choice._env import MembershipEnv, sample_next
 from memberlab.choice._panel import Panel, estimate_transitions, read_panel
 from memberlab.choice._parametric import CCP, NFXP, linear_features
 from memberlab.choice._pqr import PQR, TabularPQR, pqr_tabular
 from memberlab.choice._results import SCHEMA_VERSION, ChoiceResults
-from memberlab.choice._rust import RustData, RustResults, fit_rust, load_rust_bus, rust_states
+from memberlab.choice._rust import (
+    RustData,
+    RustPQR,
+    RustResults,
+    fit_rust,
+    load_rust_bus,
+    rust_pqr,
+    rust_states,
+)
 from memberlab.choice._solve import Solution, solve_values
 
 __all__ = [
@@ -29,19 +47,29 @@ __all__ = [
     "PQR",
     "SCHEMA_VERSION",
     "ChoiceResults",
+    "CounterfactualResult",
     "MembershipEnv",
     "Panel",
     "RustData",
+    "RustPQR",
     "RustResults",
     "Solution",
     "TabularPQR",
+    "bootstrap",
+    "counterfactual",
     "estimate_transitions",
     "fit_rust",
     "linear_features",
     "load_rust_bus",
     "pqr_tabular",
+    "price_shift",
+    "propagate_shares",
     "read_panel",
+    "reward_intervals",
+    "reward_shift",
+    "rust_pqr",
     "rust_states",
     "sample_next",
     "solve_values",
+    "value_benefits",
 ]

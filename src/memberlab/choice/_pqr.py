@@ -239,12 +239,13 @@ class PQR:
     discount : float in [0, 1)
     policy_learner : classifier, optional
         Fitted on (state features, action); default
-        ``HistGradientBoostingClassifier(max_iter=300, min_samples_leaf=2)``.
+        ``HistGradientBoostingClassifier(max_iter=100, learning_rate=0.2,
+        min_samples_leaf=2)``.
     q_learner : regressor, optional
         Fitted Q iteration of the anchor's Q; default ``ExtraTreesRegressor(n_estimators=
-        25, min_samples_leaf=1)``.
+        10, min_samples_leaf=1)``.
     reward_learner : regressor, optional
-        One copy per non-anchor action; default ``ExtraTreesRegressor(n_estimators=100,
+        One copy per non-anchor action; default ``ExtraTreesRegressor(n_estimators=25,
         min_samples_leaf=1)``.
     calibration : {None, "sigmoid", "isotonic"}, default None
         Wrap the policy learner in :class:`sklearn.calibration.CalibratedClassifierCV`.
@@ -264,6 +265,10 @@ class PQR:
     transitions_max_states : int, default 5000
         Estimate a frequency transition model (for counterfactuals) when the panel has
         at most this many distinct states.
+    n_threads : int or None, default 1
+        Threads for the learners' OpenMP and BLAS pools during ``fit`` (one by default:
+        the fits run on aggregated states and oversubscription on a busy machine costs
+        far more than it gains); ``None`` leaves the pools alone.
     rng : int, Generator or None
         Seeds the default learners.
 
@@ -291,6 +296,7 @@ class PQR:
         max_unsupported: float = 0.05,
         support_min_count: int = 30,
         transitions_max_states: int = 5000,
+        n_threads: int | None = 1,
         rng: RNGLike = None,
     ) -> None:
         self.anchor = anchor
@@ -307,6 +313,7 @@ class PQR:
         self.max_unsupported = max_unsupported
         self.support_min_count = support_min_count
         self.transitions_max_states = transitions_max_states
+        self.n_threads = n_threads
         self.rng = rng
 
     def _learners(self) -> tuple[Any, Any, Any]:
@@ -316,7 +323,11 @@ class PQR:
         seed = int(g.integers(2**31 - 1))
         pl = (
             HistGradientBoostingClassifier(
-                max_iter=300, min_samples_leaf=2, early_stopping=False, random_state=seed
+                max_iter=100,
+                learning_rate=0.2,
+                min_samples_leaf=2,
+                early_stopping=False,
+                random_state=seed,
             )
             if self.policy_learner is None
             else clone(self.policy_learner)
@@ -326,12 +337,12 @@ class PQR:
 
             pl = CalibratedClassifierCV(pl, method=self.calibration, cv=3)
         ql = (
-            ExtraTreesRegressor(n_estimators=25, min_samples_leaf=1, random_state=seed)
+            ExtraTreesRegressor(n_estimators=10, min_samples_leaf=1, random_state=seed)
             if self.q_learner is None
             else clone(self.q_learner)
         )
         rl = (
-            ExtraTreesRegressor(n_estimators=100, min_samples_leaf=1, random_state=seed)
+            ExtraTreesRegressor(n_estimators=25, min_samples_leaf=1, random_state=seed)
             if self.reward_learner is None
             else clone(self.reward_learner)
         )
@@ -339,6 +350,16 @@ class PQR:
 
     def fit(self, panel: Panel) -> ChoiceResults:
         """Fit P, Q and R on a panel; rewards are evaluated on the panel's states."""
+        if self.n_threads is not None and self.n_threads < 1:
+            raise ValueError(f"n_threads == {self.n_threads}, must be >= 1 or None.")
+        if self.n_threads is None:
+            return self._fit(panel)
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+        with threadpool_limits(limits=self.n_threads):
+            return self._fit(panel)
+
+    def _fit(self, panel: Panel) -> ChoiceResults:
         _check_hyper(self.discount, self.clip)
         if self.calibration not in (None, "sigmoid", "isotonic"):
             raise ValueError(

@@ -24,7 +24,15 @@ from memberlab._errors import ConvergenceWarning, DataValidationError
 from memberlab._typing import FloatArray, IntArray
 from memberlab.choice._nfxp_core import NFXPProblem, maximize_bhhh
 
-__all__ = ["RustData", "RustResults", "fit_rust", "load_rust_bus", "rust_states"]
+__all__ = [
+    "RustData",
+    "RustPQR",
+    "RustResults",
+    "fit_rust",
+    "load_rust_bus",
+    "rust_pqr",
+    "rust_states",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -351,3 +359,71 @@ def fit_rust(
     )
     logger.info("Rust NFXP: %s", json.dumps(res.to_dict()))
     return res
+
+
+@dataclass(frozen=True)
+class RustPQR:
+    """PQR on the bus data with ``replace`` as the anchor, projected on Rust's form.
+
+    Attributes
+    ----------
+    rc, theta11 : float
+        From the weighted least-squares projection ``r(x, keep) - r(x, replace) ~ RC -
+        0.001 theta11 x`` (weights: observed decisions per cell).
+    rewards : ndarray of shape (n_bins, 2)
+        PQR rewards (keep, replace), replace pinned at 0.
+    policy : ndarray of shape (n_bins, 2)
+    """
+
+    rc: float
+    theta11: float
+    rewards: FloatArray
+    policy: FloatArray
+
+
+def rust_pqr(
+    data: RustData,
+    *,
+    discount: float = 0.9999,
+    theta3: FloatArray | None = None,
+    degree: int = 2,
+) -> RustPQR:
+    """Tabular PQR on Rust's data with ``replace`` as anchor (its reward pinned at 0).
+
+    The policy is a logistic regression of the replacement decision on a polynomial of
+    the mileage cell (``degree``); transitions are Rust's increment model with
+    probabilities ``theta3`` (frequencies by default). With the anchor's true reward
+    ``-RC`` constant, the identified keep reward is ``RC - c(x)``, so projecting it on
+    ``[1, -0.001 x]`` recovers ``RC`` and ``theta11``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    from memberlab.choice._pqr import pqr_tabular
+
+    if degree < 1:
+        raise ValueError(f"degree == {degree}, must be >= 1.")
+    n_bins = data.n_bins
+    offset = 1 if n_bins == 175 else 0
+    states = np.maximum(data.states - offset, 0)
+    n_inc = int(data.increments.max()) + 1
+    if theta3 is None:
+        counts = np.bincount(data.increments, minlength=n_inc).astype(float)
+        theta3 = counts / counts.sum()
+    theta3 = np.asarray(theta3, dtype=float)
+    trans, _ = _increment_transitions(n_bins, len(theta3))(theta3[:-1])
+    grid = np.arange(n_bins, dtype=float) / 100.0
+    basis = np.column_stack([grid**k for k in range(1, degree + 1)])
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    model = LogisticRegression(C=1e6, max_iter=10_000)
+    with threadpool_limits(limits=1):
+        model.fit(basis[states], data.decisions)
+    p_rep = model.predict_proba(basis)[:, 1]
+    policy = np.column_stack([1.0 - p_rep, p_rep])
+    feasible = np.ones((n_bins, 2), dtype=bool)
+    rewards, _, _ = pqr_tabular(policy, trans, feasible, 1, discount)
+    w = np.bincount(states, minlength=n_bins).astype(float)
+    x = np.column_stack([np.ones(n_bins), -0.001 * np.arange(n_bins)])
+    sw = np.sqrt(w)
+    coef = np.linalg.lstsq(x * sw[:, None], rewards[:, 0] * sw, rcond=None)[0]
+    return RustPQR(float(coef[0]), float(coef[1]), rewards, policy)
