@@ -32,8 +32,6 @@ def serve(
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
     """Run the decision service (uvicorn; several worker processes with --workers)."""
-    import uvicorn
-
     from memberlab.service.settings import Settings
     from memberlab.store import Store, normalize_url
 
@@ -50,7 +48,33 @@ def serve(
             os.environ[f"MEMBERLAB_{name.upper()}"] = str(value)
     store = Store(settings.database_url)  # create or migrate the schema once
     store.close()
+    trainer = None
+    if settings.train_interval > 0:
+        # The trainer gets a process of its own: HTTP workers only serve.
+        import multiprocessing
+
+        from memberlab.service._trainer import run_trainer_process
+
+        os.environ["MEMBERLAB_BACKGROUND_TRAINER"] = "false"
+        trainer = multiprocessing.get_context("spawn").Process(
+            target=run_trainer_process,
+            args=(settings.model_dump_json(),),
+            name="memberlab-trainer",
+            daemon=True,
+        )
+        trainer.start()
     typer.echo(f"memberlab serving on http://{host}:{port} ({workers} worker(s))", err=True)
+    try:
+        _run_uvicorn(host, port, workers, log_level)
+    finally:
+        if trainer is not None:
+            trainer.terminate()
+            trainer.join(timeout=10)
+
+
+def _run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
+    import uvicorn
+
     uvicorn.run(
         "memberlab.service.app:create_app",
         factory=True,

@@ -136,3 +136,13 @@ class Trainer:
                 self.step()
             except Exception:  # the loop must survive a bad step; the next one retries
                 log.exception("trainer step failed")
+
+
+def run_trainer_process(settings_json: str) -> None:
+    """Entry point of the trainer process ``memberlab serve`` starts beside its workers."""
+    settings = Settings.model_validate_json(settings_json)
+    store = Store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    holder = CalloutsHolder(store, settings)
+    holder.ensure_initial()
+    trainer = Trainer(store, settings, holder)
+    trainer._loop()

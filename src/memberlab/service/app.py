@@ -11,7 +11,7 @@ import os
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -167,8 +167,8 @@ class _Auth:
         self._cache[key] = (scope, now)
         return scope
 
-    def require(self, needed: str) -> Callable[..., str]:
-        def check(
+    def require(self, needed: str) -> Callable[..., Awaitable[str]]:
+        async def check(  # async: no thread hop for a cached key
             creds: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
         ) -> str:
             if creds is None or not creds.credentials:
@@ -259,7 +259,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         callouts.ensure_initial()
-        trainer.start()
+        if settings.background_trainer:
+            trainer.start()
         try:
             yield
         finally:

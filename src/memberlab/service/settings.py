@@ -42,6 +42,10 @@ class Settings(BaseModel):
     early_hold : float
         Seconds an event may be timestamped before its decision and still count (clock
         skew between the caller and the service).
+    background_trainer : bool
+        Run the trainer loop in a thread of each app. ``memberlab serve`` turns it off
+        in the HTTP workers and runs the loop in a process of its own instead, so
+        training never holds the serving processes' GIL.
     crosses : tuple of str
         Context-by-attribute interactions of a new recommender, ``"page:benefit"``
         (environment: comma separated). Used when the first snapshot is created.
@@ -61,6 +65,7 @@ class Settings(BaseModel):
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     train_batch_limit: int = Field(20_000, ge=1)
     early_hold: float = Field(60.0, ge=0)
+    background_trainer: bool = True
     crosses: tuple[str, ...] = ()
 
     @field_validator("crosses", mode="before")

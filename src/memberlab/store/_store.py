@@ -46,6 +46,20 @@ _EVENT_CHUNK = 500
 _KEY_PREFIX = "mlk"
 
 
+# Hot-path statements are built once (building a statement costs more than running it).
+_INSERT_DECISION = sa.insert(s.decisions)
+_INSERT_IMPRESSION = sa.insert(s.impressions)
+_LATEST_VERSION = sa.select(sa.func.max(s.snapshots.c.version)).where(
+    s.snapshots.c.kind == sa.bindparam("kind"), s.snapshots.c.space == sa.bindparam("space")
+)
+_KEY_SCOPE = sa.select(s.api_keys.c.scope, s.api_keys.c.revoked).where(
+    s.api_keys.c.key_hash == sa.bindparam("key_hash")
+)
+_GET_DECISIONS = sa.select(s.decisions).where(
+    s.decisions.c.decision_id.in_(sa.bindparam("ids", expanding=True))
+)
+
+
 class StaleSnapshotError(MemberlabError, RuntimeError):
     """Another writer published the snapshot version this one meant to publish."""
 
@@ -201,7 +215,8 @@ class Store:
             @sa.event.listens_for(self.engine, "begin")
             def _on_begin(conn: sa.Connection) -> None:
                 mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-                conn.exec_driver_sql(f"BEGIN {mode}")
+                if mode != "NONE":
+                    conn.exec_driver_sql(f"BEGIN {mode}")
 
         elif self.dialect == "postgresql":
             self.engine = sa.create_engine(
@@ -228,8 +243,10 @@ class Store:
     @contextmanager
     def _tx(self, *, write: bool = True) -> Iterator[sa.Connection]:
         with self.engine.connect() as conn:
-            if write and self.dialect == "sqlite":
-                conn.execution_options(sqlite_begin="IMMEDIATE")
+            if self.dialect == "sqlite":
+                # writers take the lock up front (no deadlocked upgrades); a lone read
+                # needs no transaction at all (autocommit reads see the latest commit)
+                conn.execution_options(sqlite_begin="IMMEDIATE" if write else "NONE")
             with conn.begin():
                 yield conn
 
@@ -302,11 +319,7 @@ class Store:
     def api_key_scope(self, key: str) -> str | None:
         """The scope of a valid, unrevoked key; ``None`` otherwise."""
         with self._tx(write=False) as conn:
-            row = conn.execute(
-                sa.select(s.api_keys.c.scope, s.api_keys.c.revoked).where(
-                    s.api_keys.c.key_hash == _hash_key(key)
-                )
-            ).first()
+            row = conn.execute(_KEY_SCOPE, {"key_hash": _hash_key(key)}).first()
         if row is None or row.revoked:
             return None
         return str(row.scope)
@@ -390,21 +403,22 @@ class Store:
         now = time.time()
         with self._tx() as conn:
             conn.execute(
-                sa.insert(s.decisions).values(
-                    decision_id=decision.decision_id,
-                    kind=decision.kind,
-                    space=decision.space,
-                    context=decision.context,
-                    served=decision.served,
-                    policy_version=decision.policy_version,
-                    seed=decision.seed,
-                    ts=decision.ts,
-                    ts_client=decision.ts_client,
-                    created_at=now,
-                )
+                _INSERT_DECISION,
+                {
+                    "decision_id": decision.decision_id,
+                    "kind": decision.kind,
+                    "space": decision.space,
+                    "context": decision.context,
+                    "served": decision.served,
+                    "policy_version": decision.policy_version,
+                    "seed": decision.seed,
+                    "ts": decision.ts,
+                    "ts_client": decision.ts_client,
+                    "created_at": now,
+                },
             )
             conn.execute(
-                sa.insert(s.impressions),
+                _INSERT_IMPRESSION,
                 [
                     {
                         "decision_id": decision.decision_id,
@@ -415,6 +429,8 @@ class Store:
                         "ts": decision.ts,
                         "deadline": decision.ts + window,
                         "status": 0,
+                        "reward": None,
+                        "closed_at": None,
                         "policy_version": decision.policy_version,
                     }
                     for item_id, prop in impressions
@@ -427,11 +443,7 @@ class Store:
         out: dict[str, DecisionRecord] = {}
         with self._tx(write=False) as conn:
             for i in range(0, len(ids), _EVENT_CHUNK):
-                rows = conn.execute(
-                    sa.select(s.decisions).where(
-                        s.decisions.c.decision_id.in_(ids[i : i + _EVENT_CHUNK])
-                    )
-                ).all()
+                rows = conn.execute(_GET_DECISIONS, {"ids": ids[i : i + _EVENT_CHUNK]}).all()
                 for r in rows:
                     out[r.decision_id] = DecisionRecord(
                         r.decision_id,
@@ -468,16 +480,9 @@ class Store:
                 },
             )
         values = list(rows.values())
-        accepted = 0
+        stmt = self._insert(s.events).on_conflict_do_nothing().returning(s.events.c.event_id)
         with self._tx() as conn:
-            for i in range(0, len(values), _EVENT_CHUNK):
-                stmt = (
-                    self._insert(s.events)
-                    .values(values[i : i + _EVENT_CHUNK])
-                    .on_conflict_do_nothing()
-                    .returning(s.events.c.event_id)
-                )
-                accepted += len(conn.execute(stmt).all())
+            accepted = len(conn.execute(stmt, values).all()) if values else 0
         return accepted, len(events) - accepted
 
     # -- the pending ledger -------------------------------------------------------------
@@ -564,11 +569,7 @@ class Store:
     def latest_version(self, kind: str, space: str = "") -> int:
         """Version of the newest snapshot (0 if none): one indexed lookup, cheap to poll."""
         with self._tx(write=False) as conn:
-            v = conn.execute(
-                sa.select(sa.func.max(s.snapshots.c.version)).where(
-                    s.snapshots.c.kind == kind, s.snapshots.c.space == space
-                )
-            ).scalar()
+            v = conn.execute(_LATEST_VERSION, {"kind": kind, "space": space}).scalar()
         return int(v or 0)
 
     def load_snapshot(self, kind: str, space: str = "") -> Snapshot | None:
