@@ -34,6 +34,9 @@ FeatureFn = Callable[[Panel], tuple[FloatArray, list[str]]]
 def linear_features(panel: Panel, anchor: Any) -> tuple[FloatArray, list[str]]:
     """Default reward features: per non-anchor action, an intercept and state slopes.
 
+    Rewards in states with a single feasible action (not identified) are pinned at 0, and
+    columns that are constant or collinear on the feasible pairs are dropped.
+
     Returns
     -------
     features : ndarray of shape (n_states, n_actions, n_params)
@@ -61,17 +64,23 @@ def linear_features(panel: Panel, anchor: Any) -> tuple[FloatArray, list[str]]:
     base_names = ["const", *names]
     n_s, n_a = panel.n_states, panel.n_actions
     k = base.shape[1]
+    # rewards in states with a single feasible action are not identified: pinned at 0
+    choice = panel.feasible.sum(axis=1) > 1
     others = [a for a in range(n_a) if a != a0]
     feats = np.zeros((n_s, n_a, k * len(others)))
     out_names: list[str] = []
     for j, a in enumerate(others):
-        feats[:, a, j * k : (j + 1) * k] = base * panel.feasible[:, a : a + 1]
+        use = (panel.feasible[:, a] & choice)[:, None]
+        feats[:, a, j * k : (j + 1) * k] = base * use
         out_names += [f"{panel.actions[a]}:{n}" for n in base_names]
-    # drop columns that never vary where used (e.g. an action feasible in a single state)
-    keep = np.array(
-        [np.ptp(feats[:, :, i][panel.feasible]) > 0 or i % k == 0 for i in range(feats.shape[2])]
-    )
-    return feats[:, :, keep], [n for n, kp in zip(out_names, keep, strict=True) if kp]
+    # keep a column only if it adds to the rank (drops constant and collinear columns)
+    flat = feats[panel.feasible]
+    keep: list[int] = []
+    for i in range(flat.shape[1]):
+        trial = flat[:, [*keep, i]]
+        if np.linalg.matrix_rank(trial) > len(keep):
+            keep.append(i)
+    return feats[:, :, keep], [out_names[i] for i in keep]
 
 
 def _features(
