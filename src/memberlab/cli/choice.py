@@ -169,19 +169,24 @@ def counterfactual_cmd(
             "reward_shift": shift,
             "shares": [
                 {
-                    "month": int(r.month),
-                    "action": str(r.action),
-                    "baseline": float(r.baseline),
-                    "counterfactual": float(r.counterfactual),
-                    "difference": float(r.difference),
-                    "counterfactual_lower": float(r.counterfactual_lower),
-                    "counterfactual_upper": float(r.counterfactual_upper),
+                    "month": int(r["month"]),
+                    "action": str(r["action"]),
+                    "baseline": float(r["baseline"]),
+                    "counterfactual": float(r["counterfactual"]),
+                    "difference": float(r["difference"]),
+                    "counterfactual_lower": float(r["counterfactual_lower"]),
+                    "counterfactual_upper": float(r["counterfactual_upper"]),
                 }
-                for r in table.itertuples()
+                for r in table.to_dict("records")
             ],
             "churn": [
-                {"month": int(r.month), "scenario": str(r.scenario), "churn": float(r.churn)}
-                for r in cf.metrics.itertuples()
+                {
+                    "month": int(r["month"]),
+                    "scenario": str(r["scenario"]),
+                    "churn": float(r["churn"]),
+                    "revenue": float(r["revenue"]),
+                }
+                for r in cf.metrics.to_dict("records")
             ],
         }
         typer.echo(json.dumps(payload, indent=2))
