@@ -74,6 +74,10 @@ def test_snapshot_errors() -> None:
     bumped = blob.replace(b'"schema_version": 1', b'"schema_version": 99', 1)
     with pytest.raises(SchemaVersionError, match="schema_version 99"):
         LayoutPolicy.from_bytes(bumped)
+    with pytest.raises(DataValidationError, match="malformed"):
+        LayoutPolicy.from_bytes(blob.replace(b'"version":', b'"versio":', 1))
+    with pytest.raises(DataValidationError, match="malformed"):
+        LayoutPolicy.from_bytes(blob[: len(blob) // 2])
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import uuid
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -767,12 +768,19 @@ class LayoutPolicy:
                 f"layout policy snapshot has schema_version {version!r}; "
                 f"this release reads {SNAPSHOT_SCHEMA_VERSION}."
             )
-        priors = {g: GroupPrior(float(m), float(v)) for g, (m, v) in header["priors"].items()}
-        pol = cls(LayoutSpace.from_dict(header["space"]), priors=priors, **header["params"])
-        for f, v in header["context_values"]:
-            pol._ctx.index(f, v)
-        with np.load(io.BytesIO(rest[cut + 1 :]), allow_pickle=False) as z:
-            arrays = {k: np.array(z[k], dtype=np.float64) for k in z.files}
+        try:
+            priors = {g: GroupPrior(float(m), float(v)) for g, (m, v) in header["priors"].items()}
+            pol = cls(LayoutSpace.from_dict(header["space"]), priors=priors, **header["params"])
+            for f, v in header["context_values"]:
+                pol._ctx.index(str(f), str(v))
+            version_ = int(header["version"])
+            rng_state = header["rng_state"]
+            with np.load(io.BytesIO(rest[cut + 1 :]), allow_pickle=False) as z:
+                arrays = {k: np.array(z[k], dtype=np.float64) for k in z.files}
+        except DataValidationError:
+            raise
+        except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise DataValidationError(f"layout policy snapshot is malformed: {exc!r}") from exc
         n = pol.fmap.n_features(len(pol._ctx))
         for k in ("mean", "var", "prior_mean", "prior_var"):
             if k not in arrays or arrays[k].shape != (n,):
@@ -782,7 +790,7 @@ class LayoutPolicy:
         pol.state_ = probit.ProbitState(
             arrays["mean"], arrays["var"], arrays["prior_mean"], arrays["prior_var"], pol.noise
         )
-        pol.version_ = int(header["version"])
-        pol._rng.bit_generator.state = header["rng_state"]
+        pol.version_ = version_
+        pol._rng.bit_generator.state = rng_state
         pol._refresh()
         return pol
