@@ -325,7 +325,7 @@ def main() -> None:
             "MEMBERLAB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
         ),
     )
-    ap.add_argument("--workers", type=int, default=1, help="server processes")
+    ap.add_argument("--workers", type=int, default=2, help="HTTP server processes")
     ap.add_argument("--click-rate", type=float, default=0.2)
     ap.add_argument("--train-interval", type=float, default=1.0, help="0: no background trainer")
     ap.add_argument("--sweep", action="store_true", help="find the highest rate with p99 < target")

@@ -269,3 +269,56 @@ def test_workers_share_one_state(serve: Callable[..., Server], keys: Keys) -> No
             pids.add(h["pid"])
             assert h["serving_version"] == stats["policy_version"] or h["serving_version"] > 0
     assert len(pids) == 2
+
+
+def test_layouts_define_decide_learn(serve: Callable[..., Server], keys: Keys) -> None:
+    """A layout space over HTTP: define (idempotent, 409 on a different definition),
+    decisions with propensities, rewards by decision id, the trainer learns the best
+    layout (seed 2; true click rate 0.6 for one layout, 0.1 for the others)."""
+    server = serve("--train-interval", "0", "--attribution-window", "30")
+    spec = {"slots": {"headline": ["h1", "h2"], "image": ["i1", "i2", "i3"]}, "context": ["device"]}
+    rng = np.random.default_rng(2)
+    with server.client(keys.admin) as c, server.client(keys.decide) as dec:
+        assert ok(c.put("/v1/layouts/home", json=spec))["created"]
+        assert not ok(c.put("/v1/layouts/home", json=spec))["created"]
+        assert c.put("/v1/layouts/home", json={"slots": {"a": ["x"]}}).status_code == 409
+        assert c.put("/v1/layouts/bad", json={"slots": {"a": []}}).status_code == 422
+        assert dec.put("/v1/layouts/other", json=spec).status_code == 403
+        assert dec.post("/v1/layouts/nope/decisions", json={}).status_code == 404
+        assert dec.post("/v1/layouts/home/decisions", json={"context": [1]}).status_code == 422
+        t, n_clicks, best = T0, 0, {"headline": "h2", "image": "i3"}
+        for _round in range(3):
+            served = []
+            for _ in range(150):
+                t += 1
+                d = ok(
+                    dec.post(
+                        "/v1/layouts/home/decisions",
+                        json={"context": {"device": "mobile"}, "timestamp": iso(t)},
+                    )
+                )
+                assert 0 < d["propensity"] <= 1 and set(d["layout"]) == {"headline", "image"}
+                served.append(d["layout"] == best)
+                if rng.random() < (0.6 if d["layout"] == best else 0.1):
+                    ev = {
+                        "event_id": f"l{n_clicks}",
+                        "decision_id": d["decision_id"],
+                        "type": "click",
+                        "timestamp": iso(t + 5),
+                    }
+                    ok(dec.post("/v1/events", json={"events": [ev]}), 202)
+                    n_clicks += 1
+            bad = {
+                "event_id": "z",
+                "decision_id": d["decision_id"],
+                "item_id": "x",
+                "type": "click",
+            }
+            assert dec.post("/v1/events", json={"events": [bad]}).status_code == 422
+            t += 100
+            ok(dec.post("/v1/layouts/home/decisions", json={"timestamp": iso(t)}))
+            step = ok(c.post("/v1/admin/train"))
+            assert step["details"]["layouts"]["home"] >= 150
+        board = ok(dec.get("/v1/layouts/home"))["leaderboard"]
+    assert np.mean(served) > 0.5, np.mean(served)
+    assert board[0]["layout"] == best

@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from memberlab.callouts import Feedback
+from memberlab.service._layouts import LAYOUTS, LayoutsHolder
 from memberlab.service._policy import KIND, CalloutsHolder, LeaseBusyError, lease, sync_catalog
 from memberlab.service.settings import Settings
-from memberlab.store import Store
+from memberlab.store import DueImpression, Store
 
 __all__ = ["TrainResult", "Trainer"]
 
@@ -52,10 +53,17 @@ class TrainResult:
 class Trainer:
     """Trainer steps for one store; :meth:`start` runs them in a background thread."""
 
-    def __init__(self, store: Store, settings: Settings, callouts: CalloutsHolder) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        callouts: CalloutsHolder,
+        layouts: LayoutsHolder | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.callouts = callouts
+        self.layouts = layouts or LayoutsHolder(store, settings)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_result: TrainResult | None = None
@@ -108,6 +116,21 @@ class Trainer:
                         policy_version=version,
                         details={"catalog_changes": changed},
                     )
+                layout_closed = self._step_layouts(now)
+                if layout_closed:
+                    result = TrainResult(
+                        True,
+                        "published",
+                        now,
+                        clock,
+                        closed=result.closed + sum(c for c, _ in layout_closed.values()),
+                        positives=result.positives + sum(p for _, p in layout_closed.values()),
+                        policy_version=result.policy_version,
+                        details={
+                            **result.details,
+                            "layouts": {s: c for s, (c, _) in layout_closed.items()},
+                        },
+                    )
         except LeaseBusyError as exc:
             result = TrainResult(False, str(exc), policy_version=self.callouts.version)
         result = TrainResult(**{**asdict(result), "seconds": time.perf_counter() - t0})
@@ -116,6 +139,31 @@ class Trainer:
             self.callouts.current(force=True)
         self.last_result = result
         return result
+
+    def _step_layouts(self, now: float) -> dict[str, tuple[int, int]]:
+        """Close the layout windows due by ``now``, space by space (lease held)."""
+        due = self.store.due_impressions(
+            LAYOUTS, now, early_hold=self.settings.early_hold, limit=self.settings.train_batch_limit
+        )
+        by_space: dict[str, list[DueImpression]] = {}
+        for d in due:
+            by_space.setdefault(d.space, []).append(d)
+        out: dict[str, tuple[int, int]] = {}
+        for space, rows in by_space.items():
+            policy, base, spec = self.layouts.load_latest(space)
+            policy.update([(d.context, d.served, 1 if d.reward > 0 else 0) for d in rows])
+            self.store.publish(
+                LAYOUTS,
+                policy.to_bytes(),
+                base_version=base,
+                space=space,
+                spec=spec,
+                reason="train",
+                closed=[(d.decision_id, d.item_id, d.reward) for d in rows],
+            )
+            out[space] = (len(rows), sum(1 for d in rows if d.reward > 0))
+            self.layouts.current(space, force=True)
+        return out
 
     def start(self) -> None:
         """Run :meth:`step` every ``train_interval`` seconds in a daemon thread."""

@@ -27,6 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from memberlab import __version__
 from memberlab._errors import DataValidationError, MemberlabError, UnknownItemError
 from memberlab.callouts import CalloutRecommender, Decision
+from memberlab.layouts import LayoutPolicy
+from memberlab.service._layouts import LAYOUTS, LayoutsHolder, SpaceConflictError
 from memberlab.service._policy import KIND, CalloutsHolder, LeaseBusyError
 from memberlab.service._trainer import Trainer
 from memberlab.service.schemas import (
@@ -39,6 +41,10 @@ from memberlab.service.schemas import (
     ItemIn,
     ItemOut,
     ItemsOut,
+    LayoutDecisionIn,
+    LayoutDecisionOut,
+    LayoutSpaceIn,
+    LayoutSpaceOut,
     RefitIn,
     ServedItemOut,
     StatsOut,
@@ -227,6 +233,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _bad(_: Request, exc: DataValidationError) -> JSONResponse:
         return _error(422, "invalid_request", str(exc))
 
+    @app.exception_handler(SpaceConflictError)
+    async def _conflict(_: Request, exc: SpaceConflictError) -> JSONResponse:
+        return _error(409, "conflict", str(exc))
+
     @app.exception_handler(MemberlabError)
     async def _other(_: Request, exc: MemberlabError) -> JSONResponse:
         return _error(400, "bad_request", str(exc))
@@ -251,7 +261,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     owns_store = store is None
     st = store or Store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     callouts = CalloutsHolder(st, settings)
-    trainer = Trainer(st, settings, callouts)
+    layouts = LayoutsHolder(st, settings)
+    trainer = Trainer(st, settings, callouts, layouts)
     auth = _Auth(st)
     decide_scope = auth.require("decide")
     admin_scope = auth.require("admin")
@@ -472,6 +483,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         for n, e in enumerate(body.events):
             d = known[e.decision_id]
             item = e.item_id or ""
+            if d.kind == LAYOUTS and item:
+                raise ApiError(
+                    422,
+                    "invalid_request",
+                    f"events.{n}: decision {e.decision_id!r} is a layout decision; "
+                    "send its events without an item_id.",
+                )
             if d.kind == KIND and item not in d.served:
                 raise ApiError(
                     422,
@@ -493,6 +511,80 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             )
         accepted, duplicates = st.add_events(records)
         return EventsOut(accepted=accepted, duplicates=duplicates)
+
+    # -- layouts ----------------------------------------------------------------------
+
+    space_path = Path(min_length=1, max_length=200, pattern=NO_NUL, description="Space name.")
+
+    @app.put(
+        "/v1/layouts/{space}",
+        tags=["layouts"],
+        response_model=LayoutSpaceOut,
+        responses={409: {"model": ErrorOut, "description": "Defined differently before."}},
+    )
+    def put_layout_space(
+        body: LayoutSpaceIn, space: str = space_path, _: str = Depends(admin_scope)
+    ) -> LayoutSpaceOut:
+        """Define a layout space (idempotent; a different definition of an existing space
+        is refused with 409, since its learned model would not fit)."""
+        spec = body.model_dump()
+        if spec["interactions"] is not None:
+            spec["interactions"] = [list(p) for p in spec["interactions"]]
+        version, created = layouts.define(space, spec)
+        return LayoutSpaceOut(
+            space=space, definition=layouts.spec(space), policy_version=version, created=created
+        )
+
+    @app.get(
+        "/v1/layouts/{space}", tags=["layouts"], response_model=LayoutSpaceOut, responses=_NOT_FOUND
+    )
+    def get_layout_space(space: str = space_path, _: str = Depends(decide_scope)) -> LayoutSpaceOut:
+        """The space's definition and its leaderboard (layouts by posterior mean)."""
+
+        def board(policy: LayoutPolicy) -> list[dict[str, Any]]:
+            return [e.to_dict() for e in policy.leaderboard(top=10)]
+
+        entries, version = layouts.call(space, board)
+        clean = [
+            {k: finite_or_none(v) if isinstance(v, float) else v for k, v in e.items()}
+            for e in entries
+        ]
+        return LayoutSpaceOut(
+            space=space, definition=layouts.spec(space), policy_version=version, leaderboard=clean
+        )
+
+    @app.post(
+        "/v1/layouts/{space}/decisions",
+        tags=["layouts"],
+        response_model=LayoutDecisionOut,
+        responses=_NOT_FOUND,
+    )
+    def decide_layout(
+        body: LayoutDecisionIn, space: str = space_path, _: str = Depends(decide_scope)
+    ) -> LayoutDecisionOut:
+        """Thompson-sample a layout for a request; rewards come through POST /v1/events
+        with the decision id and no item id."""
+        seed = secrets.randbits(62)
+        decision, version = layouts.call(space, lambda p: p.decide(body.context, seed=seed))
+        client_ts = epoch(body.timestamp)
+        record = DecisionRecord(
+            decision_id=decision.decision_id,
+            kind=LAYOUTS,
+            space=space,
+            context=body.context,
+            served=decision.layout,
+            policy_version=version,
+            seed=seed,
+            ts=time.time() if client_ts is None else client_ts,
+            ts_client=client_ts is not None,
+        )
+        st.log_decision(record, [("", decision.propensity)], window=settings.attribution_window)
+        return LayoutDecisionOut(
+            decision_id=decision.decision_id,
+            layout=decision.layout,
+            propensity=finite_or_none(decision.propensity),
+            policy_version=version,
+        )
 
     # -- administration -----------------------------------------------------------------
 

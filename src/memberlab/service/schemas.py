@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 __all__ = [
     "DecisionIn",
@@ -18,6 +18,10 @@ __all__ = [
     "ItemIn",
     "ItemOut",
     "ItemsOut",
+    "LayoutDecisionIn",
+    "LayoutDecisionOut",
+    "LayoutSpaceIn",
+    "LayoutSpaceOut",
     "RefitIn",
     "ServedItemOut",
     "StatsOut",
@@ -35,7 +39,17 @@ Value = Scalar | None | Annotated[list[Scalar], Field(max_length=100)]
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # strict: "2" is not an int and 0 is not a timestamp, as the OpenAPI schema says
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
+def _iso_string(v: Any) -> Any:
+    if not isinstance(v, str):
+        raise ValueError("must be an ISO 8601 string, e.g. 2026-01-01T12:00:00Z")
+    return v
+
+
+Timestamp = Annotated[datetime, Field(strict=False), BeforeValidator(_iso_string)]
 
 
 def epoch(ts: datetime | None) -> float | None:
@@ -82,7 +96,7 @@ class DecisionIn(_In):
     )
     candidates: Annotated[list[ItemId], Field(min_length=1, max_length=1000)] | None = None
     k: int = Field(1, ge=1, le=100)
-    timestamp: datetime | None = Field(default=None, description="ISO 8601 time of the request.")
+    timestamp: Timestamp | None = Field(default=None, description="ISO 8601 time of the request.")
 
 
 class ServedItemOut(BaseModel):
@@ -103,7 +117,7 @@ class EventIn(_In):
     item_id: ItemId | None = Field(default=None, description="Served item (none for layouts).")
     type: Literal["click", "conversion"]
     value: float | None = None
-    timestamp: datetime | None = None
+    timestamp: Timestamp | None = None
 
 
 class EventsIn(_In):
@@ -126,6 +140,49 @@ class StatsOut(BaseModel):
 
 class RefitIn(_In):
     method: Literal["deconvolved", "naive"] = "deconvolved"
+
+
+SlotName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_NUL)]
+
+
+class LayoutSpaceIn(_In):
+    """A layout space (see :meth:`memberlab.layouts.LayoutSpace.from_dict`)."""
+
+    slots: Annotated[
+        dict[SlotName, Annotated[list[SlotName], Field(min_length=1, max_length=24)]],
+        Field(min_length=1, max_length=12),
+    ] = Field(examples=[{"headline": ["h1", "h2"], "image": ["i1", "i2", "i3"]}])
+    interactions: Annotated[list[tuple[SlotName, SlotName]], Field(max_length=66)] | None = Field(
+        default=None, description="Interacting slot pairs; null means all pairs."
+    )
+    constraints: Annotated[list[dict[SlotName, SlotName]], Field(max_length=100)] = Field(
+        default_factory=list, description="Forbidden combinations of slot: variant."
+    )
+    context: Annotated[list[SlotName], Field(max_length=20)] = Field(
+        default_factory=list, description="Names of context fields."
+    )
+
+
+class LayoutSpaceOut(BaseModel):
+    space: str
+    definition: dict[str, Any]
+    policy_version: int
+    created: bool = False
+    leaderboard: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class LayoutDecisionIn(_In):
+    context: Annotated[dict[Key, Scalar | None], Field(max_length=100)] = Field(
+        default_factory=dict, examples=[{"device": "mobile"}]
+    )
+    timestamp: Timestamp | None = Field(default=None, description="ISO 8601 time.")
+
+
+class LayoutDecisionOut(BaseModel):
+    decision_id: str
+    layout: dict[str, str]
+    propensity: float | None
+    policy_version: int
 
 
 class ErrorOut(BaseModel):
