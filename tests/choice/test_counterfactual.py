@@ -159,3 +159,20 @@ def test_save_load_roundtrip(env, tmp_path) -> None:  # type: ignore[no-untyped-
         ChoiceResults.load(tmp_path / "m")
     with pytest.raises(FileNotFoundError):
         ChoiceResults.load(tmp_path / "nothing")
+
+
+def test_benefit_for_a_segment(env, big) -> None:  # type: ignore[no-untyped-def]
+    """A benefit worth 0.5 to heavy delivery users raises their plan shares; truth agrees."""
+    res = TabularPQR(anchor="none", discount=env.discount, smoothing=0.5).fit(big)
+    heavy = (res.states["delivery"] == 2).to_numpy()
+    shift = {"monthly": 0.5 * heavy, "annual": 0.5 * heavy}
+    cf = counterfactual(res, shift, months=12, n_members=20_000, rng=2)
+    m = env.state_index(big.states)
+    init = np.bincount(m[big.first_states()], minlength=env.n_states).astype(float)
+    true_shift = np.zeros((env.n_states, 3))
+    true_shift[:, 1:] = 0.5 * (env.states["delivery"] == 2).to_numpy()[:, None]
+    base, truth = env.true_shares(init, 12, reward_shift=true_shift)
+    pred = cf.shares[cf.shares["month"] == 11].set_index("action")
+    for a, label in enumerate(["none", "monthly", "annual"]):
+        assert abs(pred.loc[label, "counterfactual"] - truth[11, a]) < 0.02
+    assert truth[11, 0] < base[11, 0]

@@ -264,6 +264,43 @@ class MembershipEnv:
 
         return fn
 
+    def true_shares(
+        self,
+        initial: FloatArray,
+        months: int,
+        *,
+        reward_shift: FloatArray | None = None,
+        price_factor: float | None = None,
+    ) -> tuple[FloatArray, FloatArray]:
+        """Exact plan shares by month, baseline and counterfactual.
+
+        Parameters
+        ----------
+        initial : ndarray of shape (n_states,)
+            Members (or their distribution) over states in month 0.
+        months : int
+        reward_shift : ndarray of shape (n_states, 3), optional
+            Added to the true rewards.
+        price_factor : float, optional
+            Multiplies the monthly price (through ``alpha_price``).
+
+        Returns
+        -------
+        baseline, counterfactual : ndarrays of shape (months, 3)
+        """
+        from memberlab.choice._counterfactual import propagate_shares
+
+        r = self.rewards()
+        shift = np.zeros_like(r) if reward_shift is None else np.asarray(reward_shift, float)
+        if price_factor is not None:
+            pm = self.states["price_monthly"].to_numpy(dtype=float)
+            shift = shift.copy()
+            shift[:, 1] -= self.theta[5] * (price_factor - 1.0) * pm
+        shift = np.where(self.feasible, shift, 0.0)
+        base = propagate_shares(self.solve().policy, self.transitions, initial, months)
+        cf = propagate_shares(self.solve(r + shift).policy, self.transitions, initial, months)
+        return base, cf
+
     # -- data -------------------------------------------------------------------------
     def initial_states(self, n_members: int, rng: RNGLike = None) -> IntArray:
         """Draw first-month states: mostly non-members, some monthly and annual members."""
