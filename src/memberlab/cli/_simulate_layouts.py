@@ -89,7 +89,9 @@ def register(app: typer.Typer) -> None:
         ) as progress:
             task = progress.add_task("simulating", total=rounds * seeds * len(names))
             for i, ss in enumerate(seqs):
-                sim_seq, *run_seqs = ss.spawn(1 + len(names))
+                sim_seq, pol_seq, env_seq = ss.spawn(3)
+                # common random numbers: every policy of a seed starts from the same generators
+                pol_state, env_state = pol_seq.generate_state(4), env_seq.generate_state(4)
                 try:
                     if model == "basin":
                         sim = basin_model(n_slots=slots, n_variants=variants, rng=sim_seq)
@@ -98,20 +100,25 @@ def register(app: typer.Typer) -> None:
                 except ValueError as exc:
                     raise typer.BadParameter(str(exc)) from exc
                 optimum_p.append(sim.optimum()[1])
-                for name, rs in zip(names, run_seqs, strict=True):
+                for name in names:
                     progress.update(task, description=f"seed {i + 1}/{seeds} {name}")
                     done_before = int(progress.tasks[0].completed)
 
                     def advance(d: int, before: int = done_before) -> None:
                         progress.update(task, completed=before + d)
 
-                    learner = make_learner(name, sim.space, n_restarts=restarts, rng=rs)
+                    learner = make_learner(
+                        name,
+                        sim.space,
+                        n_restarts=restarts,
+                        rng=np.random.SeedSequence(pol_state),
+                    )
                     trace = run_regret(
                         sim,
                         learner,
                         rounds=rounds,
                         batch=batch,
-                        rng=np.random.default_rng(rs),
+                        rng=np.random.default_rng(env_state),
                         on_batch=advance,
                     )
                     traces[name].append(trace)
