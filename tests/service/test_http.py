@@ -322,3 +322,19 @@ def test_layouts_define_decide_learn(serve: Callable[..., Server], keys: Keys) -
         board = ok(dec.get("/v1/layouts/home"))["leaderboard"]
     assert np.mean(served) > 0.5, np.mean(served)
     assert board[0]["layout"] == best
+
+
+def test_dashboard_and_its_data(serve: Callable[..., Server], keys: Keys) -> None:
+    server = serve("--train-interval", "0")
+    with server.client(keys.admin) as c:
+        page = c.get("/dashboard")
+        assert page.status_code == 200 and "memberlab decision service" in page.text
+        put_items(c, {"a": {"benefit": "video"}, "b": {"benefit": "music"}})
+        for i in range(10):
+            decide(c, T0 + 30 * i)
+        rows = ok(c.get("/v1/admin/traffic", params={"bucket": 60}))["rows"]
+        assert sum(r["count"] for r in rows) == 10 and {r["start"] for r in rows} <= {
+            T0 + 60 * j for j in range(5)
+        }
+        assert ok(c.get("/v1/layouts")) == {"spaces": []}
+        assert c.get("/v1/admin/traffic", params={"bucket": -1}).status_code == 422

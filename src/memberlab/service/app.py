@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pathlib
 import secrets
 import time
 import uuid
@@ -15,10 +16,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -57,6 +58,8 @@ from memberlab.store import DecisionRecord, EventRecord, Store
 __all__ = ["ApiError", "create_app"]
 
 log = logging.getLogger(__name__)
+
+_DASHBOARD = pathlib.Path(__file__).with_name("static") / "dashboard.html"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": desc}
@@ -618,6 +621,28 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                 for g, p in result.priors.items()
             },
         }
+
+    @app.get("/v1/admin/traffic", tags=["admin"])
+    def traffic(
+        bucket: float = Query(60.0, gt=0, le=86_400, description="Bucket width in seconds."),
+        _: str = Depends(admin_scope),
+    ) -> dict[str, Any]:
+        """Callouts served per time bucket and item (the most recent 50,000 impressions)."""
+        rows = st.traffic(KIND, bucket=bucket)
+        return {
+            "bucket": bucket,
+            "rows": [{"start": b, "item_id": item, "count": n} for b, item, n in rows],
+        }
+
+    @app.get("/v1/layouts", tags=["layouts"])
+    def list_layout_spaces(_: str = Depends(decide_scope)) -> dict[str, list[str]]:
+        """Names of the defined layout spaces."""
+        return {"spaces": st.spaces(LAYOUTS)}
+
+    @app.get("/dashboard", include_in_schema=False, response_class=HTMLResponse)
+    def dashboard() -> HTMLResponse:
+        """A static page that reads the API with a key typed into it."""
+        return HTMLResponse(_DASHBOARD.read_text(encoding="utf-8"))
 
     @app.get("/v1/admin/stats", tags=["admin"], response_model=StatsOut)
     def stats(_: str = Depends(admin_scope)) -> StatsOut:

@@ -570,6 +570,25 @@ class Store:
             for r in rows
         ]
 
+    def traffic(
+        self, kind: str, *, bucket: float = 60.0, limit: int = 50_000
+    ) -> list[tuple[float, str, int]]:
+        """Impressions served per time bucket and item: ``(bucket start, item, count)``,
+        over the most recent ``limit`` impressions (oldest bucket first)."""
+        i = s.impressions
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                sa.select(i.c.ts, i.c.item_id, i.c.space)
+                .where(i.c.kind == kind)
+                .order_by(i.c.ts.desc())
+                .limit(limit)
+            ).all()
+        counts: dict[tuple[float, str], int] = {}
+        for r in rows:
+            key = (float(r.ts) // bucket * bucket, r.item_id or r.space)
+            counts[key] = counts.get(key, 0) + 1
+        return sorted((b, item, n) for (b, item), n in counts.items())
+
     # -- snapshots ----------------------------------------------------------------------
 
     def latest_version(self, kind: str, space: str = "") -> int:
