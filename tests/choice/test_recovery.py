@@ -138,3 +138,42 @@ def test_hyperparameters_validated_in_fit(env, make_panel) -> None:  # type: ign
         PQR(anchor="none", discount=0.9, clip=0).fit(panel)
     with pytest.raises(ValueError, match="calibration"):
         PQR(anchor="none", discount=0.9, calibration="platt").fit(panel)
+
+
+def test_fa_pqr_on_continuous_states(env) -> None:  # type: ignore[no-untyped-def]
+    """A continuous state column (every row its own state): PQR-FA still runs (seed 8)."""
+    from memberlab import DataValidationError
+    from memberlab.choice import Panel, counterfactual
+
+    frame = env.simulate(300, 10, rng=8)
+    g = np.random.default_rng(8)
+    frame["usage"] = frame["delivery"] + g.uniform(0, 0.5, len(frame))
+    panel = Panel.from_frame(
+        frame,
+        id="member",
+        time="month",
+        state=["status", "months_left", "usage", "video", "tier"],
+        action="action",
+        actions=["none", "monthly", "annual"],
+        feasible="feasible",
+    )
+    assert panel.n_states > 2000
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = PQR(
+            anchor="none", discount=env.discount, n_q_iter=60, transitions_max_states=100, rng=0
+        ).fit(panel)
+    assert np.isfinite(res.rewards).all()
+    assert (res.rewards[:, 0] == 0).all()
+    assert res.transitions.shape[1] == 0
+    with pytest.raises(DataValidationError, match="no transition model"):
+        counterfactual(res, {"monthly": 0.1}, months=2, n_members=10)
+
+
+def test_module_doctest() -> None:
+    import doctest
+
+    import memberlab.choice
+
+    out = doctest.testmod(memberlab.choice)
+    assert out.attempted > 0 and out.failed == 0

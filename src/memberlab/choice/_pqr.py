@@ -240,7 +240,8 @@ class PQR:
     policy_learner : classifier, optional
         Fitted on (state features, action); default
         ``HistGradientBoostingClassifier(max_iter=100, learning_rate=0.2,
-        min_samples_leaf=2)``.
+        min_samples_leaf=2)`` (``min_samples_leaf=20`` when states are nearly unique,
+        fewer than 5 decisions per state).
     q_learner : regressor, optional
         Fitted Q iteration of the anchor's Q; default ``ExtraTreesRegressor(n_estimators=
         10, min_samples_leaf=1)``.
@@ -316,7 +317,7 @@ class PQR:
         self.n_threads = n_threads
         self.rng = rng
 
-    def _learners(self) -> tuple[Any, Any, Any]:
+    def _learners(self, rows_per_state: float) -> tuple[Any, Any, Any]:
         from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingClassifier
 
         g = as_generator(self.rng)
@@ -325,7 +326,8 @@ class PQR:
             HistGradientBoostingClassifier(
                 max_iter=100,
                 learning_rate=0.2,
-                min_samples_leaf=2,
+                # aggregated discrete states need small leaves; near-unique ones do not
+                min_samples_leaf=2 if rows_per_state >= 5 else 20,
                 early_stopping=False,
                 random_state=seed,
             )
@@ -373,7 +375,7 @@ class PQR:
         x = panel.state_features()
         n_s, n_a = feas.shape
         counts = panel.counts()
-        pl, ql, rl = self._learners()
+        pl, ql, rl = self._learners(panel.n_obs / max(panel.n_states, 1))
 
         # (P) policy on decisions in states with a choice
         s_idx, a_idx = np.nonzero((counts > 0) & (feas.sum(axis=1) > 1)[:, None])
