@@ -121,3 +121,12 @@ def test_no_nan_or_inf_for_extreme_messages(m: list[float], p: list[float]) -> N
         assert np.isfinite(g.mean) and np.isfinite(g.var) and g.var > 0
     else:
         assert not g.converged
+
+
+def test_upper_quantile_bounds_the_mle_from_above() -> None:
+    state, gids, names = _trained_state([0.0], [0.01], 30, (20, 40), seed=5)
+    mle = metaprior.fit_group_priors(state, gids, names).groups["g0"].var
+    up = metaprior.fit_group_priors(state, gids, names, upper_quantile=0.84).groups["g0"].var
+    assert up > mle
+    with pytest.raises(DataValidationError, match="upper_quantile"):
+        metaprior.deconvolved_prior(np.zeros(3), np.ones(3), upper_quantile=0.3)

@@ -137,8 +137,15 @@ def deconvolved_prior(
     fixed_mean: float | None = None,
     min_var: float = 1e-6,
     max_var: float = 100.0,
+    upper_quantile: float | None = None,
 ) -> GroupFit:
     """ML fit of ``m_i ~ N(mu, sigma^2 + 1/prec_i)`` over the weights of one group.
+
+    With ``upper_quantile=q`` the returned variance is instead the upper end of a
+    one-sided profile-likelihood interval at level ``q`` (deviance ``ndtri(q)^2`` above
+    the maximum). With few weights the ML variance often sits at zero; a policy that
+    explores with the prior should not trust that, and the upper bound falls to the ML
+    estimate as data accumulate.
 
     Parameters
     ----------
@@ -148,11 +155,15 @@ def deconvolved_prior(
         Pin ``mu`` instead of estimating it.
     min_var, max_var : float
         Search bounds on ``sigma^2``; hitting one sets ``converged=False``.
+    upper_quantile : float in (0.5, 1), optional
+        Return the profile-likelihood upper bound at this level instead of the MLE.
 
     Returns
     -------
     GroupFit
     """
+    if upper_quantile is not None and not 0.5 < upper_quantile < 1:
+        raise DataValidationError(f"upper_quantile == {upper_quantile}, must be in (0.5, 1).")
     m = np.asarray(msg_mean, dtype=np.float64)
     p = np.asarray(msg_prec, dtype=np.float64)
     if m.shape != p.shape or m.ndim != 1:
@@ -181,10 +192,21 @@ def deconvolved_prior(
         options={"xatol": 1e-7},
     )
     log_tau2 = float(res.x) if res.success and res.fun <= vals[i] else float(grid[i])
+    at_bound = log_tau2 - lo < 1e-3 or hi - log_tau2 < 1e-3
+    if upper_quantile is not None:
+        f0 = _profile(log_tau2, m, s2, fixed_mean)
+        half_dev = 0.5 * float(special.ndtri(upper_quantile)) ** 2
+
+        def excess(x: float) -> float:
+            return _profile(x, m, s2, fixed_mean) - f0 - half_dev
+
+        if excess(hi) <= 0:
+            log_tau2 = hi
+        elif hi > log_tau2:
+            log_tau2 = float(optimize.brentq(excess, log_tau2, hi, xtol=1e-6))
     tau2 = math.exp(log_tau2)
     w = 1.0 / (tau2 + s2)
     mu = float(np.dot(w, m) / w.sum()) if fixed_mean is None else float(fixed_mean)
-    at_bound = log_tau2 - lo < 1e-3 or hi - log_tau2 < 1e-3
     return GroupFit(
         mu,
         tau2,
@@ -205,6 +227,7 @@ def fit_group_priors(
     min_var: float = 1e-6,
     max_var: float = 100.0,
     messages: tuple[FloatArray, FloatArray] | None = None,
+    upper_quantile: float | None = None,
 ) -> MetaPriorFit:
     """Estimate a prior for every feature group of a trained probit state.
 
@@ -226,6 +249,9 @@ def fit_group_priors(
     messages : (precision, mean), optional
         Likelihood messages to use instead of the state's own, e.g. from
         :func:`laplace_messages`; arrays of shape (n_features,).
+    upper_quantile : float, optional
+        Deconvolved only: report each variance's profile-likelihood upper bound at this
+        level instead of the MLE (see :func:`deconvolved_prior`).
 
     Returns
     -------
@@ -260,6 +286,7 @@ def fit_group_priors(
                 fixed_mean=fixed.get(name),
                 min_var=min_var,
                 max_var=max_var,
+                upper_quantile=upper_quantile,
             )
         out[name] = fit
     bad = [n for n, f in out.items() if not f.converged]

@@ -208,6 +208,13 @@ class CalloutRecommender:
         Add a per-item id feature (group ``"item"``) on top of the attributes.
     shadow_prior_var : float
         Prior variance of the wide-prior shadow model :meth:`refit_priors` trains.
+    shadow_bias_var : float
+        Prior variance of the bias in the shadow model (wide: it carries the level).
+    shadow_sweeps : int
+        Block-Newton sweeps moving the shadow's mean to its MAP before the refit.
+    prior_quantile : float in (0.5, 1), optional
+        Refit each group's variance to its profile-likelihood upper bound at this level
+        instead of the ML estimate (deconvolved only; more exploration early on).
     update_mode : {"sequential", "parallel"}
         Sequential ADF over a feedback batch, or one vectorised step per batch.
     rng : int, Generator or None
@@ -228,6 +235,7 @@ class CalloutRecommender:
         shadow_prior_var: float = 0.1,
         shadow_bias_var: float = 10.0,
         shadow_sweeps: int = 8,
+        prior_quantile: float | None = None,
         update_mode: Literal["sequential", "parallel"] = "sequential",
         rng: RNGLike = None,
     ) -> None:
@@ -242,6 +250,7 @@ class CalloutRecommender:
         self.shadow_prior_var = shadow_prior_var
         self.shadow_bias_var = shadow_bias_var
         self.shadow_sweeps = shadow_sweeps
+        self.prior_quantile = prior_quantile
         self.update_mode = update_mode
         self.rng = rng
         self._validate()
@@ -735,6 +744,7 @@ class CalloutRecommender:
             exclude=[BIAS_GROUP],
             min_var=1e-4,
             messages=messages,
+            upper_quantile=self.prior_quantile if method == "deconvolved" else None,
         )
         new = {
             name: GroupPrior(0.0, g.var)
