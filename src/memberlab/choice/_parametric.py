@@ -22,7 +22,7 @@ from memberlab.choice._nfxp_core import NFXPProblem, maximize_bhhh
 from memberlab.choice._panel import Panel, estimate_transitions
 from memberlab.choice._pqr import _check_hyper, _frequency_policy, _transition_loglik
 from memberlab.choice._results import ChoiceResults
-from memberlab.choice._solve import policy_transition, solve_values
+from memberlab.choice._solve import policy_transition, small_blas, solve_values
 
 __all__ = ["CCP", "NFXP", "linear_features"]
 
@@ -231,6 +231,10 @@ class CCP:
 
     def fit(self, panel: Panel) -> ChoiceResults:
         """Estimate ``theta`` on a panel."""
+        with small_blas(panel.n_states):
+            return self._fit(panel)
+
+    def _fit(self, panel: Panel) -> ChoiceResults:
         _check_hyper(self.discount, self.clip)
         if self.smoothing < 0:
             raise ValueError(f"smoothing == {self.smoothing}, must be >= 0.")
@@ -291,6 +295,10 @@ class NFXP:
 
     def fit(self, panel: Panel) -> ChoiceResults:
         """Estimate ``theta`` on a panel."""
+        with small_blas(panel.n_states):
+            return self._fit(panel)
+
+    def _fit(self, panel: Panel) -> ChoiceResults:
         _check_hyper(self.discount, 1e-6)
         if self.start not in ("ccp", "zero"):
             raise ValueError(f"start == {self.start!r}, must be 'ccp' or 'zero'.")

@@ -29,6 +29,7 @@ from memberlab._rng import RNGLike, as_generator
 from memberlab._typing import BoolArray, FloatArray, IntArray
 from memberlab.choice._panel import Panel, estimate_transitions
 from memberlab.choice._results import ChoiceResults
+from memberlab.choice._solve import small_blas
 
 __all__ = ["PQR", "TabularPQR", "pqr_tabular"]
 
@@ -169,6 +170,10 @@ class TabularPQR:
 
     def fit(self, panel: Panel, *, policy: FloatArray | None = None) -> ChoiceResults:
         """Fit on a panel; ``policy`` (n_states, n_actions) overrides the frequencies."""
+        with small_blas(panel.n_states):
+            return self._fit(panel, policy)
+
+    def _fit(self, panel: Panel, policy: FloatArray | None) -> ChoiceResults:
         _check_hyper(self.discount, self.clip)
         if self.smoothing < 0:
             raise ValueError(f"smoothing == {self.smoothing}, must be >= 0.")

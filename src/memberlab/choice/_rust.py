@@ -23,6 +23,7 @@ import pandas as pd
 from memberlab._errors import ConvergenceWarning, DataValidationError
 from memberlab._typing import FloatArray, IntArray
 from memberlab.choice._nfxp_core import NFXPProblem, maximize_bhhh
+from memberlab.choice._solve import small_blas
 
 __all__ = [
     "RustData",
@@ -327,8 +328,9 @@ def fit_rust(
             ConvergenceWarning,
             stacklevel=2,
         )
-    stage2 = maximize_bhhh(problem, np.array(start, dtype=float), psi0, free_psi=False)
-    stage3 = maximize_bhhh(problem, stage2.params[:2], psi0, free_psi=True)
+    with small_blas(n_bins):
+        stage2 = maximize_bhhh(problem, np.array(start, dtype=float), psi0, free_psi=False)
+        stage3 = maximize_bhhh(problem, stage2.params[:2], psi0, free_psi=True)
     params = stage3.params
     scores = stage3.scores
     cov = np.linalg.pinv(scores.T @ scores)

@@ -12,6 +12,8 @@ manual), which converge quadratically.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,11 +21,24 @@ import scipy.linalg
 
 from memberlab._typing import BoolArray, FloatArray
 
-__all__ = ["Solution", "bellman", "policy_transition", "solve_values"]
+__all__ = ["Solution", "bellman", "policy_transition", "small_blas", "solve_values"]
 
 logger = logging.getLogger(__name__)
 
 _NEG = -np.inf
+_SMALL = 1000
+
+
+@contextmanager
+def small_blas(n_states: int) -> Iterator[None]:
+    """One BLAS/OpenMP thread for small state spaces (threads only add overhead there)."""
+    if n_states >= _SMALL:
+        yield
+        return
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    with threadpool_limits(limits=1):
+        yield
 
 
 def _masked_q(rewards: FloatArray, cont: FloatArray, feasible: BoolArray) -> FloatArray:
