@@ -92,7 +92,7 @@ class Timing:
 
 
 def time_per_call(
-    fn: Callable[[], object], *, min_time: float = 0.3, repeats: int = 3, per_call: int = 1
+    fn: Callable[[], object], *, min_time: float = 0.3, repeats: int = 5, per_call: int = 1
 ) -> Timing:
     """Time ``fn`` (best of ``repeats`` runs of at least ``min_time`` seconds each).
 
