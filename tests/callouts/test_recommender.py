@@ -224,3 +224,11 @@ def test_refit_from_likelihood_messages_of_the_live_model() -> None:
     assert res.fit.method == "deconvolved" and res.n_replayed == 300
     with pytest.raises(DataValidationError, match="naive"):
         rec.refit_priors(log, method="naive", source="messages")
+
+
+def test_odd_context_values_are_usable() -> None:
+    rec = _rec()
+    odd = {"page": "video", "nested": {"a": 1}, 3: "int-key", "tags": {"x", "y"}}
+    d = rec.decide(odd)  # type: ignore[arg-type]
+    assert rec.decide(odd, rng=d.seed) == d  # type: ignore[arg-type]
+    rec.update([Feedback(odd, d.item_ids[0], 1.0)])  # type: ignore[arg-type]

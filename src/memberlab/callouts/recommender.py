@@ -164,6 +164,10 @@ def _norm_value(v: Any) -> Any:
         return tuple(sorted({str(x) for x in v}))
     if isinstance(v, np.generic):
         return v.item()
+    try:
+        hash(v)
+    except TypeError:
+        return str(v)
     return v
 
 
