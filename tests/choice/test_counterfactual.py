@@ -176,3 +176,29 @@ def test_benefit_for_a_segment(env, big) -> None:  # type: ignore[no-untyped-def
     for a, label in enumerate(["none", "monthly", "annual"]):
         assert abs(pred.loc[label, "counterfactual"] - truth[11, a]) < 0.02
     assert truth[11, 0] < base[11, 0]
+
+
+def test_valuation_with_bootstrap_replicates(env) -> None:  # type: ignore[no-untyped-def]
+    panel = _panel(env.simulate(3000, 12, rng=6))
+    est = TabularPQR(anchor="none", discount=env.discount, smoothing=0.5)
+    res = est.fit(panel)
+    reps = bootstrap(est.fit, panel, n_boot=6, rng=1)
+    val = value_benefits(
+        res,
+        action="monthly",
+        features=["delivery", "video", "status"],
+        price="price_monthly",
+        replicates=reps,
+    ).set_index("term")
+    assert (val["coef_lower"] <= val["coef_upper"]).all()
+    assert val.loc["price_monthly", "coef"] < 0
+    assert val.loc["delivery", "wtp"] > 0
+
+
+def test_calibrated_policy_runs(env) -> None:  # type: ignore[no-untyped-def]
+    panel = _panel(env.simulate(2000, 10, rng=7))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = PQR(anchor="none", discount=env.discount, calibration="sigmoid", rng=0).fit(panel)
+    assert np.isfinite(res.rewards).all()
+    assert res.estimator == "pqr-fa"

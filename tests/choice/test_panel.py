@@ -99,3 +99,20 @@ def test_resample_keeps_members(env, make_panel) -> None:  # type: ignore[no-unt
     b = p.resample(np.random.default_rng(1))
     assert b.n_obs == p.n_obs and b.n_members == p.n_members
     assert (b.next_state[np.r_[np.diff(b.member) != 0, True]] == -1).all()
+
+
+def test_feasible_callable() -> None:
+    def feas(states: pd.DataFrame) -> np.ndarray:
+        # action order is ("monthly", "none"); state x == 1 cannot choose "none"
+        out = np.ones((len(states), 2), dtype=bool)
+        out[:, 1] = states["x"].to_numpy() == 0
+        return out
+
+    with pytest.raises(DataValidationError, match="infeasible"):
+        df = small()
+        df.loc[2, "a"] = "none"
+        make(df, feasible=feas)
+    p = make(small(), feasible=feas)
+    assert p.feasible.sum() == 3
+    with pytest.raises(DataValidationError, match="shape"):
+        make(small(), feasible=lambda s: np.ones((1, 1), dtype=bool))
