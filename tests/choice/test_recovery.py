@@ -114,6 +114,11 @@ def test_fa_pqr_at_200k(env, make_panel) -> None:  # type: ignore[no-untyped-def
     rmse = float(np.sqrt(np.average(err**2, weights=occ[m][f] + 1e-12)))
     sd = float(np.sqrt(np.cov(truth[f], aweights=occ[m][f] + 1e-12)))
     assert rmse < 0.1 * sd, (rmse, sd)
+    # unweighted over the (state, action) pairs seen at least 20 times (320 of 360); over
+    # all pairs it is about 20%, driven by pairs chosen 0-4 times (tabular PQR: 23%)
+    seen = f & (panel.counts() >= 20)
+    rmse_u = float(np.sqrt(np.mean((res.rewards - truth)[seen] ** 2)))
+    assert rmse_u < 0.1 * float(truth[f].std()), rmse_u
 
 
 def test_fa_pqr_fails_loudly_without_anchor_support(env, make_panel) -> None:  # type: ignore[no-untyped-def]
