@@ -59,6 +59,25 @@ _GET_DECISIONS = sa.select(s.decisions).where(
 )
 
 
+_SQLITE_BUSY_MS = 2
+_SQLITE_LOCK_WAIT = 30.0
+
+
+def _begin_immediate(conn: sa.Connection) -> None:
+    """Take SQLite's write lock, polling every 0.2-2 ms for up to 30 s."""
+    deadline = time.monotonic() + _SQLITE_LOCK_WAIT
+    pause = 0.0002
+    while True:
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except sa.exc.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.002)
+
+
 class StaleSnapshotError(MemberlabError, RuntimeError):
     """Another writer published the snapshot version this one meant to publish."""
 
@@ -208,18 +227,22 @@ class Store:
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute(f"PRAGMA synchronous={sync}")
-                cur.execute("PRAGMA busy_timeout=30000")
+                # SQLite's own busy handler sleeps in steps of up to 100 ms; writers
+                # instead retry BEGIN IMMEDIATE in sub-millisecond steps (below).
+                cur.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
                 cur.close()
 
             @sa.event.listens_for(self.engine, "begin")
             def _on_begin(conn: sa.Connection) -> None:
                 mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-                if mode != "NONE":
+                if mode == "IMMEDIATE":
+                    _begin_immediate(conn)
+                elif mode != "NONE":
                     conn.exec_driver_sql(f"BEGIN {mode}")
 
         elif self.dialect == "postgresql":
             self.engine = sa.create_engine(
-                parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                parsed, pool_size=pool_size, max_overflow=pool_size, pool_recycle=300
             )
         else:
             raise DataValidationError(
@@ -406,42 +429,55 @@ class Store:
         ph = self._ph
         context = json.dumps(decision.context, separators=(",", ":"))
         served = json.dumps(decision.served, separators=(",", ":"))
+        drow = (
+            decision.decision_id,
+            decision.kind,
+            decision.space,
+            context,
+            served,
+            decision.policy_version,
+            decision.seed,
+            decision.ts,
+            decision.ts_client,
+            now,
+        )
+        irows = [
+            (
+                decision.decision_id,
+                item_id,
+                decision.kind,
+                decision.space,
+                prop,
+                decision.ts,
+                decision.ts + window,
+                0,
+                decision.policy_version,
+            )
+            for item_id, prop in impressions
+        ]
+        dcols = (
+            "decisions (decision_id, kind, space, context, served, policy_version, seed, ts, "
+            "ts_client, created_at)"
+        )
+        icols = (
+            "impressions (decision_id, item_id, kind, space, propensity, ts, deadline, status, "
+            "policy_version)"
+        )
+        if self.dialect == "postgresql":
+            # One statement, one round trip, atomic on its own: autocommit.
+            values = ", ".join([f"({', '.join([ph] * 9)})"] * len(irows))
+            sql = (
+                f"WITH d AS (INSERT INTO {dcols} VALUES ({', '.join([ph] * 10)})) "
+                f"INSERT INTO {icols} VALUES {values}"
+            )
+            params = drow + tuple(v for row in irows for v in row)
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                conn.exec_driver_sql(sql, params)
+            return
         with self._tx() as conn:
-            conn.exec_driver_sql(
-                "INSERT INTO decisions (decision_id, kind, space, context, served, "
-                "policy_version, seed, ts, ts_client, created_at) VALUES "
-                f"({', '.join([ph] * 10)})",
-                (
-                    decision.decision_id,
-                    decision.kind,
-                    decision.space,
-                    context,
-                    served,
-                    decision.policy_version,
-                    decision.seed,
-                    decision.ts,
-                    decision.ts_client,
-                    now,
-                ),
-            )
-            conn.exec_driver_sql(
-                "INSERT INTO impressions (decision_id, item_id, kind, space, propensity, ts, "
-                f"deadline, status, policy_version) VALUES ({', '.join([ph] * 9)})",
-                [
-                    (
-                        decision.decision_id,
-                        item_id,
-                        decision.kind,
-                        decision.space,
-                        prop,
-                        decision.ts,
-                        decision.ts + window,
-                        0,
-                        decision.policy_version,
-                    )
-                    for item_id, prop in impressions
-                ],
-            )
+            conn.exec_driver_sql(f"INSERT INTO {dcols} VALUES ({', '.join([ph] * 10)})", drow)
+            conn.exec_driver_sql(f"INSERT INTO {icols} VALUES ({', '.join([ph] * 9)})", irows)
 
     def get_decisions(self, decision_ids: Sequence[str]) -> dict[str, DecisionRecord]:
         """The logged decisions among ``decision_ids`` (missing ids are left out)."""
@@ -658,20 +694,21 @@ class Store:
                         created_at=now,
                     )
                 )
-                if closed:
-                    conn.execute(
-                        sa.update(i)
-                        .where(
-                            i.c.decision_id == sa.bindparam("b_decision"),
-                            i.c.item_id == sa.bindparam("b_item"),
-                            i.c.status == 0,
+                by_reward: dict[float, list[tuple[str, str]]] = {}
+                for did, iid, rw in closed:
+                    by_reward.setdefault(float(rw), []).append((did, iid))
+                for rw, pairs in by_reward.items():  # one UPDATE per reward value and chunk
+                    for k in range(0, len(pairs), _EVENT_CHUNK):
+                        conn.execute(
+                            sa.update(i)
+                            .where(
+                                sa.tuple_(i.c.decision_id, i.c.item_id).in_(
+                                    pairs[k : k + _EVENT_CHUNK]
+                                ),
+                                i.c.status == 0,
+                            )
+                            .values(status=1, reward=rw, closed_at=now)
                         )
-                        .values(status=1, reward=sa.bindparam("b_reward"), closed_at=now),
-                        [
-                            {"b_decision": did, "b_item": iid, "b_reward": float(rw)}
-                            for did, iid, rw in closed
-                        ],
-                    )
                 self._set_meta(conn, f"last_publish/{kind}", repr(now))
                 conn.execute(
                     sa.delete(t).where(
