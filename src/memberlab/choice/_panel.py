@@ -259,7 +259,9 @@ class Panel:
         else:
             labels = tuple(actions)
         lookup = {a: i for i, a in enumerate(labels)}
-        codes = np.array([lookup.get(a, -1) for a in act_values], dtype=np.int64)
+        raw_codes, raw_uniques = pd.factorize(df[action])
+        to_label = np.array([lookup.get(a, -1) for a in raw_uniques], dtype=np.int64)
+        codes = to_label[np.asarray(raw_codes, dtype=np.int64)]
         if (codes < 0).any():
             i = int(np.argmax(codes < 0))
             raise DataValidationError(
@@ -267,31 +269,38 @@ class Panel:
                 f"{_py(df.index[i])!r}; allowed actions are {list(labels)}."
             )
         keys = df[list(state_cols)]
-        mi = pd.MultiIndex.from_frame(keys)
-        state_codes, uniques = mi.factorize()
-        states = pd.MultiIndex.from_tuples(list(uniques), names=list(state_cols)).to_frame(
-            index=False
-        )
-        states.columns = list(state_cols)
-        state_codes = np.asarray(state_codes, dtype=np.int64)
+        # factorize each column, combine the codes into one integer key, factorize that
+        combined = np.zeros(len(df), dtype=np.int64)
+        for c in state_cols:
+            col_codes, col_uniques = pd.factorize(keys[c])
+            combined = combined * (len(col_uniques) + 1) + np.asarray(col_codes, np.int64)
+            combined, _ = pd.factorize(combined)
+            combined = np.asarray(combined, dtype=np.int64)
+        state_codes = combined
+        first = np.unique(state_codes, return_index=True)[1]
+        states = keys.iloc[first].reset_index(drop=True)
         n_states = len(states)
         n_actions = len(labels)
         if feasible is None:
             feas = np.ones((n_states, n_actions), dtype=bool)
         elif isinstance(feasible, str):
             feas = np.zeros((n_states, n_actions), dtype=bool)
-            row_feas = np.zeros((len(df), n_actions), dtype=bool)
-            for j, text in enumerate(df[feasible].astype(str).to_numpy()):
-                for lab in text.split(FEASIBLE_SEP):
+            text_codes, texts = pd.factorize(df[feasible].astype(str))
+            text_codes = np.asarray(text_codes, dtype=np.int64)
+            masks = np.zeros((len(texts), n_actions), dtype=bool)
+            for u, text in enumerate(texts):
+                for lab in str(text).split(FEASIBLE_SEP):
                     k = lookup.get(lab)
                     if k is None:
                         k = next((i for i, a in enumerate(labels) if str(a) == lab), None)
                     if k is None:
+                        j = int(np.argmax(text_codes == u))
                         raise DataValidationError(
                             f"unknown action {lab!r} in feasibility column {feasible!r} at "
                             f"row {_py(df.index[j])!r}; allowed actions are {list(labels)}."
                         )
-                    row_feas[j, k] = True
+                    masks[u, k] = True
+            row_feas = masks[text_codes]
             row_ok = row_feas[np.arange(len(df)), codes]
             if not row_ok.all():
                 i = int(np.argmax(~row_ok))
