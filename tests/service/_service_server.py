@@ -50,11 +50,12 @@ class Server:
 
 
 def start_server(
-    database_url: str,
+    database_url: str | None,
     log_path: str,
     *args: str,
     timeout: float = 60.0,
     env: dict[str, str] | None = None,
+    cwd: str | None = None,
 ) -> Server:
     """Start ``memberlab serve`` and wait until ``/healthz`` answers 200."""
     port = free_port()
@@ -65,8 +66,7 @@ def start_server(
         "serve",
         "--port",
         str(port),
-        "--database-url",
-        database_url,
+        *(["--database-url", database_url] if database_url else []),
         *args,
     ]
     log = open(log_path, "ab")  # noqa: SIM115 - kept open for the process's lifetime
@@ -76,6 +76,7 @@ def start_server(
         stderr=subprocess.STDOUT,
         start_new_session=True,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
     server = Server(proc, f"http://127.0.0.1:{port}", log_path)
     deadline = time.monotonic() + timeout

@@ -150,3 +150,23 @@ def test_one_lease_holder_at_a_time(store: Store) -> None:
     store.release_lease("a")
     assert store.try_lease("b", ttl=0.0)
     assert store.try_lease("a", ttl=60)  # b's lease expired
+
+
+def test_migrations_upgrade_in_place(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database at version 1 is upgraded by a later migration, data kept."""
+    from memberlab.store import _schema
+
+    st = Store(sqlite_url)
+    st.upsert_item("a", {"x": "1"})
+    st.close()
+
+    def v2(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("ALTER TABLE items ADD COLUMN note VARCHAR(20) DEFAULT ''")
+
+    monkeypatch.setattr(_schema, "MIGRATIONS", [*_schema.MIGRATIONS, v2])
+    monkeypatch.setattr(_schema, "SCHEMA_VERSION", 2)
+    st = Store(sqlite_url)
+    assert st.schema_version() == 2
+    with st.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT item_id, note FROM items")).all() == [("a", "")]
+    st.close()

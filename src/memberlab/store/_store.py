@@ -84,7 +84,7 @@ class StaleSnapshotError(MemberlabError, RuntimeError):
 
 def default_database_url() -> str:
     """SQLite file ``memberlab.db`` in ``$MEMBERLAB_DATA_DIR`` (default ``./data``)."""
-    data_dir = Path(os.environ.get("MEMBERLAB_DATA_DIR", "data"))
+    data_dir = Path(os.environ.get("MEMBERLAB_DATA_DIR") or "data")
     return f"sqlite:///{(data_dir / 'memberlab.db').resolve()}"
 
 

@@ -1,0 +1,49 @@
+"""``memberlab keys create`` and ``memberlab serve`` share the default SQLite file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from _service_server import start_server
+
+
+def _keys(
+    scope: str, cwd: Path, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "memberlab.cli.main", "keys", "create", "--scope", scope, *args],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("data_dir", [None, "elsewhere"])
+def test_keys_and_serve_use_the_same_default_database(tmp_path: Path, data_dir: str | None) -> None:
+    # an empty MEMBERLAB_DATA_DIR counts as unset: ./data in the working directory
+    env = {"MEMBERLAB_DATA_DIR": str(tmp_path / data_dir) if data_dir else ""}
+    done = _keys("admin", tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    key = done.stdout.strip()
+    assert key.startswith("mlk_admin_") and "\n" not in key
+    expected = tmp_path / (data_dir or "data") / "memberlab.db"
+    assert expected.exists()
+    server = start_server(
+        None, str(tmp_path / "serve.log"), "--train-interval", "0", env=env, cwd=str(tmp_path)
+    )
+    try:
+        r = httpx.get(
+            f"{server.base_url}/v1/admin/stats", headers={"Authorization": f"Bearer {key}"}
+        )
+        assert r.status_code == 200, r.text
+    finally:
+        server.stop()
+    bad = _keys("root", tmp_path, env)
+    assert bad.returncode != 0 and "scope" in (bad.stderr + bad.stdout)
