@@ -47,3 +47,19 @@ def test_keys_and_serve_use_the_same_default_database(tmp_path: Path, data_dir: 
         server.stop()
     bad = _keys("root", tmp_path, env)
     assert bad.returncode != 0 and "scope" in (bad.stderr + bad.stdout)
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    """``memberlab demo`` starts its own server, learns and prints a summary."""
+    done = subprocess.run(
+        [sys.executable, "-m", "memberlab.cli.main", "demo", "--rounds", "3", "--shoppers", "60"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "summary" in out and "180 decisions" in out
+    assert "free-delivery" in out

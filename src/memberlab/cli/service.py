@@ -128,13 +128,13 @@ def demo(
     def started(base: str, url: str) -> None:
         console.print(f"service up at {base} on {url}")
         console.print(
-            "round  decisions  clicks  CTR(policy)  CTR(oracle)  CTR(uniform)  closed  version  s"
+            "round  shoppers  clicks  CTR policy  oracle  uniform  trained  version     s"
         )
 
     def report(r: _demo.DemoRound) -> None:
         console.print(
-            f"{r.round:5d}  {r.decisions:9d}  {r.clicks:6d}  {r.ctr:11.3f}  {r.oracle_ctr:11.3f}"
-            f"  {r.random_ctr:12.3f}  {r.closed:6d}  {r.policy_version:7d}  {r.seconds:4.1f}"
+            f"{r.round:5d}  {r.decisions:8d}  {r.clicks:6d}  {r.ctr:10.3f}  {r.oracle_ctr:6.3f}"
+            f"  {r.random_ctr:7.3f}  {r.closed:7d}  {r.policy_version:7d}  {r.seconds:4.1f}"
         )
 
     summary = _demo.run(
@@ -145,12 +145,12 @@ def demo(
         on_round=report,
         on_start=started,
     )
-    table = Table(title="What the service learned (GET /v1/callouts/items) vs the truth")
+    table = Table(title="Learned (GET /v1/callouts/items) vs true click rates")
     for col in (
         "item",
-        "truth (avg shopper)",
-        "observed CTR (n)",
-        "posterior mean",
+        "truth",
+        "observed (n)",
+        "posterior",
         "95% interval",
     ):
         table.add_column(col, justify="right" if col != "item" else "left")
@@ -177,8 +177,9 @@ def demo(
         f"{summary.stats['policy_version']}; {summary.seconds:.1f} s in all."
     )
     console.print(
-        "posterior means are for a shopper with no context features; the policy itself "
-        "personalises by page, interests and membership (crosses)."
+        "truth: mean click rate over shoppers; observed: clicks per impression served; "
+        "posterior: the model's rate for a shopper with no context features (the policy "
+        "itself personalises by page, interests and membership)."
     )
 
 
