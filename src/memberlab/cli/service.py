@@ -58,7 +58,7 @@ def serve(
         os.environ["MEMBERLAB_BACKGROUND_TRAINER"] = "false"
         trainer = multiprocessing.get_context("spawn").Process(
             target=run_trainer_process,
-            args=(settings.model_dump_json(),),
+            args=(settings.model_dump_json(), os.getpid()),
             name="memberlab-trainer",
             daemon=True,
         )

@@ -16,6 +16,7 @@ the new snapshot with them closed: nothing is lost or applied twice.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -186,11 +187,21 @@ class Trainer:
                 log.exception("trainer step failed")
 
 
-def run_trainer_process(settings_json: str) -> None:
-    """Entry point of the trainer process ``memberlab serve`` starts beside its workers."""
+def run_trainer_process(settings_json: str, parent_pid: int) -> None:
+    """Entry point of the trainer process ``memberlab serve`` starts beside its workers.
+
+    Exits when its parent is gone (even after a ``kill -9`` of the parent), so a
+    restart never leaves a stray trainer behind.
+    """
     settings = Settings.model_validate_json(settings_json)
     store = Store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     holder = CalloutsHolder(store, settings)
     holder.ensure_initial()
     trainer = Trainer(store, settings, holder)
-    trainer._loop()
+    while os.getppid() == parent_pid:
+        time.sleep(settings.train_interval)
+        try:
+            trainer.step()
+        except Exception:  # the loop must survive a bad step; the next one retries
+            log.exception("trainer step failed")
+    store.close()
