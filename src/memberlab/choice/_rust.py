@@ -129,9 +129,17 @@ def rust_states(
     ``bins=175``: Rust's cells of 450000/175 miles, 1-based cell ``k = ceil(m * 175 /
     450000)``; after a replacement the increment is counted from cell 0 (Rust's
     one-cell-higher landing point). ``bins=90``: ruspy's 5000-mile bins, state
-    ``floor(m / 5000)``; after a replacement the increment is ``ceil(m / 5000)``. In both
-    the first month of each bus is dropped and the decision in month ``t`` is the
-    replacement flag of month ``t + 1``.
+    ``floor(m / 5000)``; after a replacement the increment is ``ceil(m / 5000)``.
+
+    One observation per bus-month from the second month on, aligned as in Rust's NFXP
+    code: the state of month ``t``, the decision taken in it (the replacement flag of
+    month ``t + 1``; 0 in a bus's last month) and the mileage increment that led into
+    it from month ``t - 1``. The increment enters the likelihood on its own (it does not
+    depend on the state), so pairing it with month ``t`` rather than ``t - 1`` leaves the
+    transition likelihood unchanged; the choice likelihood runs over months 2..T. With
+    this alignment and all observed increments kept (no lumping of the rare 4- and
+    5-cell moves), groups 1-4 at 175 cells give Rust's Table X to every printed digit
+    (N = 8,156, log-likelihood -8607.889).
     """
     if bins not in (175, 90):
         raise ValueError(f"bins == {bins}, must be 175 or 90.")
@@ -148,14 +156,19 @@ def rust_states(
     else:
         cell = np.floor(miles / 5000).astype(np.int64)
         after = np.ceil(miles / 5000).astype(np.int64)
-    same = bus[1:] == bus[:-1]
-    x_now = cell[:-1][same]
-    x_next = cell[1:][same]
-    d = rep[1:][same]
-    inc = np.where(d == 1, after[1:][same], x_next - x_now)
-    if (inc < 0).any():
+    same_prev = np.zeros(len(bus), dtype=bool)
+    same_prev[1:] = bus[1:] == bus[:-1]
+    next_rep = np.zeros(len(bus), dtype=np.int64)
+    same_next = np.zeros(len(bus), dtype=bool)
+    same_next[:-1] = same_prev[1:]
+    next_rep[:-1] = np.where(same_next[:-1], rep[1:], 0)
+    prev_cell = np.zeros(len(bus), dtype=np.int64)
+    prev_cell[1:] = cell[:-1]
+    inc = np.where(rep == 1, after, cell - prev_cell)
+    keep = same_prev  # the first month of each bus has no increment into it
+    if (inc[keep] < 0).any():
         raise DataValidationError("negative mileage increment in the bus data.")
-    return RustData(x_now, d, inc, bins, tuple(groups))
+    return RustData(cell[keep], next_rep[keep], inc[keep], bins, tuple(groups))
 
 
 def _increment_transitions(n_bins: int, n_inc: int) -> Any:
