@@ -7,13 +7,12 @@ SQLite file in a temporary folder, removed when the module's tests end.
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
@@ -37,9 +36,8 @@ with TestClient(_APP) as _client:  # seed a few items so decisions can succeed
 schema = schemathesis.openapi.from_asgi("/openapi.json", _APP)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cleanup() -> Iterator[None]:
-    yield
+@atexit.register
+def _cleanup() -> None:  # also when the module is collected but its test deselected
     _STORE.close()
     shutil.rmtree(_DIR, ignore_errors=True)
 
