@@ -673,7 +673,7 @@ class Store:
         """
         version = base_version + 1
         now = time.time()
-        t, i = s.snapshots, s.impressions
+        t = s.snapshots
         try:
             with self._tx() as conn:
                 latest = conn.execute(
@@ -694,21 +694,18 @@ class Store:
                         created_at=now,
                     )
                 )
-                by_reward: dict[float, list[tuple[str, str]]] = {}
-                for did, iid, rw in closed:
-                    by_reward.setdefault(float(rw), []).append((did, iid))
-                for rw, pairs in by_reward.items():  # one UPDATE per reward value and chunk
-                    for k in range(0, len(pairs), _EVENT_CHUNK):
-                        conn.execute(
-                            sa.update(i)
-                            .where(
-                                sa.tuple_(i.c.decision_id, i.c.item_id).in_(
-                                    pairs[k : k + _EVENT_CHUNK]
-                                ),
-                                i.c.status == 0,
-                            )
-                            .values(status=1, reward=rw, closed_at=now)
-                        )
+                ph = self._ph
+                for k in range(0, len(closed), _EVENT_CHUNK):  # join on the primary key
+                    chunk = closed[k : k + _EVENT_CHUNK]
+                    rows = ", ".join([f"({ph}, {ph}, {ph})"] * len(chunk))
+                    params: list[Any] = [v for did, iid, rw in chunk for v in (did, iid, rw)]
+                    conn.exec_driver_sql(
+                        f"WITH v(d, i, r) AS (VALUES {rows}) "
+                        f"UPDATE impressions SET status = 1, reward = v.r, closed_at = {ph} "
+                        "FROM v WHERE impressions.decision_id = v.d "
+                        "AND impressions.item_id = v.i AND impressions.status = 0",
+                        (*params, now),
+                    )
                 self._set_meta(conn, f"last_publish/{kind}", repr(now))
                 conn.execute(
                     sa.delete(t).where(
