@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 from memberlab._errors import ConvergenceWarning, DataValidationError
 from memberlab._typing import FloatArray, IntArray
@@ -179,6 +179,8 @@ def deconvolved_prior(
     n = int(m.size)
     if n < 2:
         return GroupFit(0.0 if fixed_mean is None else fixed_mean, float("nan"), n, False)
+    from scipy import optimize  # lazily: a serving process never refits
+
     lo, hi = math.log(min_var), math.log(max_var)
     grid = np.linspace(lo, hi, 61)
     vals = np.array([_profile(g, m, s2, fixed_mean) for g in grid])

@@ -24,12 +24,14 @@ import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from memberlab._errors import DataValidationError, UnknownItemError
+
+if TYPE_CHECKING:  # pandas is imported lazily: serving does not need it
+    import pandas as pd
 
 __all__ = ["DEFAULT_EDGES", "AttributeSpec", "Catalog"]
 
@@ -301,6 +303,8 @@ class Catalog:
     def to_frame(self) -> pd.DataFrame:
         """One row per item: ``item_id``, ``active`` and the attributes."""
         rows = [{"item_id": i, "active": self._active[i], **a} for i, a in self._attrs.items()]
+        import pandas as pd
+
         return pd.DataFrame(rows)
 
     # --------------------------------------------------------------- persistence
@@ -333,7 +337,7 @@ class Catalog:
 def _is_missing(v: object) -> bool:
     try:
         return (
-            v is None or v is pd.NA or v is pd.NaT or bool(v != v)
+            v is None or type(v).__name__ in ("NAType", "NaTType") or bool(v != v)
         )  # NaN, NaT and pd.NA are unequal to themselves
     except (TypeError, ValueError):
         return False

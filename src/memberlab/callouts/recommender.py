@@ -28,10 +28,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 from scipy import special
 
 from memberlab._errors import DataValidationError, SchemaVersionError, UnknownItemError
@@ -48,6 +47,9 @@ from memberlab.bayes.metaprior import (
     refine_mean,
 )
 from memberlab.callouts.catalog import Catalog
+
+if TYPE_CHECKING:  # pandas is imported lazily: serving does not need it
+    import pandas as pd
 
 __all__ = [
     "BIAS_GROUP",
@@ -634,6 +636,8 @@ class CalloutRecommender:
         block = self._block(context or {}, candidates)
         z = float(special.ndtri(0.5 + level / 2))
         sd = np.sqrt(block.score_var)
+        import pandas as pd
+
         return pd.DataFrame(
             {
                 "item_id": block.item_ids,
