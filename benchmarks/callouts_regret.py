@@ -402,6 +402,7 @@ def run_speed(args: argparse.Namespace) -> dict[str, float]:
         r.decide_batch(batch_ctx)
 
     peak = peak_traced_mib(workload)
+    rss_serving = _serving_rss_mib()
     rows = [
         ("decide, no propensity", t_dec, t_beta, ">= 100,000/s"),
         ("decide + propensity (100 draws)", t_prop, t_naive_p, ">= 10,000/s"),
@@ -430,8 +431,45 @@ def run_speed(args: argparse.Namespace) -> dict[str, float]:
         f"peak traced memory of a 20k-decision workload: {peak:.1f} MiB (target < 100 MiB); "
         f"process peak RSS so far: {rss_peak_mib():.0f} MiB (includes numpy, scipy, pandas)"
     )
+    print(
+        f"peak RSS of a fresh process that imports memberlab.callouts and serves 50,000 "
+        f"decisions with propensities and 20 batch updates: {rss_serving:.0f} MiB "
+        "(target < 100 MiB)"
+    )
     out["peak_mib"] = peak
+    out["serving_rss_mib"] = rss_serving
     return out
+
+
+_SERVING = """
+import resource
+import numpy as np
+from memberlab.callouts import CalloutRecommender, Catalog, Feedback
+from memberlab.callouts.simulator import CalloutWorld
+w = CalloutWorld(n_rounds=1000, rng=0)
+recs = w.item_records()[:50]
+rec = CalloutRecommender(catalog=Catalog.from_records(recs),
+                         crosses=[("page", "benefit"), ("member", "benefit")], rng=0)
+rng = np.random.default_rng(0)
+fb = [Feedback(w.contexts[int(c)], recs[int(i)]["item_id"], float(rng.random() < 0.03))
+      for c, i in zip(rng.integers(0, 48, 5000), rng.integers(0, 50, 5000))]
+rec.update(fb)
+for i in range(50_000):
+    rec.decide(w.contexts[i % 48])
+for i in range(20):
+    rec.update(fb[i * 250:(i + 1) * 250])
+rec.decide_batch([w.contexts[i % 48] for i in range(1000)])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def _serving_rss_mib() -> float:
+    import subprocess
+
+    res = subprocess.run(
+        [sys.executable, "-c", _SERVING], capture_output=True, text=True, check=True, timeout=600
+    )
+    return float(res.stdout.strip().splitlines()[-1])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
