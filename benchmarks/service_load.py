@@ -341,7 +341,7 @@ def main() -> None:
     for backend in backends:
         rates = [args.rate]
         if args.sweep:
-            rates = [250, 500, 750, 1000, 1250, 1500]
+            rates = [100, 200, 300, 400, 500, 600, 800, 1000, 1200]
         best = None
         for rate in rates:
             if backend == "sqlite":

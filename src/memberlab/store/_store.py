@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -250,6 +251,7 @@ class Store:
                 "SQLite nor PostgreSQL."
             )
         self._ph = "?" if self.dialect == "sqlite" else "%s"  # the driver's placeholder
+        self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         if migrate:
             self.migrate()
 
@@ -265,6 +267,17 @@ class Store:
 
     @contextmanager
     def _tx(self, *, write: bool = True) -> Iterator[sa.Connection]:
+        if write and self._write_lock is not None:
+            # SQLite has one writer at a time: threads of this process queue here (no
+            # CPU spent), and only the head of the queue polls for the database lock.
+            with self._write_lock, self._tx_inner(write=True) as conn:
+                yield conn
+        else:
+            with self._tx_inner(write=write) as conn:
+                yield conn
+
+    @contextmanager
+    def _tx_inner(self, *, write: bool) -> Iterator[sa.Connection]:
         with self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 # writers take the lock up front (no deadlocked upgrades); a lone read
