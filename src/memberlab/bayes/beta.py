@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import stats
 
 from memberlab._errors import DataValidationError
 from memberlab._typing import FloatArray, IntArray
@@ -86,6 +85,8 @@ def beta_interval(state: BetaState, level: float = 0.95) -> tuple[FloatArray, Fl
     """Equal-tailed credible interval of each arm's rate."""
     if not 0 < level < 1:
         raise DataValidationError(f"level == {level}, must be in (0, 1).")
+    from scipy import stats  # lazy: scipy.stats costs ~47 MiB that serving never needs
+
     lo = stats.beta.ppf((1 - level) / 2, state.alpha, state.beta)
     hi = stats.beta.ppf((1 + level) / 2, state.alpha, state.beta)
     return np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
