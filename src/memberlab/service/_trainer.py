@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -99,7 +100,7 @@ class Trainer:
                         for d in due
                         if d.item_id in rec.catalog
                     ]
-                    rec.update(feedback)
+                    skipped = _apply(rec.update, feedback)
                     version = self.store.publish(
                         KIND,
                         rec.to_bytes(),
@@ -115,7 +116,7 @@ class Trainer:
                         closed=len(due),
                         positives=sum(1 for d in due if d.reward > 0),
                         policy_version=version,
-                        details={"catalog_changes": changed},
+                        details={"catalog_changes": changed, "skipped": skipped},
                     )
                 layout_closed = self._step_layouts(now)
                 if layout_closed:
@@ -152,7 +153,7 @@ class Trainer:
         out: dict[str, tuple[int, int]] = {}
         for space, rows in by_space.items():
             policy, base, spec = self.layouts.load_latest(space)
-            policy.update([(d.context, d.served, 1 if d.reward > 0 else 0) for d in rows])
+            _apply(policy.update, [(d.context, d.served, 1 if d.reward > 0 else 0) for d in rows])
             self.store.publish(
                 LAYOUTS,
                 policy.to_bytes(),
@@ -185,6 +186,25 @@ class Trainer:
                 self.step()
             except Exception:  # the loop must survive a bad step; the next one retries
                 log.exception("trainer step failed")
+
+
+def _apply(update: Callable[[list[Any]], None], batch: list[Any]) -> int:
+    """Apply a feedback batch; if the model rejects it, apply row by row and skip the
+    rows it rejects (they are still closed), so one bad row never stalls the trainer.
+    Row by row equals the batch for sequential ADF. Returns the number skipped."""
+    try:
+        update(batch)
+        return 0
+    except (ValueError, KeyError, TypeError):
+        log.exception("feedback batch rejected; retrying row by row")
+    skipped = 0
+    for row in batch:
+        try:
+            update([row])
+        except (ValueError, KeyError, TypeError) as exc:
+            skipped += 1
+            log.warning("skipping feedback %r: %s", row, exc)
+    return skipped
 
 
 def run_trainer_process(settings_json: str, parent_pid: int) -> None:

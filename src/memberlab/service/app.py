@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memberlab import __version__
 from memberlab._errors import DataValidationError, MemberlabError, UnknownItemError
-from memberlab.callouts import CalloutRecommender, Decision
+from memberlab.callouts import CalloutRecommender, Decision, Feedback
 from memberlab.layouts import LayoutPolicy
 from memberlab.service._layouts import LAYOUTS, LayoutsHolder, SpaceConflictError
 from memberlab.service._policy import KIND, CalloutsHolder, LeaseBusyError
@@ -600,7 +600,6 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     def refit(body: RefitIn | None = None, _: str = Depends(admin_scope)) -> dict[str, Any]:
         """Refit the empirical-Bayes meta-priors from the logs and retrain in hindsight."""
         method = body.method if body else "deconvolved"
-        from memberlab.callouts import Feedback
 
         def change(rec: CalloutRecommender) -> Any:
             log_ = [
