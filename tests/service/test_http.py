@@ -118,6 +118,7 @@ def test_auth_and_scopes(serve: Callable[..., Server], keys: Keys) -> None:
             r = dec.post(path)
             assert r.status_code == 403 and "admin" in r.json()["message"]
         assert dec.get("/v1/admin/stats").status_code == 403
+        assert dec.get("/v1/callouts/items").status_code == 403
         assert dec.delete("/v1/callouts/items/a").status_code == 403
         ok(adm.post("/v1/admin/train"))
         ok(adm.get("/v1/admin/stats"))
@@ -319,7 +320,8 @@ def test_layouts_define_decide_learn(serve: Callable[..., Server], keys: Keys) -
             ok(dec.post("/v1/layouts/home/decisions", json={"timestamp": iso(t)}))
             step = ok(c.post("/v1/admin/train"))
             assert step["details"]["layouts"]["home"] >= 150
-        board = ok(dec.get("/v1/layouts/home"))["leaderboard"]
+        assert dec.get("/v1/layouts/home").status_code == 403
+        board = ok(c.get("/v1/layouts/home"))["leaderboard"]
     assert np.mean(served) > 0.5, np.mean(served)
     assert board[0]["layout"] == best
 

@@ -382,7 +382,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         return ItemOut(item_id=item_id, attributes=known[item_id].attributes, active=False)
 
     @app.get("/v1/callouts/items", tags=["callouts"], response_model=ItemsOut)
-    def list_items(_: str = Depends(decide_scope)) -> ItemsOut:
+    def list_items(_: str = Depends(admin_scope)) -> ItemsOut:
         """Every item with its posterior mean click rate and 95% interval."""
         rows = st.list_items(kind=KIND)
 
@@ -541,7 +541,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     @app.get(
         "/v1/layouts/{space}", tags=["layouts"], response_model=LayoutSpaceOut, responses=_NOT_FOUND
     )
-    def get_layout_space(space: str = space_path, _: str = Depends(decide_scope)) -> LayoutSpaceOut:
+    def get_layout_space(space: str = space_path, _: str = Depends(admin_scope)) -> LayoutSpaceOut:
         """The space's definition and its leaderboard (layouts by posterior mean)."""
 
         def board(policy: LayoutPolicy) -> list[dict[str, Any]]:
@@ -634,7 +634,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         }
 
     @app.get("/v1/layouts", tags=["layouts"])
-    def list_layout_spaces(_: str = Depends(decide_scope)) -> dict[str, list[str]]:
+    def list_layout_spaces(_: str = Depends(admin_scope)) -> dict[str, list[str]]:
         """Names of the defined layout spaces."""
         return {"spaces": st.spaces(LAYOUTS)}
 
