@@ -1,0 +1,90 @@
+"""The trainer and settings without HTTP: concurrent trainers on one database never
+publish a version twice nor close an impression twice (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from memberlab.service import Settings
+from memberlab.service._layouts import LayoutsHolder
+from memberlab.service._policy import CalloutsHolder
+from memberlab.service._trainer import Trainer
+from memberlab.store import DecisionRecord, EventRecord, Store
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMBERLAB_ATTRIBUTION_WINDOW", "90")
+    monkeypatch.setenv("MEMBERLAB_PROPENSITY_DRAWS", "50")
+    monkeypatch.setenv("MEMBERLAB_CROSSES", "page:benefit, member:brand")
+    s = Settings.from_env(train_interval=0.5)
+    assert (s.attribution_window, s.propensity_draws, s.train_interval) == (90.0, 50, 0.5)
+    assert s.crosses == ("page:benefit", "member:brand")
+    monkeypatch.setenv("MEMBERLAB_CROSSES", "pagebenefit")
+    with pytest.raises(ValueError, match="context_key:item_attribute"):
+        Settings.from_env()
+    monkeypatch.setenv("MEMBERLAB_CROSSES", "")
+    monkeypatch.setenv("MEMBERLAB_ATTRIBUTION_WINDOW", "-1")
+    with pytest.raises(ValueError, match="attribution_window"):
+        Settings.from_env()
+
+
+def test_concurrent_trainers_close_each_impression_once(database_url: str) -> None:
+    settings = Settings(database_url=database_url, attribution_window=10, lease_ttl=30)
+    setup = Store(database_url)
+    holder = CalloutsHolder(setup, settings)
+    holder.ensure_initial()
+    holder.publish_change(
+        lambda rec: [
+            (rec.catalog.add(i, {"benefit": i}), setup.upsert_item(i, {"benefit": i}))
+            for i in ("a", "b")
+        ],
+        reason="items",
+    )
+    n = 300
+    for k in range(n):
+        item = "ab"[k % 2]
+        setup.log_decision(
+            DecisionRecord(
+                f"d{k}", "callouts", "", {"k": str(k % 3)}, [item], 1, k, 100.0 + k, True
+            ),
+            [(item, 0.5)],
+            window=10,
+        )
+    setup.add_events(
+        [
+            EventRecord(f"e{k}", f"d{k}", "ab"[k % 2], "click", None, 101.0 + k, True)
+            for k in range(0, n, 3)
+        ]
+    )
+    start_version = setup.latest_version("callouts")
+    results = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        store = Store(database_url, migrate=False)
+        s = Settings(database_url=database_url, attribution_window=10, train_batch_limit=37)
+        trainer = Trainer(store, s, CalloutsHolder(store, s), LayoutsHolder(store, s))
+        for _ in range(15):
+            r = trainer.step(wait=5.0)
+            with lock:
+                results.append(r)
+            time.sleep(0.001)
+        store.close()
+
+    # the data clock (last event, t = 100 + 298 + 1) closes every window but the last few
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    published = [r.policy_version for r in results if r.closed]
+    assert len(published) == len(set(published))  # no version published twice
+    assert sum(r.closed for r in results) == setup.stats().closed
+    stats = setup.stats()
+    assert stats.closed + stats.pending == n
+    assert stats.positives == sum(1 for k in range(0, n, 3) if 100.0 + k + 10 <= 399.0)
+    assert setup.latest_version("callouts") == start_version + len(published)
+    setup.close()
