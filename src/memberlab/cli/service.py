@@ -112,6 +112,11 @@ def demo(
     database_url: str | None = typer.Option(
         None, help="Database for the demo service (default: SQLite in a temporary folder)."
     ),
+    world: str = typer.Option(
+        "catalog",
+        help="catalog: the sample benefit catalog with a known click model; simulator: "
+        "random items and truth from memberlab.callouts.simulator.CalloutWorld.",
+    ),
 ) -> None:
     """Run the service on a free port and teach it callouts from simulated shoppers."""
     from rich.console import Console
@@ -119,9 +124,12 @@ def demo(
 
     from memberlab.service import demo as _demo
 
+    if world not in ("catalog", "simulator"):
+        raise typer.BadParameter(f"world == {world!r}, must be 'catalog' or 'simulator'.")
+
     console = Console()
     console.print(
-        f"[bold]memberlab demo[/]: {len(_demo.CATALOG)} benefit callouts, {rounds} rounds x "
+        f"[bold]memberlab demo[/] ({world}): {rounds} rounds x "
         f"{shoppers} simulated shoppers (seed {seed}); clicks arrive with delays."
     )
 
@@ -144,6 +152,7 @@ def demo(
         database_url=database_url,
         on_round=report,
         on_start=started,
+        world=world,
     )
     table = Table(title="Learned (GET /v1/callouts/items) vs true click rates")
     for col in (
@@ -179,7 +188,7 @@ def demo(
     console.print(
         "truth: mean click rate over shoppers; observed: clicks per impression served; "
         "posterior: the model's rate for a shopper with no context features (the policy "
-        "itself personalises by page, interests and membership)."
+        "itself personalises through context x benefit crosses)."
     )
 
 

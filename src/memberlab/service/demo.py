@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import numpy as np
@@ -29,7 +29,16 @@ import numpy as np
 from memberlab._rng import as_generator
 from memberlab.store import Store
 
-__all__ = ["CATALOG", "ClickModel", "DemoRound", "DemoSummary", "run", "running_server"]
+__all__ = [
+    "CATALOG",
+    "CatalogWorld",
+    "ClickModel",
+    "DemoRound",
+    "DemoSummary",
+    "SimulatorWorld",
+    "run",
+    "running_server",
+]
 
 BENEFITS = ("delivery", "video", "music", "reading", "photos", "grocery", "deals")
 
@@ -137,6 +146,73 @@ class ClickModel:
         return 0.5 * math.erfc(-z / math.sqrt(2.0))
 
 
+class World(Protocol):
+    """Ground truth the demo's shoppers follow."""
+
+    items: dict[str, dict[str, Any]]
+    crosses: str
+
+    def shopper(self, rng: np.random.Generator) -> dict[str, Any]: ...
+
+    def prob(self, context: dict[str, Any], item_id: str) -> float: ...
+
+    def average(self, item_id: str) -> float: ...
+
+
+class CatalogWorld:
+    """The sample catalog of benefit callouts with the :class:`ClickModel` truth."""
+
+    def __init__(self) -> None:
+        self.items = CATALOG
+        self.crosses = CROSSES
+        self.model = ClickModel()
+        self._population = [shopper(np.random.default_rng(10_000 + i)) for i in range(2000)]
+
+    def shopper(self, rng: np.random.Generator) -> dict[str, Any]:
+        return shopper(rng)
+
+    def prob(self, context: dict[str, Any], item_id: str) -> float:
+        return self.model.prob(context, item_id)
+
+    def average(self, item_id: str) -> float:
+        return float(np.mean([self.model.prob(c, item_id) for c in self._population]))
+
+
+class SimulatorWorld:
+    """The callouts library's :class:`~memberlab.callouts.simulator.CalloutWorld`:
+    random items (benefit, brand, colour, price, title), contexts (member, page,
+    device) with page x benefit and member x benefit effects, no churn."""
+
+    def __init__(self, *, n_items: int, rounds: int, seed: int) -> None:
+        from memberlab.callouts.simulator import CalloutWorld
+
+        self.world = CalloutWorld(
+            n_rounds=rounds,
+            n_active=n_items,
+            item_lifetime=10 * rounds + 10,
+            base_rate=0.05,
+            rng=seed,
+        )
+        live = self.world.items[:n_items]
+        self.items = {it.item_id: dict(it.attributes) for it in live}
+        self._col = {it.item_id: j for j, it in enumerate(self.world.items)}
+        self._row = {self._key(c): k for k, c in enumerate(self.world.contexts)}
+        self.crosses = "page:benefit,member:benefit"
+
+    @staticmethod
+    def _key(c: dict[str, Any]) -> tuple[Any, ...]:
+        return (c["member"], c["page"], c["device"])
+
+    def shopper(self, rng: np.random.Generator) -> dict[str, Any]:
+        return dict(self.world.contexts[int(rng.integers(len(self.world.contexts)))])
+
+    def prob(self, context: dict[str, Any], item_id: str) -> float:
+        return float(self.world.probs[self._row[self._key(context)], self._col[item_id]])
+
+    def average(self, item_id: str) -> float:
+        return float(self.world.probs[:, self._col[item_id]].mean())
+
+
 def shopper(rng: np.random.Generator) -> dict[str, Any]:
     n = int(rng.integers(1, 3))
     return {
@@ -226,6 +302,7 @@ def run(
     database_url: str | None = None,
     on_round: Callable[[DemoRound], None] | None = None,
     on_start: Callable[[str, str], None] | None = None,
+    world: str = "catalog",
 ) -> DemoSummary:
     """Run the demo and return what the service learned against the truth.
 
@@ -235,7 +312,13 @@ def run(
     so windows close on the data's own clock and the demo runs faster than real time.
     """
     rng = as_generator(seed)
-    truth = ClickModel()
+    truth: World
+    if world == "catalog":
+        truth = CatalogWorld()
+    elif world == "simulator":
+        truth = SimulatorWorld(n_items=12, rounds=rounds, seed=seed)
+    else:
+        raise ValueError(f"world == {world!r}, must be 'catalog' or 'simulator'.")
     tmp = None
     if database_url is None:
         tmp = tempfile.TemporaryDirectory(prefix="memberlab-demo-")
@@ -245,7 +328,7 @@ def run(
         store = Store(database_url)
         admin = store.create_api_key("admin", label="demo")
         store.close()
-        args = ("--attribution-window", "300", "--train-interval", "0", "--crosses", CROSSES)
+        args = ("--attribution-window", "300", "--train-interval", "0", "--crosses", truth.crosses)
         with running_server(database_url, args=args) as base:
             if on_start is not None:
                 on_start(base, database_url)
@@ -266,30 +349,31 @@ def _check(r: httpx.Response) -> Any:
 def _drive(
     client: httpx.Client,
     rng: np.random.Generator,
-    truth: ClickModel,
+    truth: World,
     rounds: int,
     shoppers: int,
     on_round: Callable[[DemoRound], None] | None,
     t_start: float,
     base: str,
 ) -> DemoSummary:
-    for item_id, attrs in CATALOG.items():
+    catalog = truth.items
+    for item_id, attrs in catalog.items():
         _check(client.put(f"/v1/callouts/items/{item_id}", json={"attributes": attrs}))
     t0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated time, seconds
     now = t0
     future: list[tuple[float, int, dict[str, Any]]] = []  # (time, tiebreak, event)
-    served = dict.fromkeys(CATALOG, 0)
-    clicked = dict.fromkeys(CATALOG, 0)
+    served = dict.fromkeys(catalog, 0)
+    clicked = dict.fromkeys(catalog, 0)
     history: list[DemoRound] = []
     n_event = 0
-    ids = list(CATALOG)
+    ids = list(catalog)
     for rnd in range(1, rounds + 1):
         t_round = time.perf_counter()
         clicks = 0
         exp_ctr = oracle = uniform = 0.0
         for _ in range(shoppers):
             now += 1.0
-            ctx = shopper(rng)
+            ctx = truth.shopper(rng)
             stamp = _iso(now)
             d = _check(
                 client.post("/v1/callouts/decisions", json={"context": ctx, "timestamp": stamp})
@@ -336,9 +420,8 @@ def _drive(
         if on_round is not None:
             on_round(row)
     listed = _check(client.get("/v1/callouts/items"))["items"]
-    population = [shopper(np.random.default_rng(10_000 + i)) for i in range(2000)]
     for it in listed:
-        it["truth"] = float(np.mean([truth.prob(c, it["item_id"]) for c in population]))
+        it["truth"] = truth.average(it["item_id"])
         it["served"] = served[it["item_id"]]
         it["observed"] = clicked[it["item_id"]] / max(served[it["item_id"]], 1)
     stats = _check(client.get("/v1/admin/stats"))
