@@ -21,6 +21,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -247,6 +248,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LeaseBusyError)
     async def _busy(_: Request, exc: LeaseBusyError) -> JSONResponse:
         return _error(503, "busy", str(exc))
+
+    @app.exception_handler(sa_exc.OperationalError)
+    async def _database(_: Request, exc: sa_exc.OperationalError) -> JSONResponse:
+        log.error("database unavailable: %s", exc)
+        return _error(503, "database_unavailable", "the database is unavailable; retry.")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:  # a bug: say so in JSON
+        log.exception("unhandled error")
+        return _error(500, "internal_error", f"unexpected {type(exc).__name__}; see the logs.")
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
