@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import typer
 
@@ -29,18 +30,37 @@ def serve(
     crosses: str | None = typer.Option(
         None, help="Context x attribute crosses of a new policy, e.g. 'page:benefit,member:brand'."
     ),
+    choice_model: Path | None = typer.Option(
+        None,
+        help="Directory written by 'memberlab choice fit': serves GET "
+        "/v1/choice/counterfactual and the dashboard's membership counterfactuals.",
+    ),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
     """Run the decision service (uvicorn; several worker processes with --workers)."""
     from memberlab.service.settings import Settings
     from memberlab.store import Store, normalize_url
 
+    model_dir = choice_model or os.environ.get("MEMBERLAB_CHOICE_MODEL") or None
+    if model_dir is not None:  # load once here, so a bad directory fails before serving
+        from memberlab import MemberlabError
+        from memberlab.choice import ChoiceResults
+
+        try:
+            ChoiceResults.load(model_dir)
+        except (MemberlabError, OSError, ValueError, KeyError) as exc:
+            raise typer.BadParameter(
+                f"cannot load a choice model from {str(model_dir)!r}: {exc}",
+                param_hint="--choice-model",
+            ) from None
+        model_dir = str(Path(model_dir).resolve())
     overrides = {
         "database_url": normalize_url(database_url or os.environ.get("MEMBERLAB_DATABASE_URL")),
         "attribution_window": attribution_window,
         "train_interval": train_interval,
         "propensity_draws": propensity_draws,
         "crosses": crosses,
+        "choice_model": model_dir,
     }
     settings = Settings.from_env(**overrides)  # validate once, before any worker starts
     for name, value in overrides.items():

@@ -30,6 +30,7 @@ from memberlab import __version__
 from memberlab._errors import DataValidationError, MemberlabError, UnknownItemError
 from memberlab.callouts import CalloutRecommender, Decision, Feedback
 from memberlab.layouts import LayoutPolicy
+from memberlab.service._choice import ChoiceHolder, ChoiceQueryError, parse_query
 from memberlab.service._layouts import LAYOUTS, LayoutsHolder, SpaceConflictError
 from memberlab.service._policy import KIND, CalloutsHolder, LeaseBusyError
 from memberlab.service._trainer import Trainer
@@ -277,6 +278,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     callouts = CalloutsHolder(st, settings)
     layouts = LayoutsHolder(st, settings)
     trainer = Trainer(st, settings, callouts, layouts)
+    choice = ChoiceHolder(settings.choice_model) if settings.choice_model else None
     auth = _Auth(st)
     decide_scope = auth.require("decide")
     admin_scope = auth.require("admin")
@@ -302,6 +304,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     )
     app.state.settings, app.state.store = settings, st
     app.state.callouts, app.state.trainer = callouts, trainer
+    app.state.choice = choice
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
@@ -648,6 +651,52 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     def list_layout_spaces(_: str = Depends(admin_scope)) -> dict[str, list[str]]:
         """Names of the defined layout spaces."""
         return {"spaces": st.spaces(LAYOUTS)}
+
+    # -- membership counterfactuals -----------------------------------------------------
+
+    def _choice_model() -> ChoiceHolder:
+        if choice is None:
+            raise ApiError(
+                404,
+                "no_choice_model",
+                "no choice model is configured: start the service with --choice-model DIR "
+                "(or MEMBERLAB_CHOICE_MODEL=DIR), DIR written by 'memberlab choice fit'.",
+            )
+        return choice
+
+    @app.get("/v1/choice/model", tags=["choice"], responses=_NOT_FOUND)
+    def choice_model(_: str = Depends(admin_scope)) -> dict[str, Any]:
+        """The loaded membership choice model: actions, anchor, states and query limits."""
+        return _choice_model().model()
+
+    @app.get("/v1/choice/counterfactual", tags=["choice"], responses=_NOT_FOUND)
+    def choice_counterfactual(
+        shift: list[str] = Query(  # noqa: B008
+            [],
+            description="ACTION=DELTA added to the action's reward in every state "
+            "(repeatable, e.g. shift=monthly=-0.3).",
+        ),
+        price: list[str] = Query(  # noqa: B008
+            [],
+            description="ACTION=STATE_COLUMN or ACTION=AMOUNT paid when choosing the action "
+            "(repeatable); without it revenue is null.",
+        ),
+        months: int = Query(12, description="Months to simulate (1 to 60)."),
+        members: int = Query(2000, description="Simulated members (1 to 20,000)."),
+        seed: int = Query(0, ge=0, le=2**63 - 1, description="Random seed."),
+        _: str = Depends(admin_scope),
+    ) -> dict[str, Any]:
+        """Baseline against shifted rewards: plan shares per action and month with 95%
+        intervals over simulated members, churn (and revenue with ``price``), from
+        :func:`memberlab.choice.counterfactual`. Results are cached per query."""
+        holder = _choice_model()
+        try:
+            q = parse_query(
+                holder.results, shift=shift, price=price, months=months, members=members, seed=seed
+            )
+        except ChoiceQueryError as exc:
+            raise ApiError(422, "invalid_request", str(exc)) from None
+        return holder.counterfactual(q)
 
     @app.get("/dashboard", include_in_schema=False, response_class=HTMLResponse)
     def dashboard() -> HTMLResponse:

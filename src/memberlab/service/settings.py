@@ -49,6 +49,10 @@ class Settings(BaseModel):
     crosses : tuple of str
         Context-by-attribute interactions of a new recommender, ``"page:benefit"``
         (environment: comma separated). Used when the first snapshot is created.
+    choice_model : str or None
+        Directory written by ``memberlab choice fit`` (``results.json`` and
+        ``arrays.npz``); enables ``GET /v1/choice/counterfactual``. ``None``: no
+        membership counterfactuals (that endpoint answers 404).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -67,6 +71,7 @@ class Settings(BaseModel):
     early_hold: float = Field(60.0, ge=0)
     background_trainer: bool = True
     crosses: tuple[str, ...] = ()
+    choice_model: str | None = None
 
     @field_validator("crosses", mode="before")
     @classmethod
