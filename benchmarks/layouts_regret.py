@@ -114,8 +114,8 @@ def naive_decide(policy: LayoutPolicy, context: dict[str, str], seed: int) -> np
     known, unknown = policy._blocks(context)
     serve_seq, prop_seq = np.random.SeedSequence(seed).spawn(2)
     parts = [
-        (np.random.Generator(np.random.SFC64(serve_seq)), 1),
-        (np.random.Generator(np.random.SFC64(prop_seq)), policy.propensity_draws),
+        (np.random.Generator(np.random.SFC64(serve_seq)), 1, False),
+        (np.random.Generator(np.random.SFC64(prop_seq)), policy.propensity_draws, True),
     ]
     main, pair, starts = policy._sample_tables(parts, known, unknown)
     assert starts is not None

@@ -10,6 +10,7 @@ from memberlab.layouts import FeatureMap, LayoutPolicy, LayoutSpace
 from memberlab.layouts.search import (
     Enumeration,
     SearchTables,
+    best_of_draws,
     exact_argmax,
     hill_climb,
     random_layouts,
@@ -60,6 +61,12 @@ def test_hill_climbing_equals_exact_with_generous_restarts() -> None:
         best = np.argmax(s.reshape(40, R), axis=1)
         np.testing.assert_allclose(s.reshape(40, R).max(axis=1), Es, rtol=0, atol=1e-12)
         np.testing.assert_array_equal(L.reshape(40, R, -1)[np.arange(40), best], EL)
+        # greedy pair-seeded starts on unequal slot sizes stay in range and allowed
+        BL, _ = best_of_draws(
+            SearchTables.build(fm), main, pair, starts, n_restarts=R, pair_starts=3, max_steps=100
+        )
+        assert not space.violations(BL).any() and np.all(space.sizes > BL)
+        np.testing.assert_array_equal(BL, EL)
 
 
 def test_policy_hill_climb_and_exact_agree_on_served_layouts() -> None:
@@ -110,3 +117,47 @@ def test_constraints_are_never_violated(
     assert d.propensity is not None and 0 < d.propensity <= 1
     for entry in policy.leaderboard(top=5):
         assert space.is_allowed(entry.layout)
+
+
+def _basin_tables(
+    D: int, N: int, n_draws: int, seed: int
+) -> tuple[LayoutSpace, np.ndarray, np.ndarray, np.ndarray]:
+    """Draws of a basin-shaped score: layout A has every main effect (+0.2 a slot), layout
+    B (A shifted in every slot) only pair bonuses, 1.3x what B needs to win, plus N(0,
+    0.01^2) jitter; A is a local optimum of single-slot moves. Returns A per draw too."""
+    space = _space([N] * D)
+    fm = FeatureMap(space)
+    rng = np.random.default_rng(seed)
+    main = rng.normal(0.0, 0.01, (n_draws, fm.n_main))
+    pair = np.zeros((n_draws, fm.n_pair_features + 1))
+    pair[:, :-1] = rng.normal(0.0, 0.01, (n_draws, fm.n_pair_features))
+    gain = 1.3 * 2 * 0.2 / (D - 1)
+    A = rng.integers(0, N, (n_draws, D))
+    B = (A + rng.integers(1, N, (n_draws, D))) % N
+    k = np.arange(n_draws)
+    for d in range(D):
+        main[k, fm.main_offset[d] - 1 + A[:, d]] += 0.2
+    for p, (a, b) in enumerate(fm.pairs.tolist()):
+        pair[k, fm.pair_offset[p] - 1 - fm.n_main + B[:, a] * N + B[:, b]] += gain
+    return space, main, pair, A
+
+
+def test_default_search_escapes_the_basin_trap() -> None:
+    """Seed 11; 200 draws of basin-shaped scores on 5x6, 6x5 and 6x6 spaces. With the
+    policy's defaults (4 restarts, one of them at the trap A as a stale incumbent would
+    be, 1 pair-seeded greedy start) every draw's served layout is the exact argmax; with
+    single-slot moves from the same starts alone, many draws stay in the trap."""
+    for D, N in [(5, 6), (6, 5), (6, 6)]:
+        space, main, pair, A = _basin_tables(D, N, 200, seed=11)
+        pol = LayoutPolicy(space, exact_max_layouts=0)
+        R = pol.n_restarts
+        starts = random_layouts(space, 200 * R, np.random.default_rng(12))
+        starts[::R] = A
+        tables = SearchTables.build(pol.fmap)
+        kwargs = {"n_restarts": R, "max_steps": pol.max_steps_}
+        L, s = best_of_draws(tables, main, pair, starts, pair_starts=pol.pair_starts, **kwargs)
+        EL, Es = exact_argmax(Enumeration(pol.fmap, max_layouts=50_000), main, pair)
+        np.testing.assert_array_equal(L, EL)
+        np.testing.assert_allclose(s, Es, rtol=0, atol=1e-12)
+        L0, _ = best_of_draws(tables, main, pair, starts, pair_starts=0, **kwargs)
+        assert np.mean(np.any(L0 != EL, axis=1)) > 0.2

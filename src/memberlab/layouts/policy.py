@@ -31,6 +31,7 @@ from memberlab.layouts.features import GROUPS, FeatureMap
 from memberlab.layouts.search import (
     Enumeration,
     SearchTables,
+    best_of_draws,
     exact_argmax,
     hill_climb,
     random_layouts,
@@ -175,6 +176,11 @@ class LayoutPolicy:
     warm_start : bool, default True
         Start one restart of every draw at the layout the posterior mean ranks best (the
         incumbent); the other restarts start at uniformly random allowed layouts.
+    pair_starts : int, default 1
+        Extra climbs per draw from greedy starts built out of the draw's largest pairwise
+        terms (see :func:`memberlab.layouts.search.best_of_draws`). They reach layouts
+        that win through interactions and that every single-slot move away from the
+        main-effects optimum hides (the basin trap); 0 turns them off.
     rng : int, Generator or None
         Source of decision seeds when :meth:`decide` gets no ``rng``.
 
@@ -205,6 +211,7 @@ class LayoutPolicy:
         propensity_draws: int = 64,
         update_method: Literal["sequential", "parallel"] = "sequential",
         warm_start: bool = True,
+        pair_starts: int = 1,
         rng: RNGLike = None,
     ) -> None:
         self.space = space if isinstance(space, LayoutSpace) else LayoutSpace.from_dict(space)
@@ -216,6 +223,7 @@ class LayoutPolicy:
         self.propensity_draws = propensity_draws
         self.update_method = update_method
         self.warm_start = warm_start
+        self.pair_starts = pair_starts
         self._validate()
         self._rng = as_generator(rng)
         self.fmap = FeatureMap(self.space)
@@ -247,6 +255,7 @@ class LayoutPolicy:
             _check_int("max_steps", self.max_steps, 1)
         _check_int("exact_max_layouts", self.exact_max_layouts, 0, 5_000_000)
         _check_int("propensity_draws", self.propensity_draws, 0, 100_000)
+        _check_int("pair_starts", self.pair_starts, 0, 1_000)
         if not isinstance(self.warm_start, bool):
             raise DataValidationError(f"warm_start == {self.warm_start!r}, must be a bool.")
         if self.update_method not in ("sequential", "parallel"):
@@ -313,15 +322,19 @@ class LayoutPolicy:
     # ------------------------------------------------------------------ sampling
     def _sample_tables(
         self,
-        parts: Sequence[tuple[np.random.Generator, int]],
+        parts: Sequence[tuple[np.random.Generator, int, bool]],
         known: Sequence[int],
         n_unknown: int,
     ) -> tuple[FloatArray, FloatArray, IntArray | None]:
         """Posterior draws as per-draw tables, and hill-climbing starts.
 
-        ``parts`` lists ``(generator, n_draws)``; each generator fills its own rows (first
-        its normals, then its restarts' start layouts), so rows from one generator do not
-        depend on the others.
+        ``parts`` lists ``(generator, n_draws, antithetic)``; each generator fills its own
+        rows (first its normals, then its restarts' start layouts), so rows from one
+        generator do not depend on the others. An antithetic part draws ``ceil(n / 2)``
+        standard normal vectors ``z`` and uses both ``z`` and ``-z``: every draw is still
+        an exact posterior draw, at half the cost of the normals (the bulk of a decision's
+        work); the pairs are negatively correlated, which does not raise the variance of
+        a frequency estimate of a monotone event.
 
         Returns
         -------
@@ -334,11 +347,13 @@ class LayoutPolicy:
         """
         fm = self.fmap
         M, ns = fm.n_main, fm.n_static
-        n = sum(c for _, c in parts)
+        n = sum(c for _, c, _ in parts)
         z = workspace("layout_draws", (n, ns))
         row = 0
-        for gen, c in parts:
-            gen.standard_normal(out=z[row : row + c])
+        for gen, c, anti in parts:
+            h = (c + 1) // 2 if anti else c
+            gen.standard_normal(out=z[row : row + h])
+            np.negative(z[row : row + c - h], out=z[row + h : row + c])
             row += c
         mean, var = self._context_moments(known, n_unknown)
         z[:, :M] *= np.sqrt(var)
@@ -349,7 +364,7 @@ class LayoutPolicy:
         starts = None
         if self._enum is None:
             R = self.n_restarts
-            starts = np.concatenate([random_layouts(self.space, c * R, g) for g, c in parts])
+            starts = np.concatenate([random_layouts(self.space, c * R, g) for g, c, _ in parts])
             if self.warm_start:
                 starts[::R] = self._incumbent(known, n_unknown)
         return z[:, :M], z[:, M:], starts
@@ -383,22 +398,18 @@ class LayoutPolicy:
         self, main: FloatArray, pair: FloatArray, starts: IntArray | None
     ) -> tuple[IntArray, FloatArray]:
         """Best layout of each draw, (n_draws, n_slots) and (n_draws,)."""
-        n = main.shape[0]
         if self._enum is not None:
             return exact_argmax(self._enum, main, pair)
-        R = self.n_restarts
         assert starts is not None
-        L, s = hill_climb(
+        return best_of_draws(
             self._tables,
             main,
             pair,
-            np.repeat(np.arange(n), R),
             starts,
+            n_restarts=self.n_restarts,
+            pair_starts=self.pair_starts,
             max_steps=self.max_steps_,
         )
-        best = np.argmax(s.reshape(n, R), axis=1)
-        rows = np.arange(n) * R + best
-        return L[rows], s[rows]
 
     def _incumbent(self, known: Sequence[int], n_unknown: int) -> IntArray:
         """Best layout under the posterior mean (cached per posterior and context).
@@ -453,9 +464,9 @@ class LayoutPolicy:
         known, unknown = self._blocks(context)
         serve_seq, prop_seq = np.random.SeedSequence(seed).spawn(2)
         K = self.propensity_draws
-        parts = [(_decision_rng(serve_seq), 1)]
+        parts = [(_decision_rng(serve_seq), 1, False)]
         if K > 0:
-            parts.append((_decision_rng(prop_seq), K))
+            parts.append((_decision_rng(prop_seq), K, True))
         L, _ = self._argmax(*self._sample_tables(parts, known, unknown))
         served = L[0]
         propensity = None
@@ -499,7 +510,7 @@ class LayoutPolicy:
         known, unknown = self._blocks(context)
         if n == 0:
             return np.zeros((0, self.space.n_slots), dtype=np.int64)
-        L, _ = self._argmax(*self._sample_tables([(gen, n)], known, unknown))
+        L, _ = self._argmax(*self._sample_tables([(gen, n, False)], known, unknown))
         return L
 
     # ------------------------------------------------------------------ learning
@@ -737,6 +748,7 @@ class LayoutPolicy:
                 "propensity_draws": self.propensity_draws,
                 "update_method": self.update_method,
                 "warm_start": self.warm_start,
+                "pair_starts": self.pair_starts,
             },
             "priors": {g: [p.mean, p.var] for g, p in self.priors.items()},
             "context_values": [list(k) for k in self.context_values()],

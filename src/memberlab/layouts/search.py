@@ -33,6 +33,7 @@ from memberlab.layouts.space import LayoutSpace
 __all__ = [
     "Enumeration",
     "SearchTables",
+    "best_of_draws",
     "dense_pairs",
     "exact_argmax",
     "hill_climb",
@@ -80,6 +81,10 @@ class SearchTables:
         slot d at variant w and slot e at variant v (the zero column if they do not interact).
     pair_blocks : ndarray of shape (n_pairs, 5)
         ``(a, b, first column in pair, sizes[a], sizes[b])`` of each interacting pair.
+    cell_main : ndarray of shape (n_pair_cols - 1, 2)
+        The two ``main`` columns of each pair cell (slot a's and slot b's variant).
+    cell_rows : ndarray of shape (n_pair_cols - 1, 2)
+        The two field positions ``d * n_max + v`` of each pair cell.
     cons_onehot : ndarray of shape (n_constraints, n_slots, n_max)
     cons_req : ndarray of shape (n_constraints, n_slots)
     cons_k : ndarray of shape (n_constraints,)
@@ -95,6 +100,8 @@ class SearchTables:
     cons_onehot: BoolArray
     cons_req: BoolArray
     cons_k: IntArray
+    cell_main: IntArray
+    cell_rows: IntArray
 
     @classmethod
     def build(cls, fmap: FeatureMap) -> SearchTables:
@@ -109,6 +116,8 @@ class SearchTables:
         zero = fmap.n_pair_features
         pair4 = np.full((D, D, n_max, n_max), zero, dtype=np.int64)  # [d, e, v_d, v_e]
         blocks = np.zeros((fmap.pairs.shape[0], 5), dtype=np.int64)
+        cell_main = np.zeros((zero, 2), dtype=np.int64)
+        cell_rows = np.zeros((zero, 2), dtype=np.int64)
         for p, (a, b) in enumerate(fmap.pairs.tolist()):
             na, nb = int(sizes[a]), int(sizes[b])
             base = int(fmap.pair_offset[p]) - 1 - M
@@ -116,6 +125,9 @@ class SearchTables:
             block = base + np.arange(na)[:, None] * nb + np.arange(nb)[None, :]
             pair4[a, b, :na, :nb] = block
             pair4[b, a, :nb, :na] = block.T
+            va, vb = np.divmod(np.arange(na * nb), nb)
+            cell_main[base : base + na * nb] = np.stack([main_pad[a, va], main_pad[b, vb]], 1)
+            cell_rows[base : base + na * nb] = np.stack([a * n_max + va, b * n_max + vb], 1)
         # pair_t[(d, w), (e, v)] = pair4[e, d, v, w]
         pair_t = pair4.transpose(1, 3, 0, 2).reshape(D * n_max, D * n_max).copy()
         A = space.constraint_array
@@ -135,6 +147,8 @@ class SearchTables:
             cons_onehot=onehot,
             cons_req=req,
             cons_k=req.sum(axis=1).astype(np.int64),
+            cell_main=cell_main,
+            cell_rows=cell_rows,
         )
 
 
@@ -235,41 +249,167 @@ def hill_climb(
     scores : ndarray of shape (n,)
         Their scores, bias excluded.
     """
-    D, n_max = tables.n_slots, tables.n_max
-    DN = D * n_max
+    DN = tables.n_slots * tables.n_max
     unary = unary_table(tables, main).reshape(main.shape[0], DN)
     T = dense_pairs(tables, pair).reshape(-1, DN)  # row k * DN + (d, w)
-    L = np.array(starts, dtype=np.int64, copy=True)
     k = np.asarray(draw_of, dtype=np.int64)
+    L = _climb(tables, unary, T, k, np.array(starts, dtype=np.int64), max_steps)
+    return L, layout_scores(tables, unary, T, k, L)
+
+
+def best_of_draws(
+    tables: SearchTables,
+    main: FloatArray,
+    pair: FloatArray,
+    starts: IntArray,
+    *,
+    n_restarts: int,
+    pair_starts: int,
+    max_steps: int,
+) -> tuple[IntArray, FloatArray]:
+    """Best layout of each draw over its restarts and its pair-seeded greedy starts.
+
+    Parameters
+    ----------
+    main : ndarray of shape (n_draws, M)
+    pair : ndarray of shape (n_draws, n_pair_cols); the last column must be 0
+    starts : ndarray of shape (n_draws * n_restarts, n_slots)
+        Allowed start layouts, draw by draw (row ``k * n_restarts + r``).
+    pair_starts : int
+        Extra starts per draw built greedily from the interactions alone: each of the
+        draw's ``pair_starts`` largest pairwise terms fixes two slots, then the other
+        slots are filled one at a time with the variant whose pairwise terms with the
+        slots already set sum highest. Such a start lies in the basin of a layout held
+        together by its interactions, which single-slot moves from random starts (pulled
+        towards the main effects) rarely reach. Starts that break a
+        constraint are replaced by the draw's first start.
+    max_steps : int
+        Most single-slot changes per climb.
+
+    Returns
+    -------
+    layouts : ndarray of shape (n_draws, n_slots)
+    scores : ndarray of shape (n_draws,)
+    """
+    K = main.shape[0]
+    D, n_max = tables.n_slots, tables.n_max
+    DN = D * n_max
+    R = n_restarts
+    unary = unary_table(tables, main).reshape(K, DN)
+    T = dense_pairs(tables, pair).reshape(-1, DN)
+    S = np.asarray(starts, dtype=np.int64)
+    n_cells = tables.cell_main.shape[0]
+    G = min(pair_starts, n_cells) if D > 2 else 0
+    if G > 0:
+        greedy = _greedy_starts(tables, pair, T, G)
+        if tables.cons_onehot.shape[0] > 0:
+            bad = _violations(tables, greedy)
+            greedy[bad] = S[(np.arange(K * G) // G)[bad] * R]
+        # element order: draw k's R restarts, then its G greedy starts
+        S = np.concatenate([S.reshape(K, R, D), greedy.reshape(K, G, D)], axis=1).reshape(-1, D)
+    E = R + G
+    k = np.repeat(np.arange(K), E)
+    L = _climb(tables, unary, T, k, S, max_steps)
+    s = layout_scores(tables, unary, T, k, L).reshape(K, E)
+    best = np.argmax(s, axis=1)
+    rows = np.arange(K) * E + best
+    return L[rows], s[np.arange(K), best]
+
+
+def _violations(tables: SearchTables, L: IntArray) -> BoolArray:
+    """Whether each layout breaks a constraint, (n, n_slots) -> (n,)."""
+    oh = tables.cons_onehot  # (C, D, n_max)
+    D = tables.n_slots
+    hit = oh[:, np.arange(D)[None, :], L]  # (C, n, D)
+    full = (hit | ~tables.cons_req[:, None, :]).all(axis=2)
+    return np.asarray(full.any(axis=0))
+
+
+def _greedy_starts(tables: SearchTables, pair: FloatArray, T: FloatArray, G: int) -> IntArray:
+    """``G`` greedy layouts per draw from its best pair cells, shape (n_draws * G, n_slots).
+
+    Both the seed cells and the fill look at the pairwise terms only.
+    """
+    K = pair.shape[0]
+    D, n_max = tables.n_slots, tables.n_max
+    DN = D * n_max
+    tot = pair[:, :-1]  # (K, n_cells)
+    if G == 1:
+        cells = np.argmax(tot, axis=1)[:, None]
+    else:
+        cells = np.argpartition(-tot, G - 1, axis=1)[:, :G]
+    pos = tables.cell_rows[cells.ravel()]  # (K * G, 2) field positions d * n_max + v
+    n = K * G
+    kbase = np.repeat(np.arange(K) * DN, G)
+    # the fill sees the interactions only: main effects are what random restarts and the
+    # incumbent already climb to
+    F = T[kbase + pos[:, 0]] + T[kbase + pos[:, 1]]
+    L = np.full((n, D), -1, dtype=np.int64)
+    ar = np.arange(n)
+    d0, d1 = pos[:, 0] // n_max, pos[:, 1] // n_max
+    L[ar, d0] = pos[:, 0] - d0 * n_max
+    L[ar, d1] = pos[:, 1] - d1 * n_max
+    # padding variants of smaller slots are never chosen
+    blocked = np.repeat((tables.main_pad == tables.n_main)[None], n, axis=0)
+    blocked[ar, d0] = True
+    blocked[ar, d1] = True
+    Fv = F.reshape(n, D, n_max)
+    for _ in range(D - 2):
+        best = np.argmax(np.where(blocked, -np.inf, Fv).reshape(n, DN), axis=1)
+        d = best // n_max
+        L[ar, d] = best - d * n_max
+        blocked[ar, d] = True
+        F += T[kbase + best]
+    return L
+
+
+def _climb(
+    tables: SearchTables,
+    unary: FloatArray,
+    T: FloatArray,
+    k: IntArray,
+    L: IntArray,
+    max_steps: int,
+) -> IntArray:
+    """Steepest ascent from ``L`` (changed in place and returned), see :func:`hill_climb`."""
+    D, n_max = tables.n_slots, tables.n_max
+    DN = D * n_max
+    n = L.shape[0]
     kbase = k * DN
     slot_base = np.arange(D) * n_max
     # field F[i, (e, v)] = unary + sum over slots d of the pair term with d at L[i, d]
     F = unary[k]  # (n, DN), a fresh copy
-    for d in range(D):
-        F += T[kbase + d * n_max + L[:, d]]
-    act = np.arange(L.shape[0])
-    ar = act.copy()
+    F += T[(kbase[:, None] + slot_base[None, :] + L).ravel()].reshape(n, D, DN).sum(axis=1)
     has_cons = tables.cons_onehot.shape[0] > 0
+    act = np.arange(n)  # elements still climbing; F, La, kb hold their rows
+    La, kb = L, kbase
+    ar = np.arange(n)
+    cur_at = (ar * DN)[:, None] + slot_base[None, :]  # flat position in F of (row, slot, 0)
     for _ in range(max_steps):
         a = act.shape[0]
-        La = L[act]
-        cur = F[ar[:a, None], slot_base + La]  # (a, D) field at the current variants
-        gain = (F.reshape(a, D, n_max) - cur[:, :, None]).reshape(a, DN)
+        ara = ar[:a]
+        cur = F.ravel()[cur_at[:a] + La]  # (a, D) field at the current variants
+        gain = F.reshape(a, D, n_max) - cur[:, :, None]
         if has_cons:
-            gain[_forbidden(tables, La).reshape(gain.shape)] = -np.inf
-        best = np.argmax(gain, axis=1)
-        moving = gain[ar[:a], best] > _GAIN_TOL
-        if not np.all(moving):
-            if not np.any(moving):
-                break
-            F, best, La, act = F[moving], best[moving], La[moving], act[moving]
-            a = act.shape[0]
+            gain[_forbidden(tables, La)] = -np.inf
+        gain = gain.reshape(a, DN)
+        best = gain.argmax(axis=1)
+        moving = gain.ravel()[ara * DN + best] > _GAIN_TOL
+        n_moving = int(np.count_nonzero(moving))
+        if n_moving < a:
+            L[act] = La
+            if n_moving == 0:
+                return L
+            F, best, La, act, kb = F[moving], best[moving], La[moving], act[moving], kb[moving]
+            a = n_moving
+            ara = ar[:a]
         d = best // n_max
-        old = La[ar[:a], d]
-        row = kbase[act] + d * n_max
-        F += T[row + (best - d * n_max)] - T[row + old]
-        L[act, d] = best - d * n_max
-    return L, layout_scores(tables, unary, T, k, L)
+        row = kb + d * n_max
+        F += T[row + (best - d * n_max)]
+        F -= T[row + La[ara, d]]
+        La[ara, d] = best - d * n_max
+    L[act] = La
+    return L
 
 
 def layout_scores(
