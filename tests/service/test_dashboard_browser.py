@@ -1,0 +1,245 @@
+"""The dashboard in a real browser: Debian's headless Chromium driven by Selenium against a
+real ``memberlab serve`` (SQLite) that has items, decisions, events, a trainer step, a
+layout space and a choice model fitted on a simulated membership panel.
+
+Skips when Chromium, chromedriver or Selenium is missing, unless
+``MEMBERLAB_REQUIRE_BROWSER=1`` (CI), when it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from _choice_model import fit_choice_model
+from _service_server import Server, start_server
+
+from memberlab.store import Store
+
+CHROMIUM = os.environ.get("MEMBERLAB_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("MEMBERLAB_CHROMEDRIVER", "/usr/bin/chromedriver")
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+ITEMS = {
+    "free-delivery": {"benefit": "delivery", "colour": "blue"},
+    "video": {"benefit": "video", "colour": "red"},
+    "music": {"benefit": "music", "colour": "grey"},
+}
+CLICKY = {"free-delivery": 3, "video": 5, "music": 11}  # every n-th impression is clicked
+SPACE = {"slots": {"headline": ["h1", "h2"], "image": ["i1", "i2", "i3"]}}
+
+
+def _browser_missing(reason: str) -> None:
+    if os.environ.get("MEMBERLAB_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"a browser is required (MEMBERLAB_REQUIRE_BROWSER=1) but {reason}")
+    pytest.skip(f"browser test skipped: {reason}")
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+
+
+def _ok(r: httpx.Response, status: int = 200) -> Any:
+    assert r.status_code == status, f"{r.status_code}: {r.text}"
+    return r.json()
+
+
+@pytest.fixture
+def driver(tmp_path: Path) -> Iterator[Any]:
+    """Headless Chromium with a fresh profile (checked before any other set-up)."""
+    for name, path in (("Chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)):
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            found = shutil.which(Path(path).name)
+            _browser_missing(
+                f"{name} is not at {path}"
+                + (f" (one is at {found}; set MEMBERLAB_{name.upper()})" if found else "")
+                + "; apt-get install chromium chromium-driver."
+            )
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _browser_missing("selenium is not installed (pip install -e '.[dev]').")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1200,1000",
+    ):
+        opts.add_argument(arg)
+    service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
+    drv = webdriver.Chrome(service=service, options=opts)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+
+
+@pytest.fixture
+def populated(tmp_path: Path) -> Iterator[tuple[Server, str, dict[str, Any]]]:
+    """A server with a choice model, items, traffic, feedback, a trainer step, a layout
+    space; returns it, an admin key and the API's own view of what the page should show."""
+    model = fit_choice_model(tmp_path / "choice", members=300, months=10)
+    url = f"sqlite:///{tmp_path}/memberlab.db"
+    store = Store(url)
+    try:
+        admin = store.create_api_key("admin")
+    finally:
+        store.close()
+    server = start_server(
+        url,
+        str(tmp_path / "serve.log"),
+        *("--train-interval", "0", "--attribution-window", "60"),
+        *("--choice-model", str(model)),
+    )
+    try:
+        with server.client(admin) as c:
+            for item_id, attrs in ITEMS.items():
+                _ok(c.put(f"/v1/callouts/items/{item_id}", json={"attributes": attrs}))
+            served: dict[str, int] = dict.fromkeys(ITEMS, 0)
+            events = []
+            for n in range(60):  # an hour-spanning minute grid: several traffic buckets
+                t = T0 + 2.5 * n
+                d = _ok(c.post("/v1/callouts/decisions", json={"timestamp": _iso(t)}))
+                item = d["items"][0]["item_id"]
+                served[item] += 1
+                if served[item] % CLICKY[item] == 0:
+                    events.append(
+                        {
+                            "event_id": f"e{n}",
+                            "decision_id": d["decision_id"],
+                            "item_id": item,
+                            "type": "click",
+                            "timestamp": _iso(t + 5),
+                        }
+                    )
+            _ok(c.put("/v1/layouts/home", json=SPACE))
+            for n in range(12):
+                t = T0 + 10 * n
+                d = _ok(c.post("/v1/layouts/home/decisions", json={"timestamp": _iso(t)}))
+                if n % 3 == 0:
+                    ev = {"event_id": f"l{n}", "decision_id": d["decision_id"], "type": "click"}
+                    events.append({**ev, "timestamp": _iso(t + 2)})
+            _ok(c.post("/v1/events", json={"events": events}), 202)
+            # later shoppers whose windows are still open when the trainer runs
+            for n in range(4):
+                _ok(c.post("/v1/callouts/decisions", json={"timestamp": _iso(T0 + 600 + n)}))
+            step = _ok(c.post("/v1/admin/train"))
+            assert step["closed"] > 0, step
+            expect = {
+                "stats": _ok(c.get("/v1/admin/stats")),
+                "items": _ok(c.get("/v1/callouts/items"))["items"],
+                "leaderboard": _ok(c.get("/v1/layouts/home"))["leaderboard"],
+            }
+        assert expect["stats"]["pending"] >= 4
+        yield server, admin, expect
+    finally:
+        server.stop()
+
+
+def test_dashboard_renders_in_chromium(
+    driver: Any, populated: tuple[Server, str, dict[str, Any]], tmp_path: Path
+) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server, admin, expect = populated
+    wait = WebDriverWait(driver, 15, ignored_exceptions=(StaleElementReferenceException,))
+
+    def css(sel: str) -> list[Any]:
+        return list(driver.find_elements(By.CSS_SELECTOR, sel))
+
+    driver.get(server.base_url + "/dashboard")
+    assert driver.title == "memberlab dashboard"
+    driver.find_element(By.ID, "key").send_keys(admin)
+    driver.find_element(By.ID, "save").click()
+
+    # callouts: one rate bar (with its interval) per active item
+    wait.until(lambda _: len(css("#rates rect.bar")) == len(ITEMS))
+    bars = {
+        b.get_attribute("data-item"): float(b.get_attribute("width"))
+        for b in css("#rates rect.bar")
+    }
+    assert set(bars) == set(ITEMS)
+    assert all(w > 0 for w in bars.values())
+    assert len(css("#rates line.ci")) == len(ITEMS)
+    best = max(expect["items"], key=lambda i: i["mean"])["item_id"]
+    assert max(bars, key=lambda k: bars[k]) == best  # widths follow the posterior means
+
+    # traffic share over time: a row per item, a column per minute bucket
+    wait.until(lambda _: css("#traffic-table"))
+    rows = css("#traffic-table tr")
+    assert len(rows) == 1 + len(ITEMS)
+    assert {r.find_elements(By.TAG_NAME, "td")[0].text for r in rows[1:]} == set(ITEMS)
+    assert len(rows[0].find_elements(By.TAG_NAME, "th")) >= 3
+
+    # pending feedback: its own labelled element with the database's count
+    pending = driver.find_element(By.ID, "pending")
+    wait.until(lambda _: driver.find_element(By.ID, "pending-count").text != "-")
+    assert driver.find_element(By.ID, "pending-count").text == str(expect["stats"]["pending"])
+    assert "waiting for feedback" in pending.text
+    assert "Pending feedback" in driver.find_element(By.TAG_NAME, "body").text
+
+    # layout leaderboard: the space and its top layouts
+    wait.until(lambda _: css("table.leaderboard[data-space='home'] tr"))
+    board = css("table.leaderboard[data-space='home'] tr")
+    assert len(board) == 1 + len(expect["leaderboard"]) and len(board) > 1
+    assert "headline=" in board[1].text and "image=" in board[1].text
+
+    # membership counterfactuals: the model line, a refused query, then the chart
+    wait.until(lambda _: "anchor none" in driver.find_element(By.ID, "cf-model").text)
+    shift = driver.find_element(By.ID, "cf-shift")
+    months = driver.find_element(By.ID, "cf-months")
+    shift.clear()
+    shift.send_keys("gold=1")
+    driver.find_element(By.ID, "cf-run").click()
+    wait.until(lambda _: "not among" in driver.find_element(By.ID, "cf-err").text)
+    assert not css("#cf-chart")
+    shift.clear()
+    shift.send_keys("monthly=-0.5, annual=0.3")
+    months.clear()
+    months.send_keys("18")
+    driver.find_element(By.ID, "cf-run").click()
+    wait.until(lambda _: len(css("#cf-chart path.cf-line")) == 6)
+    assert driver.find_element(By.ID, "cf-err").text == ""
+    lines = {
+        (p.get_attribute("data-action"), p.get_attribute("data-scenario"))
+        for p in css("#cf-chart path.cf-line")
+    }
+    assert lines == {
+        (a, s) for a in ("annual", "monthly", "none") for s in ("baseline", "counterfactual")
+    }
+    for p in css("#cf-chart path.cf-line"):
+        assert p.get_attribute("d").count("L") == 18 - 1  # one point per month
+    assert len(css("#cf-chart polygon.cf-band")) == 3
+    legend = driver.find_element(By.ID, "cf-legend").text
+    for word in ("annual", "monthly", "none", "baseline", "counterfactual"):
+        assert word in legend
+    assert "month 17" in driver.find_element(By.ID, "cf-table").text
+    assert driver.find_element(By.ID, "err").text == ""
+
+    # a full-page screenshot for people to look at
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1200, int(height) + 140)
+    driver.execute_script("window.scrollTo(0, 0)")
+    shot = tmp_path / "dashboard.png"
+    assert driver.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+    keep = os.environ.get("MEMBERLAB_SCREENSHOT_DIR")
+    if keep:
+        shutil.copy(shot, Path(keep) / "dashboard.png")
