@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy import sparse
 
 from memberlab._errors import DataValidationError
@@ -36,32 +38,40 @@ __all__ = [
     "best_of_draws",
     "dense_pairs",
     "exact_argmax",
+    "exact_scores",
     "hill_climb",
     "layout_scores",
     "random_layouts",
+    "serve_and_count",
     "unary_table",
     "workspace",
 ]
 
+Floats = npt.NDArray[np.floating[Any]]  # float64 or float32 tables of the climb
+
 _GAIN_TOL = 1e-10
+_GAIN_TOL32 = 1e-5  # float32 fields: rounding drift stays far below this
+_PRUNE_MARGIN = 1e-4
 _LOCAL = threading.local()
 
 
-def workspace(key: object, shape: tuple[int, ...], *, zeros: bool = False) -> FloatArray:
+def workspace(
+    key: object, shape: tuple[int, ...], *, zeros: bool = False, dtype: type = np.float64
+) -> Floats:
     """A float buffer reused across calls in this thread (no fresh pages per decision).
 
     With ``zeros=True`` the buffer is zero-filled when first made and callers must only
     ever write the same entries to it (so the rest stays zero).
     """
-    cache: dict[object, FloatArray] | None = getattr(_LOCAL, "cache", None)
+    cache: dict[object, Floats] | None = getattr(_LOCAL, "cache", None)
     if cache is None:
         cache = _LOCAL.cache = {}
-    full_key = (key, shape, zeros)
+    full_key = (key, shape, zeros, dtype)
     buf = cache.get(full_key)
     if buf is None:
         if len(cache) > 64:
             cache.clear()
-        buf = np.zeros(shape) if zeros else np.empty(shape)
+        buf = np.zeros(shape, dtype=dtype) if zeros else np.empty(shape, dtype=dtype)
         cache[full_key] = buf
     return buf
 
@@ -201,7 +211,7 @@ def unary_table(tables: SearchTables, main: FloatArray) -> FloatArray:
     return ext[:, tables.main_pad]
 
 
-def dense_pairs(tables: SearchTables, pair: FloatArray) -> FloatArray:
+def dense_pairs(tables: SearchTables, pair: FloatArray, *, dtype: type = np.float64) -> Floats:
     """Per-draw symmetric pair tables, (n_draws, n_pair_cols) -> (n_draws, D * n_max, D * n_max).
 
     Entry ``[k, d * n_max + w, e * n_max + v]`` is draw k's term between slot d at
@@ -212,7 +222,7 @@ def dense_pairs(tables: SearchTables, pair: FloatArray) -> FloatArray:
     K = pair.shape[0]
     # the same blocks are written on every call, everything else stays zero
     key = ("dense_pairs", tables.pair_blocks.tobytes(), n_max)
-    T = workspace(key, (K, D, n_max, D, n_max), zeros=True)
+    T = workspace(key, (K, D, n_max, D, n_max), zeros=True, dtype=dtype)
     for a, b, base, na, nb in tables.pair_blocks.tolist():
         block = pair[:, base : base + na * nb].reshape(K, na, nb)
         T[:, a, :na, b, :nb] = block
@@ -253,8 +263,8 @@ def hill_climb(
     unary = unary_table(tables, main).reshape(main.shape[0], DN)
     T = dense_pairs(tables, pair).reshape(-1, DN)  # row k * DN + (d, w)
     k = np.asarray(draw_of, dtype=np.int64)
-    L = _climb(tables, unary, T, k, np.array(starts, dtype=np.int64), max_steps)
-    return L, layout_scores(tables, unary, T, k, L)
+    L, _ = _climb(tables, unary, T, k, np.array(starts, dtype=np.int64), max_steps)
+    return L, exact_scores(tables, main, pair, k, L)
 
 
 def best_of_draws(
@@ -291,13 +301,71 @@ def best_of_draws(
     layouts : ndarray of shape (n_draws, n_slots)
     scores : ndarray of shape (n_draws,)
     """
+    unary, T, S, k, E = _prepare(tables, main, pair, starts, n_restarts, pair_starts)
+    L, _ = _climb(tables, unary, T, k, S, max_steps)
+    K = main.shape[0]
+    s = exact_scores(tables, main, pair, k, L).reshape(K, E)
+    best = np.argmax(s, axis=1)
+    rows = np.arange(K) * E + best
+    return L[rows], s[np.arange(K), best]
+
+
+def serve_and_count(
+    tables: SearchTables,
+    main: FloatArray,
+    pair: FloatArray,
+    starts: IntArray,
+    *,
+    n_restarts: int,
+    pair_starts: int,
+    max_steps: int,
+) -> tuple[IntArray, BoolArray]:
+    """Draw 0's :func:`best_of_draws` layout, and which other draws would pick it too.
+
+    The other draws' climbs are pruned: once any climb of a draw scores above the served
+    layout's score under that draw (by more than 1e-4), the draw cannot pick it and all
+    its climbs stop. Draws never pruned climb exactly as in :func:`best_of_draws`, so
+    the answer is the same; this is how a decision's propensity is counted.
+
+    Returns
+    -------
+    served : ndarray of shape (n_slots,)
+    same : ndarray of shape (n_draws - 1,)
+        Whether draw ``1 + i`` picks ``served``.
+    """
+    K = main.shape[0]
+    unary, T, S, k, E = _prepare(tables, main, pair, starts, n_restarts, pair_starts)
+    L0, _ = _climb(tables, unary, T, k[:E], S[:E], max_steps)
+    served = L0[int(np.argmax(exact_scores(tables, main, pair, k[:E], L0)))]
+    if K == 1:
+        return served, np.zeros(0, dtype=bool)
+    D = served.shape[0]
+    thr = exact_scores(tables, main, pair, np.arange(K), np.broadcast_to(served, (K, D)))
+    thr += _PRUNE_MARGIN
+    kk = k[E:]
+    L, dead = _climb(tables, unary, T, kk, S[E:], max_steps, thr=thr, dead=np.zeros(K, bool))
+    s = exact_scores(tables, main, pair, kk, L).reshape(K - 1, E)
+    best = L.reshape(K - 1, E, D)[np.arange(K - 1), np.argmax(s, axis=1)]
+    return served, np.asarray(~dead[1:] & np.all(best == served[None, :], axis=1))
+
+
+def _prepare(
+    tables: SearchTables,
+    main: FloatArray,
+    pair: FloatArray,
+    starts: IntArray,
+    n_restarts: int,
+    pair_starts: int,
+) -> tuple[Floats, Floats, IntArray, IntArray, int]:
+    """float32 tables, all start layouts, their draws and the climbs per draw."""
     K = main.shape[0]
     D, n_max = tables.n_slots, tables.n_max
     DN = D * n_max
     R = n_restarts
-    unary = unary_table(tables, main).reshape(K, DN)
-    T = dense_pairs(tables, pair).reshape(-1, DN)
-    S = np.asarray(starts, dtype=np.int64)
+    # the climb runs in float32 (half the memory traffic); final scores are float64
+    unary = unary_table(tables, main).reshape(K, DN).astype(np.float32)
+    T = dense_pairs(tables, pair, dtype=np.float32).reshape(-1, DN)
+    S = np.array(starts, dtype=np.int64)
     n_cells = tables.cell_main.shape[0]
     G = min(pair_starts, n_cells) if D > 2 else 0
     if G > 0:
@@ -308,12 +376,7 @@ def best_of_draws(
         # element order: draw k's R restarts, then its G greedy starts
         S = np.concatenate([S.reshape(K, R, D), greedy.reshape(K, G, D)], axis=1).reshape(-1, D)
     E = R + G
-    k = np.repeat(np.arange(K), E)
-    L = _climb(tables, unary, T, k, S, max_steps)
-    s = layout_scores(tables, unary, T, k, L).reshape(K, E)
-    best = np.argmax(s, axis=1)
-    rows = np.arange(K) * E + best
-    return L[rows], s[np.arange(K), best]
+    return unary, T, S, np.repeat(np.arange(K), E), E
 
 
 def _violations(tables: SearchTables, L: IntArray) -> BoolArray:
@@ -325,7 +388,7 @@ def _violations(tables: SearchTables, L: IntArray) -> BoolArray:
     return np.asarray(full.any(axis=0))
 
 
-def _greedy_starts(tables: SearchTables, pair: FloatArray, T: FloatArray, G: int) -> IntArray:
+def _greedy_starts(tables: SearchTables, pair: FloatArray, T: Floats, G: int) -> IntArray:
     """``G`` greedy layouts per draw from its best pair cells, shape (n_draws * G, n_slots).
 
     Both the seed cells and the fill look at the pairwise terms only.
@@ -349,29 +412,40 @@ def _greedy_starts(tables: SearchTables, pair: FloatArray, T: FloatArray, G: int
     d0, d1 = pos[:, 0] // n_max, pos[:, 1] // n_max
     L[ar, d0] = pos[:, 0] - d0 * n_max
     L[ar, d1] = pos[:, 1] - d1 * n_max
-    # padding variants of smaller slots are never chosen
-    blocked = np.repeat((tables.main_pad == tables.n_main)[None], n, axis=0)
-    blocked[ar, d0] = True
-    blocked[ar, d1] = True
+    # a slot once set, and padding variants of smaller slots, are never chosen
+    F[:, (tables.main_pad == tables.n_main).ravel()] = -np.inf
     Fv = F.reshape(n, D, n_max)
+    Fv[ar, d0] = -np.inf
+    Fv[ar, d1] = -np.inf
     for _ in range(D - 2):
-        best = np.argmax(np.where(blocked, -np.inf, Fv).reshape(n, DN), axis=1)
+        best = F.argmax(axis=1)
         d = best // n_max
         L[ar, d] = best - d * n_max
-        blocked[ar, d] = True
         F += T[kbase + best]
+        Fv[ar, d] = -np.inf
     return L
 
 
 def _climb(
     tables: SearchTables,
-    unary: FloatArray,
-    T: FloatArray,
+    unary: Floats,
+    T: Floats,
     k: IntArray,
     L: IntArray,
     max_steps: int,
-) -> IntArray:
-    """Steepest ascent from ``L`` (changed in place and returned), see :func:`hill_climb`."""
+    *,
+    thr: FloatArray | None = None,
+    dead: BoolArray | None = None,
+) -> tuple[IntArray, BoolArray]:
+    """Steepest ascent from ``L`` (changed in place and returned), see :func:`hill_climb`.
+
+    With ``thr`` (per draw) and ``dead`` (per draw, updated), the climbs of a draw stop
+    as soon as one of them scores above the draw's ``thr``; scores are then tracked.
+    """
+    prune = thr is not None
+    th: FloatArray = thr if thr is not None else np.zeros(0)
+    if dead is None:
+        dead = np.zeros(int(k.max(initial=-1)) + 1, dtype=bool)
     D, n_max = tables.n_slots, tables.n_max
     DN = D * n_max
     n = L.shape[0]
@@ -381,9 +455,16 @@ def _climb(
     F = unary[k]  # (n, DN), a fresh copy
     F += T[(kbase[:, None] + slot_base[None, :] + L).ravel()].reshape(n, D, DN).sum(axis=1)
     has_cons = tables.cons_onehot.shape[0] > 0
-    act = np.arange(n)  # elements still climbing; F, La, kb hold their rows
-    La, kb = L, kbase
+    tol = _GAIN_TOL if F.dtype == np.float64 else _GAIN_TOL32
+    act = np.arange(n)  # elements still climbing; F, La, kb (and kd, sc) hold their rows
+    La, kb, kd = L, kbase, k
     ar = np.arange(n)
+    if prune:
+        sc = layout_scores(tables, unary, T, k, L).astype(np.float64)
+        dead[k[sc > th[k]]] = True
+        keep = ~dead[k]
+        if not keep.all():
+            act, F, La, kb, kd, sc = act[keep], F[keep], L[keep], kb[keep], kd[keep], sc[keep]
     cur_at = (ar * DN)[:, None] + slot_base[None, :]  # flat position in F of (row, slot, 0)
     for _ in range(max_steps):
         a = act.shape[0]
@@ -394,13 +475,22 @@ def _climb(
             gain[_forbidden(tables, La)] = -np.inf
         gain = gain.reshape(a, DN)
         best = gain.argmax(axis=1)
-        moving = gain.ravel()[ara * DN + best] > _GAIN_TOL
+        gb = gain.ravel()[ara * DN + best]
+        moving = gb > tol
+        if prune:
+            sc = sc + np.where(moving, gb, 0.0)
+            over = sc > th[kd]
+            if over.any():
+                dead[kd[over]] = True
+                moving &= ~dead[kd]
         n_moving = int(np.count_nonzero(moving))
         if n_moving < a:
             L[act] = La
             if n_moving == 0:
-                return L
+                return L, dead
             F, best, La, act, kb = F[moving], best[moving], La[moving], act[moving], kb[moving]
+            if prune:
+                kd, sc = kd[moving], sc[moving]
             a = n_moving
             ara = ar[:a]
         d = best // n_max
@@ -409,11 +499,26 @@ def _climb(
         F -= T[row + La[ara, d]]
         La[ara, d] = best - d * n_max
     L[act] = La
-    return L
+    return L, dead
+
+
+def exact_scores(
+    tables: SearchTables, main: FloatArray, pair: FloatArray, k: IntArray, L: IntArray
+) -> FloatArray:
+    """Score of each layout ``L[i]`` under draw ``k[i]`` from the tables, shape (n,).
+
+    Bias excluded; computed in the tables' precision (float64) whatever the climb used.
+    """
+    D = tables.n_slots
+    s = main[k[:, None], tables.main_pad[np.arange(D)[None, :], L]].sum(axis=1)
+    if tables.pair_blocks.shape[0]:
+        a, b, base, _, nb = tables.pair_blocks.T
+        s += pair[k[:, None], base + L[:, a] * nb + L[:, b]].sum(axis=1)
+    return np.asarray(s)
 
 
 def layout_scores(
-    tables: SearchTables, unary: FloatArray, T: FloatArray, k: IntArray, L: IntArray
+    tables: SearchTables, unary: Floats, T: Floats, k: IntArray, L: IntArray
 ) -> FloatArray:
     """Score of each layout ``L[i]`` under draw ``k[i]`` (bias excluded), shape (n,).
 
