@@ -35,7 +35,6 @@ from memberlab.layouts.search import (
     exact_argmax,
     hill_climb,
     random_layouts,
-    serve_and_count,
     workspace,
 )
 from memberlab.layouts.space import LayoutSpace
@@ -468,28 +467,12 @@ class LayoutPolicy:
         parts = [(_decision_rng(serve_seq), 1, False)]
         if K > 0:
             parts.append((_decision_rng(prop_seq), K, True))
-        main, pair, starts = self._sample_tables(parts, known, unknown)
+        L, _ = self._argmax(*self._sample_tables(parts, known, unknown))
+        served = L[0]
         propensity = None
-        if self._enum is not None or K == 0:
-            L, _ = self._argmax(main, pair, starts)
-            served = L[0]
-            if K > 0:
-                matches = int(np.all(L[1:] == served[None, :], axis=1).sum())
-                propensity = (1 + matches) / (1 + K)
-        else:
-            # serve draw 0, then count the propensity draws that would pick the same
-            # layout; their climbs stop once they cannot (same count, less work)
-            assert starts is not None
-            served, sel = serve_and_count(
-                self._tables,
-                main,
-                pair,
-                starts,
-                n_restarts=self.n_restarts,
-                pair_starts=self.pair_starts,
-                max_steps=self.max_steps_,
-            )
-            propensity = (1 + int(np.count_nonzero(sel))) / (1 + K)
+        if K > 0:
+            matches = int(np.all(L[1:] == served[None, :], axis=1).sum())
+            propensity = (1 + matches) / (1 + K)
         return LayoutDecision(
             decision_id=uuid.uuid4().hex,
             layout=self.space.from_indices(served),

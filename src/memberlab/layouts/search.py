@@ -42,7 +42,6 @@ __all__ = [
     "hill_climb",
     "layout_scores",
     "random_layouts",
-    "serve_and_count",
     "unary_table",
     "workspace",
 ]
@@ -51,7 +50,6 @@ Floats = npt.NDArray[np.floating[Any]]  # float64 or float32 tables of the climb
 
 _GAIN_TOL = 1e-10
 _GAIN_TOL32 = 1e-5  # float32 fields: rounding drift stays far below this
-_PRUNE_MARGIN = 1e-4
 _LOCAL = threading.local()
 
 
@@ -263,7 +261,7 @@ def hill_climb(
     unary = unary_table(tables, main).reshape(main.shape[0], DN)
     T = dense_pairs(tables, pair).reshape(-1, DN)  # row k * DN + (d, w)
     k = np.asarray(draw_of, dtype=np.int64)
-    L, _ = _climb(tables, unary, T, k, np.array(starts, dtype=np.int64), max_steps)
+    L = _climb(tables, unary, T, k, np.array(starts, dtype=np.int64), max_steps)
     return L, exact_scores(tables, main, pair, k, L)
 
 
@@ -302,51 +300,12 @@ def best_of_draws(
     scores : ndarray of shape (n_draws,)
     """
     unary, T, S, k, E = _prepare(tables, main, pair, starts, n_restarts, pair_starts)
-    L, _ = _climb(tables, unary, T, k, S, max_steps)
+    L = _climb(tables, unary, T, k, S, max_steps)
     K = main.shape[0]
     s = exact_scores(tables, main, pair, k, L).reshape(K, E)
     best = np.argmax(s, axis=1)
     rows = np.arange(K) * E + best
     return L[rows], s[np.arange(K), best]
-
-
-def serve_and_count(
-    tables: SearchTables,
-    main: FloatArray,
-    pair: FloatArray,
-    starts: IntArray,
-    *,
-    n_restarts: int,
-    pair_starts: int,
-    max_steps: int,
-) -> tuple[IntArray, BoolArray]:
-    """Draw 0's :func:`best_of_draws` layout, and which other draws would pick it too.
-
-    The other draws' climbs are pruned: once any climb of a draw scores above the served
-    layout's score under that draw (by more than 1e-4), the draw cannot pick it and all
-    its climbs stop. Draws never pruned climb exactly as in :func:`best_of_draws`, so
-    the answer is the same; this is how a decision's propensity is counted.
-
-    Returns
-    -------
-    served : ndarray of shape (n_slots,)
-    same : ndarray of shape (n_draws - 1,)
-        Whether draw ``1 + i`` picks ``served``.
-    """
-    K = main.shape[0]
-    unary, T, S, k, E = _prepare(tables, main, pair, starts, n_restarts, pair_starts)
-    L0, _ = _climb(tables, unary, T, k[:E], S[:E], max_steps)
-    served = L0[int(np.argmax(exact_scores(tables, main, pair, k[:E], L0)))]
-    if K == 1:
-        return served, np.zeros(0, dtype=bool)
-    D = served.shape[0]
-    thr = exact_scores(tables, main, pair, np.arange(K), np.broadcast_to(served, (K, D)))
-    thr += _PRUNE_MARGIN
-    kk = k[E:]
-    L, dead = _climb(tables, unary, T, kk, S[E:], max_steps, thr=thr, dead=np.zeros(K, bool))
-    s = exact_scores(tables, main, pair, kk, L).reshape(K - 1, E)
-    best = L.reshape(K - 1, E, D)[np.arange(K - 1), np.argmax(s, axis=1)]
-    return served, np.asarray(~dead[1:] & np.all(best == served[None, :], axis=1))
 
 
 def _prepare(
@@ -433,19 +392,8 @@ def _climb(
     k: IntArray,
     L: IntArray,
     max_steps: int,
-    *,
-    thr: FloatArray | None = None,
-    dead: BoolArray | None = None,
-) -> tuple[IntArray, BoolArray]:
-    """Steepest ascent from ``L`` (changed in place and returned), see :func:`hill_climb`.
-
-    With ``thr`` (per draw) and ``dead`` (per draw, updated), the climbs of a draw stop
-    as soon as one of them scores above the draw's ``thr``; scores are then tracked.
-    """
-    prune = thr is not None
-    th: FloatArray = thr if thr is not None else np.zeros(0)
-    if dead is None:
-        dead = np.zeros(int(k.max(initial=-1)) + 1, dtype=bool)
+) -> IntArray:
+    """Steepest ascent from ``L`` (changed in place and returned), see :func:`hill_climb`."""
     D, n_max = tables.n_slots, tables.n_max
     DN = D * n_max
     n = L.shape[0]
@@ -456,15 +404,9 @@ def _climb(
     F += T[(kbase[:, None] + slot_base[None, :] + L).ravel()].reshape(n, D, DN).sum(axis=1)
     has_cons = tables.cons_onehot.shape[0] > 0
     tol = _GAIN_TOL if F.dtype == np.float64 else _GAIN_TOL32
-    act = np.arange(n)  # elements still climbing; F, La, kb (and kd, sc) hold their rows
-    La, kb, kd = L, kbase, k
+    act = np.arange(n)  # elements still climbing; F, La, kb hold their rows
+    La, kb = L, kbase
     ar = np.arange(n)
-    if prune:
-        sc = layout_scores(tables, unary, T, k, L).astype(np.float64)
-        dead[k[sc > th[k]]] = True
-        keep = ~dead[k]
-        if not keep.all():
-            act, F, La, kb, kd, sc = act[keep], F[keep], L[keep], kb[keep], kd[keep], sc[keep]
     cur_at = (ar * DN)[:, None] + slot_base[None, :]  # flat position in F of (row, slot, 0)
     for _ in range(max_steps):
         a = act.shape[0]
@@ -475,22 +417,13 @@ def _climb(
             gain[_forbidden(tables, La)] = -np.inf
         gain = gain.reshape(a, DN)
         best = gain.argmax(axis=1)
-        gb = gain.ravel()[ara * DN + best]
-        moving = gb > tol
-        if prune:
-            sc = sc + np.where(moving, gb, 0.0)
-            over = sc > th[kd]
-            if over.any():
-                dead[kd[over]] = True
-                moving &= ~dead[kd]
+        moving = gain.ravel()[ara * DN + best] > tol
         n_moving = int(np.count_nonzero(moving))
         if n_moving < a:
             L[act] = La
             if n_moving == 0:
-                return L, dead
+                return L
             F, best, La, act, kb = F[moving], best[moving], La[moving], act[moving], kb[moving]
-            if prune:
-                kd, sc = kd[moving], sc[moving]
             a = n_moving
             ara = ar[:a]
         d = best // n_max
@@ -499,7 +432,7 @@ def _climb(
         F -= T[row + La[ara, d]]
         La[ara, d] = best - d * n_max
     L[act] = La
-    return L, dead
+    return L
 
 
 def exact_scores(
