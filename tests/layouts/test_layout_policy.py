@@ -211,3 +211,16 @@ def test_parallel_update_learns_like_sequential() -> None:
         seq.update_indices(L, y)
         par.update_indices(L, y)
     assert seq.leaderboard(top=1)[0].layout["a"] == par.leaderboard(top=1)[0].layout["a"] == "y"
+
+
+def test_snapshot_without_pair_starts_still_loads() -> None:
+    """Snapshots written before ``pair_starts`` existed lack it; they load with the default."""
+    pol = _trained(exact=0)
+    blob = pol.to_bytes()
+    assert b', "pair_starts": 1' in blob
+    old = LayoutPolicy.from_bytes(blob.replace(b', "pair_starts": 1', b"", 1))
+    assert old.pair_starts == 1 and old.version_ == pol.version_
+    ctx = {"device": "mobile", "page": "home"}
+    assert old.decide(ctx, seed=3).layout == pol.decide(ctx, seed=3).layout
+    with pytest.raises(DataValidationError, match="pair_starts == -1"):
+        LayoutPolicy(SPEC, pair_starts=-1)

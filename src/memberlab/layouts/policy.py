@@ -1,11 +1,14 @@
 """Thompson sampling over layouts with a pairwise probit model (Hill et al., KDD 2017).
 
 Per decision: draw one weight vector from the posterior, find the layout with the best
-sampled score (hill climbing from random restarts, or exact enumeration on small spaces),
-serve it. The propensity of the served layout is estimated by repeating the same
-randomised selection with ``propensity_draws`` independent posterior draws and counting
-how often it picks the served layout. The decision's seed fixes every random number, so
-:meth:`LayoutPolicy.replay` reproduces a decision exactly under the same posterior.
+sampled score (hill climbing from the incumbent, random restarts and pair-seeded greedy
+starts, or exact enumeration on small spaces), serve it. The propensity of the served
+layout is estimated by repeating the same randomised selection with ``propensity_draws``
+posterior draws (in antithetic pairs ``mean +- sd * z``: each one an exact posterior
+draw) and counting how often it picks the served layout. The decision's seed fixes every
+random number, so :meth:`LayoutPolicy.replay` reproduces a decision exactly under the
+same posterior and code: a seed recorded before the antithetic propensity draws and the
+pair-seeded starts came in may serve a different layout now.
 """
 
 from __future__ import annotations
@@ -170,7 +173,8 @@ class LayoutPolicy:
         Enumerate exactly instead of hill climbing when the space has at most this many
         layouts (0 disables enumeration).
     propensity_draws : int, default 64
-        Independent repetitions of the selection used to estimate the propensity.
+        Repetitions of the selection used to estimate the propensity, with posterior
+        draws in antithetic pairs (``z`` and ``-z``; half the normals to generate).
     update_method : {"sequential", "parallel"}, default "sequential"
         :func:`memberlab.bayes.probit.update` or :func:`~memberlab.bayes.probit.update_parallel`.
     warm_start : bool, default True

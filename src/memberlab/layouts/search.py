@@ -15,6 +15,13 @@ single-slot change over all slots (steepest ascent) and refreshes the field in
 O(n_slots * n_variants); a restart stops when no single-slot change improves its score.
 Many draws and restarts run together as one batch; the work of one decision depends on
 n_slots, n_variants, restarts and draws, never on the number of layouts.
+
+Single-slot moves have a blind spot: a layout that wins only through its interactions
+(the basin model of :mod:`memberlab.layouts.simulate`) sits behind a main-effects local
+optimum that every single-slot move leaves for the worse. :func:`best_of_draws` therefore
+also climbs, for every draw, from greedy starts built out of its largest pairwise terms
+(O(n_pair_cells) to find the seed, O(n_slots^2 * n_variants) to fill the rest). The
+climb runs on float32 copies of the tables; final scores are recomputed in float64.
 """
 
 from __future__ import annotations
