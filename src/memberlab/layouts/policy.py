@@ -353,18 +353,20 @@ class LayoutPolicy:
         M, ns = fm.n_main, fm.n_static
         n = sum(c for _, c, _ in parts)
         z = np.asarray(workspace("layout_draws", (n, ns)), dtype=np.float64)
+        mean, var = self._context_moments(known, n_unknown)
+        mu, sd = np.zeros(ns), np.zeros(ns)  # the last (zero) pair column stays 0
+        mu[:M], sd[:M] = mean, np.sqrt(var)
+        mu[M : ns - 1], sd[M : ns - 1] = self.state_.mean[1 + M : ns], self._sd[1 + M : ns]
         row = 0
         for gen, c, anti in parts:
             h = (c + 1) // 2 if anti else c
-            gen.standard_normal(out=z[row : row + h])
-            np.negative(z[row : row + c - h], out=z[row + h : row + c])
+            top = z[row : row + h]
+            gen.standard_normal(out=top)
+            top *= sd
+            top += mu
+            # antithetic rows mu - sd * z = 2 mu - (mu + sd * z)
+            np.subtract(2.0 * mu, z[row : row + c - h], out=z[row + h : row + c])
             row += c
-        mean, var = self._context_moments(known, n_unknown)
-        z[:, :M] *= np.sqrt(var)
-        z[:, :M] += mean
-        z[:, M : ns - 1] *= self._sd[1 + M : ns]
-        z[:, M : ns - 1] += self.state_.mean[1 + M : ns]
-        z[:, ns - 1] = 0.0
         starts = None
         if self._enum is None:
             R = self.n_restarts

@@ -433,11 +433,11 @@ def _climb(
             F, best, La, act, kb = F[moving], best[moving], La[moving], act[moving], kb[moving]
             a = n_moving
             ara = ar[:a]
-        d = best // n_max
-        row = kb + d * n_max
-        F += T[row + (best - d * n_max)]
-        F -= T[row + La[ara, d]]
-        La[ara, d] = best - d * n_max
+        d, v = np.divmod(best, n_max)
+        new_row = kb + best  # row of T for slot d at variant v
+        F += T[new_row]
+        F -= T[new_row + (La[ara, d] - v)]
+        La[ara, d] = v
     L[act] = La
     return L
 
