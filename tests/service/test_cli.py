@@ -65,3 +65,22 @@ def test_demo_runs_end_to_end(tmp_path: Path, world: str) -> None:
     out = done.stdout
     assert "summary" in out and "180 decisions" in out
     assert ("free-delivery" if world == "catalog" else "item00000") in out
+
+
+def test_serve_refuses_an_address_in_use_before_starting_anything(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "memberlab.cli.main", "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env={**os.environ, "MEMBERLAB_DATA_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in " ".join(done.stderr.split())

@@ -17,7 +17,7 @@ _DB_HELP = (
 
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
-    port: int = typer.Option(8000, help="Port to bind."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port to bind."),
     database_url: str | None = typer.Option(None, help=_DB_HELP),
     attribution_window: float | None = typer.Option(
         None, help="Seconds a click may follow its impression (default 3600)."
@@ -68,6 +68,7 @@ def serve(
             os.environ[f"MEMBERLAB_{name.upper()}"] = str(value)
     store = Store(settings.database_url)  # create or migrate the schema once
     store.close()
+    _check_bindable(host, port)
     trainer = None
     if settings.train_interval > 0:
         # The trainer gets a process of its own: HTTP workers only serve.
@@ -90,6 +91,27 @@ def serve(
         if trainer is not None:
             trainer.terminate()
             trainer.join(timeout=10)
+
+
+def _check_bindable(host: str, port: int) -> None:
+    """Fail fast, before any process starts, when the address cannot be bound."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot resolve host {host!r}: {exc}", param_hint="--host"
+        ) from exc
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            raise typer.BadParameter(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}", param_hint="--port"
+            ) from exc
 
 
 def _run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
