@@ -227,11 +227,25 @@ class TabularPQR:
 
 
 def _fit_weighted(model: Any, x: FloatArray, y: Any, w: FloatArray) -> Any:
-    try:
-        return model.fit(x, y, sample_weight=w)
-    except TypeError:
-        reps = np.maximum(np.round(w).astype(np.int64), 1)
-        return model.fit(np.repeat(x, reps, axis=0), np.repeat(np.asarray(y), reps, axis=0))
+    """Fit with sample weights where the learner takes them, else by repeating rows.
+
+    A scikit-learn Pipeline takes weights only through its last step
+    (``<step>__sample_weight``).
+    """
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils.validation import has_fit_parameter
+
+    if isinstance(model, Pipeline):
+        name, last = model.steps[-1]
+        if last != "passthrough" and has_fit_parameter(last, "sample_weight"):
+            return model.fit(x, y, **{f"{name}__sample_weight": w})
+    else:
+        try:
+            return model.fit(x, y, sample_weight=w)
+        except TypeError:
+            pass
+    reps = np.maximum(np.round(w).astype(np.int64), 1)
+    return model.fit(np.repeat(x, reps, axis=0), np.repeat(np.asarray(y), reps, axis=0))
 
 
 class PQR:
