@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import scipy
 
+from _common import machine_lines
 from memberlab.layouts import LayoutPolicy, LayoutSpace
 from memberlab.layouts.regret import RegretTrace, make_learner, plot_regret, run_regret
 from memberlab.layouts.search import dense_pairs, layout_scores, random_layouts, unary_table
@@ -42,19 +41,7 @@ from memberlab.layouts.simulate import LayoutSimulator, basin_model, random_pair
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} CPUs; "
-        f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}"
-    )
+    return "; ".join(machine_lines(("memberlab", "numpy", "scipy")))
 
 
 def regret_section(
