@@ -1,0 +1,137 @@
+"""The library defects issue 8 lists, one test each (they fail on 2b975fc).
+
+Each test names the defect it reproduces; the fixes live in :mod:`memberlab.policy`,
+:mod:`memberlab.callouts` and :mod:`memberlab.layouts`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from memberlab import DataValidationError
+from memberlab.bayes import GroupPrior
+from memberlab.callouts import CalloutRecommender, Catalog, Feedback
+from memberlab.layouts import LayoutPolicy
+
+ITEMS = [
+    {"item_id": "a", "benefit": "video", "brand": "x"},
+    {"item_id": "b", "benefit": "music", "brand": "y"},
+    {"item_id": "c", "benefit": "delivery", "brand": "x"},
+]
+SPACE: dict[str, Any] = {
+    "slots": {"headline": ["h1", "h2"], "image": ["i1", "i2", "i3"]},
+    "context": ["device"],
+}
+
+
+def _catalog() -> Catalog:
+    return Catalog.from_records(ITEMS)
+
+
+def test_callouts_round_trip_keeps_every_hyperparameter() -> None:
+    """to_bytes/from_bytes reset shadow_bias_var, shadow_sweeps, prior_quantile."""
+    rec = CalloutRecommender(
+        catalog=_catalog(),
+        crosses=[("page", "benefit")],
+        shadow_bias_var=3.5,
+        shadow_sweeps=2,
+        prior_quantile=0.9,
+        n_propensity_draws=17,
+    )
+    back = CalloutRecommender.from_bytes(rec.to_bytes())
+    for name in ("shadow_bias_var", "shadow_sweeps", "prior_quantile", "n_propensity_draws"):
+        assert getattr(back, name) == getattr(rec, name), name
+
+
+@pytest.mark.parametrize("cls", [CalloutRecommender, LayoutPolicy])
+def test_malformed_snapshot_raises_data_validation_error(cls: Any) -> None:
+    """A callouts snapshot with a broken header raised a raw JSONDecodeError."""
+    pol = (
+        CalloutRecommender(catalog=_catalog()) if cls is CalloutRecommender else LayoutPolicy(SPACE)
+    )
+    data = pol.to_bytes()
+    broken = data.replace(b'"', b"'", 3)
+    with pytest.raises(DataValidationError):
+        cls.from_bytes(broken)
+    with pytest.raises(DataValidationError):
+        cls.from_bytes(data[: len(data) // 2])
+
+
+def test_callouts_decide_on_unseen_context_does_not_write() -> None:
+    """A decision on an unseen context grew the posterior (so serving needed a lock)."""
+    rec = CalloutRecommender(catalog=_catalog(), crosses=[("page", "benefit")], rng=0)
+    rec.update([Feedback({"page": "home"}, "a", 1.0)])
+    n = rec.state.n_features
+    keys = rec.feature_index.keys()
+    rec.decide({"page": "never-seen", "device": "watch"}, k=2)
+    assert rec.state.n_features == n
+    assert rec.feature_index.keys() == keys
+
+
+def test_layouts_naive_refit_does_not_read_the_live_posterior() -> None:
+    """refit_priors(method="naive") fitted on the live posterior, trained under the very
+    prior it estimates. A refit from a wide-prior shadow model must not depend on the
+    prior the live model was trained under."""
+    rng = np.random.default_rng(0)
+    events = [
+        (
+            {"device": ["m", "d"][int(rng.integers(2))]},
+            {"headline": f"h{int(rng.integers(1, 3))}", "image": f"i{int(rng.integers(1, 4))}"},
+            int(rng.random() < 0.3),
+        )
+        for _ in range(400)
+    ]
+    fits = []
+    for var in (0.001, 1.0):
+        pol = LayoutPolicy(SPACE, priors={"first_order": GroupPrior(0.0, var)}, rng=0)
+        pol.update(events)
+        fits.append(pol.refit_priors(events, method="naive").groups["first_order"].var)
+    assert fits[0] == pytest.approx(fits[1], rel=1e-9)
+
+
+def test_rng_int_means_the_same_in_both_kinds() -> None:
+    """rng=5 was the decision seed in callouts but seeded a generator in layouts."""
+    rec = CalloutRecommender(catalog=_catalog())
+    pol = LayoutPolicy(SPACE)
+    expected = int(np.random.default_rng(5).integers(0, 2**63))
+    assert rec.decide({}, rng=5).seed == expected
+    assert pol.decide({}, rng=5).seed == expected
+    # and seed= is the decision seed in both
+    assert rec.decide({}, seed=5).seed == 5
+    assert pol.decide({}, seed=5).seed == 5
+
+
+def test_one_seed_domain() -> None:
+    """The service drew callouts seeds with randbits(63) and layouts with randbits(62);
+    both kinds now take seeds in [0, 2**63) and refuse others with the same error."""
+    from memberlab.policy import SEED_BOUND, new_seed
+
+    assert SEED_BOUND == 2**63
+    assert all(0 <= new_seed() < SEED_BOUND for _ in range(100))
+    rec = CalloutRecommender(catalog=_catalog())
+    pol = LayoutPolicy(SPACE)
+    for p in (rec, pol):
+        assert p.decide({}, seed=SEED_BOUND - 1).seed == SEED_BOUND - 1
+        with pytest.raises(DataValidationError, match="seed"):
+            p.decide({}, seed=SEED_BOUND)
+        with pytest.raises(DataValidationError, match="seed"):
+            p.decide({}, seed=-1)
+
+
+def test_cross_with_unknown_attribute_is_refused() -> None:
+    """crosses=[("page", "benefitt")] was accepted and never fired."""
+    with pytest.raises(DataValidationError, match="benefitt.*benefit"):
+        CalloutRecommender(catalog=_catalog(), crosses=[("page", "benefitt")])
+    # with no items yet there is nothing to check against: accepted
+    CalloutRecommender(catalog=Catalog(), crosses=[("page", "benefitt")])
+
+
+def test_numeric_context_value_is_not_one_category_per_value() -> None:
+    """{"age": 34.5} became one category per value."""
+    rec = CalloutRecommender(catalog=_catalog(), crosses=[])
+    rec.update([Feedback({"age": 20.0 + 0.01 * i}, "a", float(i % 2)) for i in range(200)])
+    ages = [v for g, v in rec.feature_index.keys() if g == "ctx.age"]
+    assert 1 <= len(ages) <= 3, ages
