@@ -46,8 +46,8 @@ def test_decision_fields_and_replay() -> None:
     scores = [s.score for s in d.items]
     assert scores == sorted(scores, reverse=True)
     assert all(0 < s.propensity <= 1 for s in d.items)  # type: ignore[operator]
-    assert rec.decide(CTX, k=3, rng=d.seed) == d
-    other = rec.decide(CTX, k=3, rng=d.seed + 1)
+    assert rec.decide(CTX, k=3, seed=d.seed) == d
+    other = rec.decide(CTX, k=3, seed=d.seed + 1)
     assert other.decision_id != d.decision_id
 
 
@@ -83,7 +83,7 @@ def test_propensity_matches_selection_frequency() -> None:
     n = 1500
     served: dict[str, list[float]] = {}
     for s in range(n):
-        d = rec.decide(CTX, candidates=cands, rng=s)
+        d = rec.decide(CTX, candidates=cands, seed=s)
         served.setdefault(d.item_ids[0], []).append(d.items[0].propensity)  # type: ignore[arg-type]
     for ps in served.values():
         # frequency of an item vs the propensity reported when it is served (MC error ~0.02)
@@ -122,6 +122,8 @@ def test_new_items_and_values_start_at_their_group_prior() -> None:
     rec.catalog.add("fresh", {"benefit": "video", "brand": "newbrand", "price": 3.0})
     d = rec.decide(CTX, k=13)
     assert "fresh" in d.item_ids
+    assert rec.feature_index.get("item", "fresh") is None  # serving never registers
+    rec.rows(CTX, ["fresh"])  # learning paths do, at the group prior
     fi = rec.feature_index
     assert rec.state.var[fi.index("item", "fresh")] == pytest.approx(0.04)
     assert rec.state.var[fi.index("brand", "newbrand")] == pytest.approx(0.25)
@@ -161,7 +163,7 @@ def test_snapshot_round_trips_exactly_and_stays_finite(
         np.testing.assert_array_equal(getattr(back.state, name), getattr(rec.state, name))
     assert back.policy_version == rec.policy_version
     assert back.feature_index.keys() == rec.feature_index.keys()
-    assert back.decide(ctx, k=2, rng=11) == rec.decide(ctx, k=2, rng=11)
+    assert back.decide(ctx, k=2, seed=11) == rec.decide(ctx, k=2, seed=11)
     assert back.decide(ctx) == rec.decide(ctx)  # same own-rng state
     assert np.all(np.isfinite(rec.click_rates(ctx)[["mean", "lower", "upper"]].to_numpy()))
 
@@ -180,7 +182,7 @@ def test_save_load_files_and_schema_check(tmp_path: Path) -> None:
     rec.save(tmp_path / "snap.bin")
     back = CalloutRecommender.load(tmp_path / "snap.bin")
     assert back.to_bytes() == rec.to_bytes()
-    bad = rec.to_bytes().replace(b'"schema_version": 1', b'"schema_version": 9', 1)
+    bad = rec.to_bytes().replace(b'"schema_version": 2', b'"schema_version": 9', 1)
     with pytest.raises(SchemaVersionError, match="9"):
         CalloutRecommender.from_bytes(bad)
     with pytest.raises(DataValidationError):
@@ -230,5 +232,5 @@ def test_odd_context_values_are_usable() -> None:
     rec = _rec()
     odd = {"page": "video", "nested": {"a": 1}, 3: "int-key", "tags": {"x", "y"}}
     d = rec.decide(odd)  # type: ignore[arg-type]
-    assert rec.decide(odd, rng=d.seed) == d  # type: ignore[arg-type]
+    assert rec.decide(odd, seed=d.seed) == d  # type: ignore[arg-type]
     rec.update([Feedback(odd, d.item_ids[0], 1.0)])  # type: ignore[arg-type]

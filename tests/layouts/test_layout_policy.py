@@ -53,7 +53,7 @@ def test_decide_replays_exactly(exact: int) -> None:
 def test_snapshot_round_trip() -> None:
     pol = _trained(exact=0)
     blob = pol.to_bytes()
-    assert b"pickle" not in blob[:200] and blob.startswith(b"memberlab-layout-policy\n")
+    assert b"pickle" not in blob[:200] and blob.startswith(b"MEMBERLAB-POLICY\n")
     back = LayoutPolicy.from_bytes(blob)
     assert back.space == pol.space and back.version_ == pol.version_
     np.testing.assert_array_equal(back.state_.mean, pol.state_.mean)
@@ -69,13 +69,13 @@ def test_snapshot_round_trip() -> None:
 
 def test_snapshot_errors() -> None:
     blob = _trained().to_bytes()
-    with pytest.raises(DataValidationError, match="not a memberlab layout policy"):
+    with pytest.raises(DataValidationError, match="not a memberlab policy snapshot"):
         LayoutPolicy.from_bytes(b"PK" + blob)
-    bumped = blob.replace(b'"schema_version": 1', b'"schema_version": 99', 1)
+    bumped = blob.replace(b'"schema_version": 2', b'"schema_version": 99', 1)
     with pytest.raises(SchemaVersionError, match="schema_version 99"):
         LayoutPolicy.from_bytes(bumped)
     with pytest.raises(DataValidationError, match="malformed"):
-        LayoutPolicy.from_bytes(blob.replace(b'"version":', b'"versio":', 1))
+        LayoutPolicy.from_bytes(blob.replace(b'"policy_version":', b'"policy_versio":', 1))
     with pytest.raises(DataValidationError, match="malformed"):
         LayoutPolicy.from_bytes(blob[: len(blob) // 2])
 

@@ -123,7 +123,7 @@ def test_one_seed_domain() -> None:
 
 def test_cross_with_unknown_attribute_is_refused() -> None:
     """crosses=[("page", "benefitt")] was accepted and never fired."""
-    with pytest.raises(DataValidationError, match="benefitt.*benefit"):
+    with pytest.raises(DataValidationError, match=r"benefitt.*benefit"):
         CalloutRecommender(catalog=_catalog(), crosses=[("page", "benefitt")])
     # with no items yet there is nothing to check against: accepted
     CalloutRecommender(catalog=Catalog(), crosses=[("page", "benefitt")])
@@ -133,5 +133,5 @@ def test_numeric_context_value_is_not_one_category_per_value() -> None:
     """{"age": 34.5} became one category per value."""
     rec = CalloutRecommender(catalog=_catalog(), crosses=[])
     rec.update([Feedback({"age": 20.0 + 0.01 * i}, "a", float(i % 2)) for i in range(200)])
-    ages = [v for g, v in rec.feature_index.keys() if g == "ctx.age"]
+    ages = [v for g, v in rec.feature_index.keys() if g == "ctx.age"]  # noqa: SIM118
     assert 1 <= len(ages) <= 3, ages

@@ -36,6 +36,7 @@ from scipy import special
 
 from memberlab._errors import ConvergenceWarning, DataValidationError
 from memberlab._typing import FloatArray, IntArray
+from memberlab.bayes import probit
 from memberlab.bayes._sparse import SparseRows
 from memberlab.bayes.groups import GroupPrior
 from memberlab.bayes.probit import ProbitState, likelihood_messages
@@ -44,6 +45,7 @@ __all__ = [
     "GroupFit",
     "MetaPriorFit",
     "deconvolved_prior",
+    "empirical_bayes_refit",
     "fit_group_priors",
     "laplace_messages",
     "naive_prior",
@@ -433,3 +435,91 @@ def prior_arrays(
     if gids.size == 0:
         return np.zeros(0), np.zeros(0)
     return gm[gids], gv[gids]
+
+
+def empirical_bayes_refit(
+    live: ProbitState,
+    rows: SparseRows,
+    y: IntArray,
+    group_ids: IntArray,
+    group_names: Sequence[str],
+    *,
+    method: Method = "deconvolved",
+    source: Literal["shadow", "messages"] = "shadow",
+    fixed_groups: Sequence[str] = ("bias",),
+    shadow_prior_var: float = 0.1,
+    shadow_fixed_var: float = 10.0,
+    shadow_sweeps: int = 8,
+    prior_quantile: float | None = None,
+    min_weights: int = 3,
+    min_var: float = 1e-4,
+) -> tuple[MetaPriorFit, dict[str, GroupPrior]]:
+    """The one meta-prior refit rule every policy kind uses.
+
+    The group priors are estimated either from a wide-prior *shadow* model trained on
+    the logged ``rows``/``y`` (``source="shadow"``: prior ``N(0, shadow_prior_var)`` for
+    every weight, ``N(0, shadow_fixed_var)`` for the ``fixed_groups``; its mean moved to
+    the MAP by ``shadow_sweeps`` block-Newton sweeps, then Laplace likelihood messages
+    taken there) or from the ``live`` model's own likelihood messages (``source=
+    "messages"``, deconvolved only: the live prior is divided out). Never from the live
+    posterior means, which were trained under the prior being estimated.
+
+    Group means are pinned at 0 (the ``fixed_groups``, usually the bias with its fixed
+    prior, carry the overall level: with one-hot coding group means and the bias are
+    confounded); only variances are refit. Groups with fewer than ``min_weights``
+    weights with data, or a non-finite estimate, get no new prior.
+
+    Parameters
+    ----------
+    live : ProbitState
+        The serving model (read only; used by ``source="messages"``).
+    rows : SparseRows with n_rows rows over ``live.n_features`` features
+    y : ndarray of shape (n_rows,), values in {0, 1}
+    group_ids : ndarray of shape (n_features,)
+    group_names : sequence of str
+
+    Returns
+    -------
+    fit : MetaPriorFit
+    priors : dict of group name to GroupPrior
+        The new priors (mean 0) of the groups that were refit.
+    """
+    if method not in ("deconvolved", "naive"):
+        raise DataValidationError(f"method == {method!r}, must be 'deconvolved' or 'naive'.")
+    if source not in ("shadow", "messages"):
+        raise DataValidationError(f"source == {source!r}, must be 'shadow' or 'messages'.")
+    if source == "messages" and method == "naive":
+        raise DataValidationError(
+            "method == 'naive' needs source == 'shadow': the naive estimator reads "
+            "posterior means, which must come from a wide-prior model."
+        )
+    gids = np.asarray(group_ids, dtype=np.int64)
+    messages = None
+    if source == "shadow":
+        sv = np.full(live.n_features, float(shadow_prior_var))
+        for name in fixed_groups:
+            if name in group_names:
+                sv[gids == list(group_names).index(name)] = shadow_fixed_var
+        fit_state = probit.init(live.n_features, prior_var=sv, noise=live.noise)
+        if rows.n_rows:
+            fit_state = probit.update(fit_state, rows, y)
+            fit_state = refine_mean(fit_state, rows, y, gids, n_sweeps=shadow_sweeps)
+            messages = laplace_messages(fit_state, rows, y)
+    else:
+        fit_state = live
+    fit = fit_group_priors(
+        fit_state,
+        gids,
+        group_names,
+        method=method,
+        exclude=list(fixed_groups),
+        min_var=min_var,
+        messages=messages,
+        upper_quantile=prior_quantile if method == "deconvolved" else None,
+    )
+    new = {
+        name: GroupPrior(0.0, g.var)
+        for name, g in fit.groups.items()
+        if g.n_weights >= min_weights and math.isfinite(g.var) and g.var > 0
+    }
+    return fit, new

@@ -17,7 +17,9 @@ The state is an immutable record and every step is a pure function
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from scipy import special
@@ -29,6 +31,7 @@ from memberlab.bayes._sparse import SparseRows
 __all__ = [
     "ProbitState",
     "decay",
+    "from_arrays",
     "grow",
     "init",
     "likelihood_messages",
@@ -70,6 +73,16 @@ class ProbitState:
     @property
     def n_features(self) -> int:
         return int(self.mean.shape[0])
+
+
+def from_arrays(arrays: Mapping[str, Any], noise: float) -> ProbitState:
+    """A state from its four arrays (``mean``, ``var``, ``prior_mean``, ``prior_var``),
+    as snapshots store them."""
+    a = {
+        k: np.asarray(arrays[k], dtype=np.float64)
+        for k in ("mean", "var", "prior_mean", "prior_var")
+    }
+    return ProbitState(a["mean"], a["var"], a["prior_mean"], a["prior_var"], float(noise))
 
 
 def _as_vec(value: float | FloatArray, n: int, name: str) -> FloatArray:

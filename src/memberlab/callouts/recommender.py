@@ -13,10 +13,15 @@ the next update), so one Thompson draw is ``n_candidates`` normals and one small
 product, however many features there are. This is exactly the distribution of the scores
 under a weight draw, not an approximation.
 
-Reproducibility. Every decision draws a 63-bit seed (from ``rng``, or from the
-recommender's own generator) and all of its randomness - the Thompson draw and the
-propensity draws - comes from that seed. ``decide(..., rng=seed)`` with the same policy
-state replays the decision exactly.
+Reproducibility. Every decision has a seed in ``[0, 2**63)`` (``seed=``, or drawn from
+``rng``, or from the recommender's own generator; see :mod:`memberlab.policy`) and all of
+its randomness - the Thompson draw and the propensity draws - comes from that seed.
+``decide(..., seed=d.seed)`` with the same policy state replays the decision exactly.
+
+Serving never writes. Features a decision meets that training never saw (a new context
+value, a new item, a cross that has not fired) are scored from their group's prior
+without being registered; only :meth:`CalloutRecommender.update` (and refits) grow the
+model. Featurisation lives in :class:`memberlab.callouts.features.CalloutFeatures`.
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ import io
 import json
 import logging
 import math
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -39,14 +44,16 @@ from memberlab._typing import FloatArray, IntArray
 from memberlab.bayes import probit
 from memberlab.bayes._sparse import SparseRows
 from memberlab.bayes.groups import FeatureIndex, GroupPrior
-from memberlab.bayes.metaprior import (
-    MetaPriorFit,
-    fit_group_priors,
-    laplace_messages,
-    prior_arrays,
-    refine_mean,
-)
+from memberlab.bayes.metaprior import MetaPriorFit, empirical_bayes_refit, prior_arrays
 from memberlab.callouts.catalog import Catalog
+from memberlab.callouts.features import (
+    BIAS_GROUP,
+    ITEM_GROUP,
+    CalloutFeatures,
+    ContextCode,
+    context_key,
+)
+from memberlab.policy import PolicyCodecMixin, check_seed, draw_seed
 
 if TYPE_CHECKING:  # pandas is imported lazily: serving does not need it
     import pandas as pd
@@ -65,9 +72,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_SCHEMA_VERSION = 1
-BIAS_GROUP = "bias"
-ITEM_GROUP = "item"
+SNAPSHOT_SCHEMA_VERSION = 2  # the one policy codec (memberlab.policy.SCHEMA_VERSION)
+_LEGACY_SCHEMA_VERSION = 1
 _MAGIC = b"MEMBERLAB-CALLOUTS\n"
 _MASK128 = (1 << 128) - 1
 _SEED_MULT = 0x9E3779B97F4A7C15F39CC0605CEDC835  # odd: seed -> state is a bijection
@@ -117,6 +123,16 @@ class Decision:
     def item_ids(self) -> list[str]:
         return [s.item_id for s in self.items]
 
+    @property
+    def choices(self) -> list[str]:
+        """Served item ids, best first (the policy contract's name)."""
+        return [s.item_id for s in self.items]
+
+    @property
+    def propensities(self) -> list[float | None]:
+        """Slot propensity of each served item (``None`` when not requested)."""
+        return [s.propensity for s in self.items]
+
 
 @dataclass(frozen=True, slots=True)
 class BatchDecision:
@@ -161,44 +177,25 @@ class _Block:
     score_var: FloatArray  # (n,) diagonal of the covariance
 
 
-def _norm_value(v: Any) -> Any:
-    if isinstance(v, list | tuple | set | frozenset | np.ndarray):
-        return tuple(sorted({str(x) for x in v}))
-    if isinstance(v, np.generic):
-        return v.item()
-    try:
-        hash(v)
-    except TypeError:
-        return str(v)
-    return v
-
-
-def _context_key(context: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    try:
-        key = tuple(sorted(context.items()))
-        hash(key)
-        return key
-    except TypeError:
-        return tuple(sorted((str(k), _norm_value(v)) for k, v in context.items()))
-
-
-def _ctx_values(v: Any) -> list[str]:
-    if v is None:
-        return []
-    if isinstance(v, tuple | list | set | frozenset):
-        return sorted({str(x) for x in v})
-    return [str(v)]
-
-
-class CalloutRecommender:
+class CalloutRecommender(PolicyCodecMixin):
     """Bayesian probit recommender with Thompson sampling over callouts.
 
     Parameters
     ----------
     catalog : Catalog
         The items; the recommender reads it (adds and retirements take effect at once).
-    crosses : sequence of (context_key, item_attribute)
-        Context-by-attribute interactions, e.g. ``[("page", "benefit")]``.
+    crosses : sequence of (context_key, item_attribute), or None
+        Context-by-attribute interactions, each its own feature group
+        ``"<key>x<attribute>"``. ``None`` (the default) crosses every context key with
+        every item attribute; a list, e.g. ``[("page", "benefit")]``, narrows the set
+        (``[]`` for none). A cross naming an attribute no item has is refused when the
+        catalog has items.
+    context_edges : mapping of context key to bucket edges, optional
+        Edges of numeric context values; keys without edges are bucketed by
+        quarter-octaves (see :mod:`memberlab.callouts.features`).
+    cross_prior : GroupPrior, optional
+        Prior of every cross group without its own entry in ``priors`` (default:
+        ``default_prior``).
     n_propensity_draws : int
         Posterior draws used to estimate each decision's propensities (>= 1).
     noise : float
@@ -228,14 +225,18 @@ class CalloutRecommender:
     update_mode : {"sequential", "parallel"}
         Sequential ADF over a feedback batch, or one vectorised step per batch.
     rng : int, Generator or None
-        Source of decision seeds when ``decide`` is not given one.
+        Source of decision seeds when ``decide`` is given neither ``seed`` nor ``rng``.
     """
+
+    policy_kind = "callouts"
 
     def __init__(
         self,
         *,
         catalog: Catalog,
-        crosses: Sequence[tuple[str, str]] = (),
+        crosses: Sequence[tuple[str, str]] | None = None,
+        context_edges: Mapping[str, Sequence[float]] | None = None,
+        cross_prior: GroupPrior | None = None,
         n_propensity_draws: int = 100,
         noise: float = 1.0,
         priors: Mapping[str, GroupPrior] | None = None,
@@ -250,7 +251,9 @@ class CalloutRecommender:
         rng: RNGLike = None,
     ) -> None:
         self.catalog = catalog
-        self.crosses = [(str(a), str(b)) for a, b in crosses]
+        self.crosses = crosses
+        self.context_edges = context_edges
+        self.cross_prior = cross_prior
         self.n_propensity_draws = n_propensity_draws
         self.noise = noise
         self.priors = dict(priors or {})
@@ -267,14 +270,17 @@ class CalloutRecommender:
         self._rng = as_generator(rng)
         self._bitgen = np.random.PCG64(0)
         self._gen = np.random.Generator(self._bitgen)
+        self._features = CalloutFeatures(
+            catalog,
+            self._crosses,
+            item_feature=bool(item_feature),
+            context_edges=context_edges,
+        )
         self._index = FeatureIndex()
         self._state = probit.init(0, noise=noise)
         self._version = 0
         self._bias = self._ensure([(BIAS_GROUP, "1")])[0]
         self._catalog_seen = -1
-        self._item_cache: dict[str, IntArray] = {}
-        self._cross_cache: dict[str, list[list[str]]] = {}
-        self._ctx_cache: dict[Any, tuple[list[tuple[str, list[str]]], IntArray]] = {}
         self._row_cache: dict[tuple[Any, str], IntArray] = {}
         self._blocks: dict[tuple[Any, Any], _Block] = {}
 
@@ -301,6 +307,53 @@ class CalloutRecommender:
         for k, p in self.priors.items():
             if not isinstance(p, GroupPrior):
                 raise DataValidationError(f"priors[{k!r}] must be a GroupPrior, got {p!r}.")
+        if self.cross_prior is not None and not isinstance(self.cross_prior, GroupPrior):
+            raise DataValidationError(
+                f"cross_prior == {self.cross_prior!r}, must be a GroupPrior or None."
+            )
+        if self.crosses is None:
+            self._crosses: list[tuple[str, str]] | None = None
+        else:
+            pairs = []
+            for c in self.crosses:
+                if (
+                    not isinstance(c, list | tuple)
+                    or len(c) != 2
+                    or not all(isinstance(x, str) and x for x in c)
+                ):
+                    raise DataValidationError(
+                        f"crosses entry {c!r}, must be a (context_key, item_attribute) pair "
+                        "of non-empty strings."
+                    )
+                pairs.append((c[0], c[1]))
+            self._crosses = pairs
+            bad = self.unknown_cross_attributes()
+            if bad:
+                known = CalloutFeatures(self.catalog, None).known_attributes()
+                raise DataValidationError(
+                    f"crosses {bad} name item attributes no item has; known attributes: {known}."
+                )
+
+    def unknown_cross_attributes(self) -> list[tuple[str, str]]:
+        """Explicit crosses whose attribute no item of the catalog has (empty when the
+        catalog has no items: nothing to check against yet)."""
+        if not self._crosses or len(self.catalog) == 0:
+            return []
+        known = set(CalloutFeatures(self.catalog, None).known_attributes())
+        return [c for c in self._crosses if c[1] not in known]
+
+    def cross_groups(self) -> list[str]:
+        """Feature groups of the crosses that have fired in training (have weights)."""
+        return [g for g in self._index.groups if _is_cross_group(g, self.catalog)]
+
+    def never_fired_crosses(self) -> list[tuple[str, str]]:
+        """Explicit crosses with no weight yet: the context key and the attribute never
+        met in training (a typo, or a key clients do not send). Always empty with
+        ``crosses=None``: there every pair that occurs fires by construction."""
+        if not self._crosses:
+            return []
+        have = set(self._index.groups)
+        return [c for c in self._crosses if f"{c[0]}x{c[1]}" not in have]
 
     # ------------------------------------------------------------------ properties
     @property
@@ -321,7 +374,12 @@ class CalloutRecommender:
         """The prior new weights of ``group`` start from."""
         if group == BIAS_GROUP:
             return self.bias_prior
-        return self.priors.get(group, self.default_prior)
+        hit = self.priors.get(group)
+        if hit is not None:
+            return hit
+        if self.cross_prior is not None and _is_cross_group(group, self.catalog):
+            return self.cross_prior
+        return self.default_prior
 
     # ------------------------------------------------------------------ features
     def _ensure(self, keys: Sequence[tuple[str, str]]) -> IntArray:
@@ -341,69 +399,45 @@ class CalloutRecommender:
         return out
 
     def _sync_catalog(self) -> None:
+        self._features.sync()
         if self.catalog.version != self._catalog_seen:
-            self._item_cache.clear()
-            self._cross_cache.clear()
             self._row_cache.clear()
             self._blocks.clear()
             self._catalog_seen = self.catalog.version
 
-    def _item_idx(self, item_id: str) -> IntArray:
-        idx = self._item_cache.get(item_id)
-        if idx is None:
-            if item_id not in self.catalog:
-                raise UnknownItemError(f"item_id == {item_id!r} is not in the catalog.")
-            keys = self.catalog.features(item_id)
-            if self.item_feature:
-                keys.append((ITEM_GROUP, item_id))
-            idx = self._ensure(keys)
-            self._item_cache[item_id] = idx
-            self._cross_cache[item_id] = [
-                self.catalog.attribute_values(item_id, attr) for _, attr in self.crosses
-            ]
-        return idx
+    def _context(self, context: Mapping[str, Any]) -> ContextCode:
+        return self._features.context(context)
 
-    def _context(
-        self, context: Mapping[str, Any]
-    ) -> tuple[Any, list[tuple[str, list[str]]], IntArray]:
-        key = _context_key(context)
-        hit = self._ctx_cache.get(key)
-        if hit is None:
-            feats = [(f"ctx.{k}", v) for k, val in key for v in _ctx_values(val)]
-            idx = self._ensure([(BIAS_GROUP, "1"), *feats])
-            values = {k: _ctx_values(v) for k, v in key}
-            cross_ctx = [(ck, values.get(ck, [])) for ck, _ in self.crosses]
-            if len(self._ctx_cache) > _MAX_CACHE:
-                self._ctx_cache.clear()
-            hit = (cross_ctx, idx)
-            self._ctx_cache[key] = hit
-        return key, hit[0], hit[1]
-
-    def _row(self, key: Any, cross_ctx: Any, ctx_idx: IntArray, item_id: str) -> IntArray:
-        rk = (key, item_id)
+    def _row_known(self, code: ContextCode, item_id: str) -> IntArray | None:
+        """Indices of a row whose features are all registered, else None (read only)."""
+        rk = (code.key, item_id)
         row = self._row_cache.get(rk)
+        if row is not None:
+            return row
+        if item_id not in self.catalog:
+            raise UnknownItemError(f"item_id == {item_id!r} is not in the catalog.")
+        get = self._index.get
+        idx = [get(g, v) for g, v in self._features.row(code, item_id)]
+        if any(i is None for i in idx):
+            return None
+        row = np.asarray(idx, dtype=np.int64)
+        if len(self._row_cache) > 16 * _MAX_CACHE:
+            self._row_cache.clear()
+        self._row_cache[rk] = row
+        return row
+
+    def _row_ensure(self, code: ContextCode, item_id: str) -> IntArray:
+        """Indices of a row, registering its new features at their group prior."""
+        row = self._row_known(code, item_id)
         if row is None:
-            item_idx = self._item_idx(item_id)
-            cross_keys: list[tuple[str, str]] = []
-            for (ck, cvals), (_, attr), ivals in zip(
-                cross_ctx, self.crosses, self._cross_cache[item_id], strict=True
-            ):
-                group = f"{ck}x{attr}"
-                cross_keys.extend((group, f"{a}|{b}") for a in cvals for b in ivals)
-            parts = [ctx_idx, item_idx]
-            if cross_keys:
-                parts.append(self._ensure(cross_keys))
-            row = np.concatenate(parts)
-            if len(self._row_cache) > 16 * _MAX_CACHE:
-                self._row_cache.clear()
-            self._row_cache[rk] = row
+            row = self._ensure(self._features.row(code, item_id))
         return row
 
     def rows(self, context: Mapping[str, Any], item_ids: Sequence[str]) -> SparseRows:
         """Feature rows of ``item_ids`` in ``context`` (registers new features)."""
         self._sync_catalog()
-        key, cross_ctx, ctx_idx = self._context(context)
-        return _csr([self._row(key, cross_ctx, ctx_idx, i) for i in item_ids])
+        code = self._context(context)
+        return _csr([self._row_ensure(code, i) for i in item_ids])
 
     def _candidates(self, candidates: Sequence[str] | None) -> tuple[Any, list[str]]:
         if candidates is None:
@@ -421,25 +455,28 @@ class CalloutRecommender:
 
     def _block(self, context: Mapping[str, Any], candidates: Sequence[str] | None) -> _Block:
         self._sync_catalog()
-        key, cross_ctx, ctx_idx = self._context(context)
+        code = self._context(context)
         # Blocks are dropped whenever the catalog or the posterior changes, so a cached
         # block's candidate list was validated against the current catalog.
-        bkey = (key, None if candidates is None else tuple(candidates))
+        bkey = (code.key, None if candidates is None else tuple(candidates))
         block = self._blocks.get(bkey)
         if block is not None:
             return block
         _, ids = self._candidates(candidates)
-        rows = [self._row(key, cross_ctx, ctx_idx, i) for i in ids]
         n = len(ids)
         if n == 0:
             block = _Block([], np.zeros(0), np.zeros((0, 0)), np.zeros(0))
         else:
+            rows, extra_mean, extra_var = self._read_rows(code, ids)
             used, inv = np.unique(np.concatenate(rows), return_inverse=True)
             X = np.zeros((n, used.shape[0]))
             lengths = [r.shape[0] for r in rows]
             X[np.repeat(np.arange(n), lengths), inv] = 1.0
-            mean = self._state.mean[used]
-            var = self._state.var[used]
+            nf = self._state.n_features
+            known = used[used < nf]
+            virt = used[used >= nf] - nf
+            mean = np.concatenate([self._state.mean[known], extra_mean[virt]])
+            var = np.concatenate([self._state.var[known], extra_var[virt]])
             base = X @ mean
             cov = (X * var) @ X.T
             block = _Block(ids, base, _cholesky(cov), np.diag(cov).copy())
@@ -448,15 +485,41 @@ class CalloutRecommender:
         self._blocks[bkey] = block
         return block
 
+    def _read_rows(
+        self, code: ContextCode, ids: Sequence[str]
+    ) -> tuple[list[IntArray], FloatArray, FloatArray]:
+        """Rows of ``ids`` without registering anything: a feature not yet registered
+        gets a virtual index ``n_features + j`` with its group prior's moments."""
+        rows: list[IntArray] = []
+        nf = self._state.n_features
+        virtual: dict[tuple[str, str], int] = {}
+        vm: list[float] = []
+        vv: list[float] = []
+        get = self._index.get
+        for i in ids:
+            row = self._row_known(code, i)
+            if row is None:
+                idx = []
+                for key in self._features.row(code, i):
+                    j = get(*key)
+                    if j is None:
+                        j = virtual.get(key)
+                        if j is None:
+                            j = nf + len(virtual)
+                            virtual[key] = j
+                            pr = self.prior_for(key[0])
+                            vm.append(pr.mean)
+                            vv.append(pr.var)
+                    idx.append(j)
+                row = np.asarray(idx, dtype=np.int64)
+            rows.append(row)
+        return rows, np.asarray(vm, dtype=np.float64), np.asarray(vv, dtype=np.float64)
+
     # ------------------------------------------------------------------ serving
-    def _seed(self, rng: RNGLike | None) -> int:
-        if rng is None:
-            return int(self._rng.integers(0, 2**63))
-        if isinstance(rng, int | np.integer) and not isinstance(rng, bool):
-            if not 0 <= int(rng) < 2**64:
-                raise DataValidationError(f"rng == {rng}, a seed must be in [0, 2**64).")
-            return int(rng)
-        return int(as_generator(rng).integers(0, 2**63))
+    def _seed(self, seed: int | None, rng: RNGLike) -> int:
+        if seed is not None:
+            return check_seed(seed)
+        return draw_seed(self._rng if rng is None else rng)
 
     def _reseed(self, seed: int) -> np.random.Generator:
         state = (seed * _SEED_MULT + _SEED_ADD) & _MASK128
@@ -474,6 +537,7 @@ class CalloutRecommender:
         *,
         candidates: Sequence[str] | None = None,
         k: int = 1,
+        seed: int | None = None,
         rng: RNGLike = None,
         with_propensity: bool = True,
     ) -> Decision:
@@ -488,8 +552,11 @@ class CalloutRecommender:
             Eligible item ids (default: every active item).
         k : int
             Items to serve, without repeats, ``1 <= k <= n_candidates``.
+        seed : int, optional
+            The decision's seed in ``[0, 2**63)`` (what a replay passes).
         rng : int, Generator or None
-            An int is the decision's seed (replay); a generator or None draws a seed.
+            Source of the seed when ``seed`` is None (an int seeds a fresh generator;
+            None: the recommender's own generator).
         with_propensity : bool
             Estimate each served item's propensity from ``n_propensity_draws`` draws.
         """
@@ -503,7 +570,7 @@ class CalloutRecommender:
             raise DataValidationError(
                 f"k == {k!r}, must be an integer in [1, {n}] (the number of candidates)."
             )
-        seed = int(self._rng.integers(0, 2**63)) if rng is None else self._seed(rng)
+        seed = self._seed(seed, rng)
         gen = self._reseed(seed)
         scores = block.base + block.chol @ gen.standard_normal(n)
         if k == 1 and not with_propensity:
@@ -554,6 +621,7 @@ class CalloutRecommender:
         n: int | None = None,
         candidates: Sequence[str] | None = None,
         k: int = 1,
+        seed: int | None = None,
         rng: RNGLike = None,
     ) -> BatchDecision:
         """Thompson-sample decisions for many requests at once (no propensities).
@@ -563,7 +631,7 @@ class CalloutRecommender:
         contexts : list of dict, or one dict shared by ``n`` requests
         n : int, optional
             Number of requests when ``contexts`` is one dict.
-        candidates, k, rng
+        candidates, k, seed, rng
             As in :meth:`decide`; the candidate set is shared by the batch and one seed
             drives the whole batch.
         """
@@ -584,7 +652,7 @@ class CalloutRecommender:
                     hit[1].append(i)
             groups = {}
             for c, rows_i in by_id.values():
-                key = _context_key(c)
+                key = context_key(c)
                 if key in groups:
                     groups[key][1].extend(rows_i)
                 else:
@@ -595,7 +663,7 @@ class CalloutRecommender:
             raise DataValidationError(
                 f"k == {k!r}, must be an integer in [1, {n_c}] (the number of candidates)."
             )
-        seed = self._seed(rng)
+        seed = self._seed(seed, rng)
         gen = self._reseed(seed)
         chosen = np.empty((n_req, k), dtype=np.int64)
         out_scores = np.empty((n_req, k))
@@ -662,8 +730,11 @@ class CalloutRecommender:
                 raise DataValidationError(
                     f"feedback reward == {fb.reward!r} for item {fb.item_id!r}, must be finite."
                 )
-            key, cross_ctx, ctx_idx = self._context(fb.context)
-            rows.append(self._row(key, cross_ctx, ctx_idx, fb.item_id))
+            if not isinstance(fb.context, Mapping):
+                raise DataValidationError(
+                    f"feedback context must be a dict, got {type(fb.context).__name__}."
+                )
+            rows.append(self._row_ensure(self._context(fb.context), fb.item_id))
             y[j] = 1 if r > 0 else 0
         return _csr(rows), y
 
@@ -729,40 +800,23 @@ class CalloutRecommender:
             raise DataValidationError(f"method == {method!r}, must be 'deconvolved' or 'naive'.")
         if source not in ("shadow", "messages"):
             raise DataValidationError(f"source == {source!r}, must be 'shadow' or 'messages'.")
-        if source == "messages" and method == "naive":
-            raise DataValidationError(
-                "method == 'naive' needs source == 'shadow': the naive estimator reads "
-                "posterior means, which must come from a wide-prior model."
-            )
         X, y = self._feedback_rows(feedback_log)
         gids, names = self._group_arrays()
-        if source == "shadow":
-            gids0, names0 = self._group_arrays()
-            sv = np.full(self._state.n_features, float(self.shadow_prior_var))
-            sv[gids0 == names0.index(BIAS_GROUP)] = self.shadow_bias_var
-            shadow = probit.init(self._state.n_features, prior_var=sv, noise=self.noise)
-            fit_state = probit.update(shadow, X, y) if X.n_rows else shadow
-        else:
-            fit_state = self._state
-        messages = None
-        if source == "shadow" and X.n_rows:
-            fit_state = refine_mean(fit_state, X, y, gids, n_sweeps=self.shadow_sweeps)
-            messages = laplace_messages(fit_state, X, y)
-        fit = fit_group_priors(
-            fit_state,
+        fit, new = empirical_bayes_refit(
+            self._state,
+            X,
+            y,
             gids,
             names,
             method=method,
-            exclude=[BIAS_GROUP],
-            min_var=1e-4,
-            messages=messages,
-            upper_quantile=self.prior_quantile if method == "deconvolved" else None,
+            source=source,
+            fixed_groups=[BIAS_GROUP],
+            shadow_prior_var=float(self.shadow_prior_var),
+            shadow_fixed_var=float(self.shadow_bias_var),
+            shadow_sweeps=int(self.shadow_sweeps),
+            prior_quantile=self.prior_quantile,
+            min_weights=min_weights,
         )
-        new = {
-            name: GroupPrior(0.0, g.var)
-            for name, g in fit.groups.items()
-            if g.n_weights >= min_weights and math.isfinite(g.var) and g.var > 0
-        }
         self.priors.update(new)
         pm, pv = self._prior_arrays()
         if replay:
@@ -782,87 +836,92 @@ class CalloutRecommender:
         return prior_arrays(gids, names, prs, self.default_prior)
 
     # ------------------------------------------------------------------ persistence
-    def _header(self) -> dict[str, Any]:
+    def _state_header(self) -> dict[str, Any]:
         return {
-            "schema_version": SNAPSHOT_SCHEMA_VERSION,
-            "kind": "callout_recommender",
-            "params": {
-                "crosses": [list(c) for c in self.crosses],
-                "n_propensity_draws": int(self.n_propensity_draws),
-                "noise": float(self.noise),
-                "default_prior": [self.default_prior.mean, self.default_prior.var],
-                "bias_prior": [self.bias_prior.mean, self.bias_prior.var],
-                "item_feature": bool(self.item_feature),
-                "shadow_prior_var": float(self.shadow_prior_var),
-                "update_mode": self.update_mode,
-            },
-            "priors": {k: [p.mean, p.var] for k, p in self.priors.items()},
-            "catalog": self.catalog.to_json(),
             "features": [[g, v] for g, v in self._index.keys()],  # noqa: SIM118
             "policy_version": self._version,
             "rng_state": self._rng.bit_generator.state,
         }
 
-    def to_bytes(self) -> bytes:
-        """Snapshot: a JSON header (schema version, catalog, features, priors, version)
-        followed by an ``.npz`` of the posterior arrays. No pickle."""
-        header = json.dumps(self._header(), sort_keys=True).encode()
-        buf = io.BytesIO()
+    def _state_arrays(self) -> dict[str, FloatArray]:
         s = self._state
-        np.savez(
-            buf,
-            mean=s.mean,
-            var=s.var,
-            prior_mean=s.prior_mean,
-            prior_var=s.prior_var,
-        )
-        return _MAGIC + len(header).to_bytes(8, "big") + header + buf.getvalue()
+        return {"mean": s.mean, "var": s.var, "prior_mean": s.prior_mean, "prior_var": s.prior_var}
+
+    def _restore(self, state: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
+        index = FeatureIndex.from_keys((str(g), str(v)) for g, v in state["features"])
+        n = len(index)
+        for k in ("mean", "var", "prior_mean", "prior_var"):
+            if k not in arrays or np.shape(arrays[k]) != (n,):
+                raise DataValidationError(
+                    f"callouts snapshot array {k!r} must have shape ({n},) (one per feature)."
+                )
+        self._index = index
+        self._state = probit.from_arrays(arrays, float(self.noise))
+        self._bias = self._index.index(BIAS_GROUP, "1")
+        self._version = int(state["policy_version"])
+        self._rng.bit_generator.state = state["rng_state"]
+        self._row_cache.clear()
+        self._blocks.clear()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> CalloutRecommender:
-        """Rebuild a recommender from :meth:`to_bytes` output."""
+    def _from_legacy(cls, data: bytes) -> CalloutRecommender | None:
+        """Read a version-1 callouts snapshot (``MEMBERLAB-CALLOUTS`` magic)."""
         if not data.startswith(_MAGIC):
-            raise DataValidationError("not a memberlab callout recommender snapshot.")
-        off = len(_MAGIC)
-        n = int.from_bytes(data[off : off + 8], "big")
-        header = json.loads(data[off + 8 : off + 8 + n])
-        version = header.get("schema_version")
-        if version != SNAPSHOT_SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"snapshot has schema_version {version!r}; this release reads "
-                f"{SNAPSHOT_SCHEMA_VERSION}."
+            return None
+        try:
+            off = len(_MAGIC)
+            n = int.from_bytes(data[off : off + 8], "big")
+            header = json.loads(data[off + 8 : off + 8 + n])
+            version = header.get("schema_version")
+            if version != _LEGACY_SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"snapshot has schema_version {version!r}; this release reads "
+                    f"{SNAPSHOT_SCHEMA_VERSION} (and {_LEGACY_SCHEMA_VERSION})."
+                )
+            with np.load(io.BytesIO(data[off + 8 + n :]), allow_pickle=False) as z:
+                arrays = {k: np.array(z[k], dtype=np.float64) for k in z.files}
+            p = header["params"]
+            rec = cls(
+                catalog=Catalog.from_json(header["catalog"]),
+                crosses=[(str(c[0]), str(c[1])) for c in p["crosses"]],
+                n_propensity_draws=p["n_propensity_draws"],
+                noise=p["noise"],
+                priors={k: GroupPrior(*v) for k, v in header["priors"].items()},
+                default_prior=GroupPrior(*p["default_prior"]),
+                bias_prior=GroupPrior(*p["bias_prior"]),
+                item_feature=p["item_feature"],
+                shadow_prior_var=p["shadow_prior_var"],
+                update_mode=p["update_mode"],
             )
-        with np.load(io.BytesIO(data[off + 8 + n :]), allow_pickle=False) as z:
-            arrays = {k: np.array(z[k], dtype=np.float64) for k in z.files}
-        p = header["params"]
-        rec = cls(
-            catalog=Catalog.from_json(header["catalog"]),
-            crosses=[(str(c[0]), str(c[1])) for c in p["crosses"]],
-            n_propensity_draws=p["n_propensity_draws"],
-            noise=p["noise"],
-            priors={k: GroupPrior(*v) for k, v in header["priors"].items()},
-            default_prior=GroupPrior(*p["default_prior"]),
-            bias_prior=GroupPrior(*p["bias_prior"]),
-            item_feature=p["item_feature"],
-            shadow_prior_var=p["shadow_prior_var"],
-            update_mode=p["update_mode"],
-        )
-        rec._index = FeatureIndex.from_keys((g, v) for g, v in header["features"])
-        rec._state = probit.ProbitState(
-            arrays["mean"], arrays["var"], arrays["prior_mean"], arrays["prior_var"], p["noise"]
-        )
-        rec._bias = rec._index.index(BIAS_GROUP, "1")
-        rec._version = int(header["policy_version"])
-        rec._rng.bit_generator.state = header["rng_state"]
+            rec._restore(
+                {
+                    "features": header["features"],
+                    "policy_version": header["policy_version"],
+                    "rng_state": header["rng_state"],
+                },
+                arrays,
+            )
+        except (SchemaVersionError, DataValidationError):
+            raise
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            IndexError,
+            OSError,
+            EOFError,
+            zipfile.BadZipFile,
+        ) as exc:
+            raise DataValidationError(f"callouts snapshot is malformed: {exc!r}") from exc
         return rec
 
-    def save(self, path: str | Path) -> None:
-        """Write :meth:`to_bytes` to ``path``."""
-        Path(path).write_bytes(self.to_bytes())
 
-    @classmethod
-    def load(cls, path: str | Path) -> CalloutRecommender:
-        return cls.from_bytes(Path(path).read_bytes())
+def _is_cross_group(group: str, catalog: Catalog) -> bool:
+    """Whether a feature group is a context-by-attribute cross (not the bias, the item
+    id, a context value or an item attribute's own group)."""
+    if group in (BIAS_GROUP, ITEM_GROUP) or group.startswith("ctx."):
+        return False
+    return group not in {spec.group(name) for name, spec in catalog.spec.items()}
 
 
 def _cholesky(cov: FloatArray) -> FloatArray:

@@ -9,6 +9,9 @@ draw) and counting how often it picks the served layout. The decision's seed fix
 random number, so :meth:`LayoutPolicy.replay` reproduces a decision exactly under the
 same posterior and code: a seed recorded before the antithetic propensity draws and the
 pair-seeded starts came in may serve a different layout now.
+
+The policy implements the contract of :mod:`memberlab.policy` (one codec, one seed rule,
+``get_params``, decisions that never write, the shared meta-prior refit rule).
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ from memberlab.layouts.search import (
     workspace,
 )
 from memberlab.layouts.space import LayoutSpace
+from memberlab.policy import PolicyCodecMixin, check_seed, draw_seed
 
 if TYPE_CHECKING:
     from memberlab.bayes.metaprior import MetaPriorFit
+    from memberlab.bayes.probit import ProbitState
 
 __all__ = [
     "DEFAULT_PRIORS",
@@ -55,7 +60,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_SCHEMA_VERSION = 1
+SNAPSHOT_SCHEMA_VERSION = 2  # the one policy codec (memberlab.policy.SCHEMA_VERSION)
+_LEGACY_SCHEMA_VERSION = 1
 _MAGIC = b"memberlab-layout-policy\n"
 
 DEFAULT_PRIORS: dict[str, GroupPrior] = {
@@ -93,6 +99,16 @@ class LayoutDecision:
     propensity: float | None
     policy_version: int
     seed: int
+
+    @property
+    def choices(self) -> list[dict[str, str]]:
+        """The served layout as the one ranked choice (the policy contract's name)."""
+        return [dict(self.layout)]
+
+    @property
+    def propensities(self) -> list[float | None]:
+        """Propensity of the served layout, as a one-element list."""
+        return [self.propensity]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for logs and HTTP responses)."""
@@ -152,7 +168,7 @@ def _check_int(name: str, value: object, low: int, high: int | None = None) -> i
     return v
 
 
-class LayoutPolicy:
+class LayoutPolicy(PolicyCodecMixin):
     """Thompson sampling over a :class:`LayoutSpace` with a probit ADF model.
 
     Parameters
@@ -185,8 +201,15 @@ class LayoutPolicy:
         terms (see :func:`memberlab.layouts.search.best_of_draws`). They reach layouts
         that win through interactions and that every single-slot move away from the
         main-effects optimum hides (the basin trap); 0 turns them off.
+    shadow_prior_var, shadow_bias_var : float
+        Prior variances of the wide-prior shadow model :meth:`refit_priors` trains (the
+        bias's is wide: it carries the level).
+    shadow_sweeps : int
+        Block-Newton sweeps moving the shadow's mean to its MAP before the refit.
+    prior_quantile : float in (0.5, 1), optional
+        Refit variances to their profile-likelihood upper bound at this level.
     rng : int, Generator or None
-        Source of decision seeds when :meth:`decide` gets no ``rng``.
+        Source of decision seeds when :meth:`decide` gets neither ``seed`` nor ``rng``.
 
     Attributes
     ----------
@@ -203,6 +226,8 @@ class LayoutPolicy:
     from one :meth:`from_bytes` snapshot per version and trains another copy.
     """
 
+    policy_kind = "layouts"
+
     def __init__(
         self,
         space: LayoutSpace | Mapping[str, Any],
@@ -216,6 +241,10 @@ class LayoutPolicy:
         update_method: Literal["sequential", "parallel"] = "sequential",
         warm_start: bool = True,
         pair_starts: int = 1,
+        shadow_prior_var: float = 0.1,
+        shadow_bias_var: float = 10.0,
+        shadow_sweeps: int = 8,
+        prior_quantile: float | None = None,
         rng: RNGLike = None,
     ) -> None:
         self.space = space if isinstance(space, LayoutSpace) else LayoutSpace.from_dict(space)
@@ -228,6 +257,11 @@ class LayoutPolicy:
         self.update_method = update_method
         self.warm_start = warm_start
         self.pair_starts = pair_starts
+        self.shadow_prior_var = shadow_prior_var
+        self.shadow_bias_var = shadow_bias_var
+        self.shadow_sweeps = shadow_sweeps
+        self.prior_quantile = prior_quantile
+        self.rng = rng
         self._validate()
         self._rng = as_generator(rng)
         self.fmap = FeatureMap(self.space)
@@ -266,6 +300,14 @@ class LayoutPolicy:
             raise DataValidationError(
                 f"update_method == {self.update_method!r}, must be 'sequential' or 'parallel'."
             )
+        for name in ("shadow_prior_var", "shadow_bias_var"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                raise DataValidationError(f"{name} == {v!r}, must be positive and finite.")
+        _check_int("shadow_sweeps", self.shadow_sweeps, 0, 1_000)
+        q = self.prior_quantile
+        if q is not None and not (isinstance(q, int | float) and 0.5 < q < 1):
+            raise DataValidationError(f"prior_quantile == {q!r}, must be None or in (0.5, 1).")
 
     def group_prior(self, group: str) -> GroupPrior:
         """The prior of one feature group (set, or the default)."""
@@ -463,10 +505,7 @@ class LayoutPolicy:
         -------
         LayoutDecision
         """
-        if seed is None:
-            seed = int(as_generator(rng if rng is not None else self._rng).integers(2**63 - 1))
-        else:
-            seed = _check_int("seed", seed, 0)
+        seed = draw_seed(self._rng if rng is None else rng) if seed is None else check_seed(seed)
         known, unknown = self._blocks(context)
         serve_seq, prop_seq = np.random.SeedSequence(seed).spawn(2)
         K = self.propensity_draws
@@ -540,6 +579,12 @@ class LayoutPolicy:
         ``layout`` is a ``{slot: variant}`` dict naming every slot; ``context`` may be
         ``None``. New context values get features at the context group's prior.
         """
+        encoded = self._encode_events(events)
+        if encoded is not None:
+            self.update_indices(*encoded[:2], blocks=encoded[2])
+
+    def _encode_events(self, events: Iterable[Event]) -> tuple[IntArray, IntArray, IntArray] | None:
+        """Index rows of events, registering new context values (a model change)."""
         layouts, rewards, block_rows = [], [], []
         for i, ev in enumerate(events):
             if not isinstance(ev, Sequence) or len(ev) != 3:
@@ -553,12 +598,12 @@ class LayoutPolicy:
             rewards.append(int(reward))
             block_rows.append(self._register(self._context_items(context)))
         if not layouts:
-            return
+            return None
         F = len(self.space.context)
         blocks = np.full((len(layouts), F), -1, dtype=np.int64)
         for i, row in enumerate(block_rows):
             blocks[i, : len(row)] = row
-        self.update_indices(np.stack(layouts), np.asarray(rewards), blocks=blocks)
+        return np.stack(layouts), np.asarray(rewards, dtype=np.int64), blocks
 
     def update_indices(
         self,
@@ -621,28 +666,71 @@ class LayoutPolicy:
 
     def refit_priors(
         self,
+        events: Iterable[Event] | None = None,
         *,
         method: Literal["naive", "deconvolved"] = "deconvolved",
-        replay: Iterable[Event] | None = None,
+        source: Literal["shadow", "messages"] | None = None,
+        replay: bool | Iterable[Event] | None = None,
+        min_weights: int = 3,
     ) -> MetaPriorFit:
-        """Empirical-Bayes group priors from the current posterior's likelihood messages.
+        """Refit the empirical-Bayes group priors (the one rule of
+        :func:`memberlab.bayes.metaprior.empirical_bayes_refit`) and retrain in hindsight.
 
-        The bias keeps its prior and group means are pinned at 0 (with one-hot coding
-        they are not identified). Given ``replay`` events, the posterior is reset to the
-        new priors and retrained on them in hindsight.
+        With ``events`` (every event the model learned from, in order) the priors come
+        from a wide-prior shadow model trained on them (``source="shadow"``, the
+        default then) and the posterior is rebuilt under the new priors by replaying
+        them (``replay=True``, the default then). Without events only
+        ``source="messages"`` is possible (deconvolved, from the live model's likelihood
+        messages), and the posterior keeps its data under the new priors. Never from the
+        live posterior means. The bias keeps its prior and group means are pinned at 0.
+
+        ``refit_priors(method=..., replay=events)`` (the earlier form) still works:
+        the replayed events are the log.
 
         Returns
         -------
         memberlab.bayes.metaprior.MetaPriorFit
         """
-        from memberlab.bayes.metaprior import fit_group_priors
+        from memberlab.bayes.metaprior import empirical_bayes_refit
 
+        if replay is not None and not isinstance(replay, bool):
+            if events is not None:
+                raise DataValidationError("pass the log as events or as replay, not both.")
+            events, replay = replay, True
+        log = None if events is None else list(events)
+        if source is None:
+            source = "messages" if log is None else "shadow"
+        if log is None and source == "shadow":
+            raise DataValidationError(
+                "source == 'shadow' needs the events the model learned from: "
+                "refit_priors(events, ...)."
+            )
+        encoded = self._encode_events(log) if log else None
         gids, names = self.feature_groups()
-        fit = fit_group_priors(self.state_, gids, names, method=method, exclude=("bias",))
-        priors = fit.priors(pin_mean=0.0)
-        self.set_priors(priors, reset=replay is not None)
-        if replay is not None:
-            self.update(replay)
+        if encoded is None:
+            rows = SparseRows(np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
+            y = np.zeros(0, dtype=np.int64)
+        else:
+            rows, y = self.fmap.rows(encoded[0], encoded[2]), encoded[1]
+        fit, priors = empirical_bayes_refit(
+            self.state_,
+            rows,
+            y,
+            gids,
+            names,
+            method=method,
+            source=source,
+            fixed_groups=["bias"],
+            shadow_prior_var=float(self.shadow_prior_var),
+            shadow_fixed_var=float(self.shadow_bias_var),
+            shadow_sweeps=int(self.shadow_sweeps),
+            prior_quantile=self.prior_quantile,
+            min_weights=min_weights,
+        )
+        do_replay = bool(log) if replay is None else bool(replay) and log is not None
+        self.set_priors(priors, reset=do_replay)
+        if do_replay and encoded is not None:
+            self.update_indices(encoded[0], encoded[1], blocks=encoded[2])
         return fit
 
     # ------------------------------------------------------------------ reporting
@@ -737,78 +825,74 @@ class LayoutPolicy:
         return cand[~self.space.violations(cand)]
 
     # ------------------------------------------------------------------ snapshot
-    def to_bytes(self) -> bytes:
-        """Snapshot: a magic line, a JSON header line, then an ``.npz`` of the posterior.
-
-        No pickle anywhere; :meth:`from_bytes` reads it back.
-        """
-        header = {
-            "schema_version": SNAPSHOT_SCHEMA_VERSION,
-            "kind": "memberlab.layouts.LayoutPolicy",
-            "space": self.space.to_dict(),
-            "params": {
-                "noise": self.noise,
-                "n_restarts": self.n_restarts,
-                "max_steps": self.max_steps,
-                "exact_max_layouts": self.exact_max_layouts,
-                "propensity_draws": self.propensity_draws,
-                "update_method": self.update_method,
-                "warm_start": self.warm_start,
-                "pair_starts": self.pair_starts,
-            },
-            "priors": {g: [p.mean, p.var] for g, p in self.priors.items()},
+    def _state_header(self) -> dict[str, Any]:
+        return {
             "context_values": [list(k) for k in self.context_values()],
-            "version": self.version_,
+            "policy_version": self.version_,
             "rng_state": self._rng.bit_generator.state,
         }
-        buf = io.BytesIO()
+
+    def _state_arrays(self) -> dict[str, FloatArray]:
         s = self.state_
-        np.savez(buf, mean=s.mean, var=s.var, prior_mean=s.prior_mean, prior_var=s.prior_var)
-        line = json.dumps(header).encode()
-        return _MAGIC + line + b"\n" + buf.getvalue()
+        return {"mean": s.mean, "var": s.var, "prior_mean": s.prior_mean, "prior_var": s.prior_var}
+
+    def _restore(self, state: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
+        for f, v in state["context_values"]:
+            self._ctx.index(str(f), str(v))
+        n = self.fmap.n_features(len(self._ctx))
+        for k in ("mean", "var", "prior_mean", "prior_var"):
+            if k not in arrays or np.shape(arrays[k]) != (n,):
+                raise DataValidationError(
+                    f"layout policy snapshot array {k!r} must have shape ({n},)."
+                )
+        self.state_ = _probit_state(arrays, float(self.noise))
+        self.version_ = int(state["policy_version"])
+        self._rng.bit_generator.state = state["rng_state"]
+        self._refresh()
+
+    @property
+    def policy_version(self) -> int:
+        """Number of updates (and prior resets) applied: :attr:`version_`."""
+        return self.version_
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> LayoutPolicy:
-        """Rebuild a policy from :meth:`to_bytes` output."""
-        if not isinstance(data, bytes | bytearray) or not data.startswith(_MAGIC):
-            raise DataValidationError("data is not a memberlab layout policy snapshot.")
+    def _from_legacy(cls, data: bytes) -> LayoutPolicy | None:
+        """Read a version-1 layout snapshot (``memberlab-layout-policy`` magic line)."""
+        if not data.startswith(_MAGIC):
+            return None
         rest = bytes(data[len(_MAGIC) :])
         cut = rest.find(b"\n")
         if cut < 0:
             raise DataValidationError("layout policy snapshot is truncated (no header line).")
         try:
             header = json.loads(rest[:cut])
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataValidationError(f"layout policy snapshot header is not JSON: {exc}") from exc
-        version = header.get("schema_version")
-        if version != SNAPSHOT_SCHEMA_VERSION:
+        version = header.get("schema_version") if isinstance(header, dict) else None
+        if version != _LEGACY_SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"layout policy snapshot has schema_version {version!r}; "
-                f"this release reads {SNAPSHOT_SCHEMA_VERSION}."
+                f"this release reads {SNAPSHOT_SCHEMA_VERSION} (and {_LEGACY_SCHEMA_VERSION})."
             )
         try:
             priors = {g: GroupPrior(float(m), float(v)) for g, (m, v) in header["priors"].items()}
             pol = cls(LayoutSpace.from_dict(header["space"]), priors=priors, **header["params"])
-            for f, v in header["context_values"]:
-                pol._ctx.index(str(f), str(v))
-            version_ = int(header["version"])
-            rng_state = header["rng_state"]
             with np.load(io.BytesIO(rest[cut + 1 :]), allow_pickle=False) as z:
                 arrays = {k: np.array(z[k], dtype=np.float64) for k in z.files}
+            pol._restore(
+                {
+                    "context_values": header["context_values"],
+                    "policy_version": header["version"],
+                    "rng_state": header["rng_state"],
+                },
+                arrays,
+            )
         except DataValidationError:
             raise
-        except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        except (KeyError, TypeError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise DataValidationError(f"layout policy snapshot is malformed: {exc!r}") from exc
-        n = pol.fmap.n_features(len(pol._ctx))
-        for k in ("mean", "var", "prior_mean", "prior_var"):
-            if k not in arrays or arrays[k].shape != (n,):
-                raise DataValidationError(
-                    f"layout policy snapshot array {k!r} must have shape ({n},)."
-                )
-        pol.state_ = probit.ProbitState(
-            arrays["mean"], arrays["var"], arrays["prior_mean"], arrays["prior_var"], pol.noise
-        )
-        pol.version_ = version_
-        pol._rng.bit_generator.state = rng_state
-        pol._refresh()
         return pol
+
+
+def _probit_state(arrays: Mapping[str, Any], noise: float) -> ProbitState:
+    return probit.from_arrays(arrays, noise)

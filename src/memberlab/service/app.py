@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
-import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +29,7 @@ from memberlab import __version__
 from memberlab._errors import DataValidationError, MemberlabError, UnknownItemError
 from memberlab.callouts import CalloutRecommender, Decision, Feedback
 from memberlab.layouts import LayoutPolicy
+from memberlab.policy import new_seed
 from memberlab.service._choice import ChoiceHolder, ChoiceQueryError, parse_query
 from memberlab.service._layouts import LAYOUTS, LayoutsHolder, SpaceConflictError
 from memberlab.service._policy import KIND, CalloutsHolder, LeaseBusyError
@@ -432,12 +432,12 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     )
     def decide(body: DecisionIn, _: str = Depends(decide_scope)) -> DecisionOut:
         """Thompson-sample the top ``k`` callouts for a shopper; the decision is logged."""
-        seed = secrets.randbits(63)
+        seed = new_seed()
 
         def run(rec: CalloutRecommender) -> Decision:
             if body.candidates is None and not rec.catalog.active_ids():
                 raise ApiError(409, "no_items", "no active items: PUT /v1/callouts/items first.")
-            return rec.decide(body.context, candidates=body.candidates, k=body.k, rng=seed)
+            return rec.decide(body.context, candidates=body.candidates, k=body.k, seed=seed)
 
         decision, version = callouts.call(run)
         client_ts = epoch(body.timestamp)
@@ -581,7 +581,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     ) -> LayoutDecisionOut:
         """Thompson-sample a layout for a request; rewards come through POST /v1/events
         with the decision id and no item id."""
-        seed = secrets.randbits(62)
+        seed = new_seed()
         decision, version = layouts.call(space, lambda p: p.decide(body.context, seed=seed))
         client_ts = epoch(body.timestamp)
         record = DecisionRecord(
