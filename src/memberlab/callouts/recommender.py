@@ -30,6 +30,7 @@ import io
 import json
 import logging
 import math
+import threading
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -268,8 +269,7 @@ class CalloutRecommender(PolicyCodecMixin):
         self.rng = rng
         self._validate()
         self._rng = as_generator(rng)
-        self._bitgen = np.random.PCG64(0)
-        self._gen = np.random.Generator(self._bitgen)
+        self._local = threading.local()  # per-thread decision generator: decide is lock-free
         self._features = CalloutFeatures(
             catalog,
             self._crosses,
@@ -523,13 +523,17 @@ class CalloutRecommender(PolicyCodecMixin):
 
     def _reseed(self, seed: int) -> np.random.Generator:
         state = (seed * _SEED_MULT + _SEED_ADD) & _MASK128
-        self._bitgen.state = {
+        local = self._local
+        if not hasattr(local, "bitgen"):
+            local.bitgen = np.random.PCG64(0)
+            local.gen = np.random.Generator(local.bitgen)
+        local.bitgen.state = {
             "bit_generator": "PCG64",
             "state": {"state": state, "inc": _PCG_INC},
             "has_uint32": 0,
             "uinteger": 0,
         }
-        return self._gen
+        return local.gen
 
     def decide(
         self,

@@ -1,24 +1,23 @@
 """Layout policies served from versioned snapshots, one per layout space.
 
-The same scheme as the callouts (:mod:`memberlab.service._policy`): a snapshot per
-space in the snapshots table (kind ``"layouts"``, space = its name, ``spec`` = the
-space's dict), hot-swapped by every process, published under the trainer lease.
+The generic :class:`~memberlab.service._policy.PolicyHolder` with the layouts kind: a
+snapshot per space in the snapshots table (kind ``"layouts"``, space = its name,
+``spec`` = the space's dict), hot-swapped by every process, published under the trainer
+lease. A space must be defined (:meth:`LayoutsHolder.define`) before it serves.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from memberlab._errors import MemberlabError, UnknownItemError
 from memberlab.layouts import LayoutPolicy, LayoutSpace
-from memberlab.service._policy import lease
+from memberlab.service._policy import PolicyHolder, PolicyKind, lease
 from memberlab.service.settings import Settings
-from memberlab.store import Store
+from memberlab.store import DueImpression, Store
 
-__all__ = ["LAYOUTS", "LayoutsHolder", "SpaceConflictError"]
+__all__ = ["LAYOUTS", "LAYOUTS_KIND", "LayoutsHolder", "SpaceConflictError"]
 
 LAYOUTS = "layouts"
 T = TypeVar("T")
@@ -28,38 +27,20 @@ class SpaceConflictError(MemberlabError):
     """A layout space exists with a different definition."""
 
 
-class LayoutsHolder:
+def _layout_feedback(policy: LayoutPolicy, rows: Sequence[DueImpression]) -> list[Any]:
+    return [(d.context, d.served, 1 if d.reward > 0 else 0) for d in rows]
+
+
+LAYOUTS_KIND = PolicyKind(
+    name=LAYOUTS, load=LayoutPolicy.from_bytes, new=None, feedback=_layout_feedback
+)
+
+
+class LayoutsHolder(PolicyHolder):
     """Per-space serving policies of this process, refreshed from the snapshots table."""
 
     def __init__(self, store: Store, settings: Settings) -> None:
-        self.store = store
-        self.settings = settings
-        self.lock = threading.Lock()
-        self._policies: dict[str, tuple[LayoutPolicy, int, float]] = {}
-
-    def load_latest(self, space: str) -> tuple[LayoutPolicy, int, Any]:
-        snap = self.store.load_snapshot(LAYOUTS, space)
-        if snap is None:
-            raise UnknownItemError(f"layout space {space!r} does not exist; PUT it first.")
-        return LayoutPolicy.from_bytes(snap.data), snap.version, snap.spec
-
-    def current(self, space: str, *, force: bool = False) -> tuple[LayoutPolicy, int]:
-        now = time.monotonic()
-        hit = self._policies.get(space)
-        if hit is not None and not force and now - hit[2] < self.settings.snapshot_poll_interval:
-            return hit[0], hit[1]
-        latest = self.store.latest_version(LAYOUTS, space)
-        if latest == 0:
-            raise UnknownItemError(f"layout space {space!r} does not exist; PUT it first.")
-        if hit is None or latest != hit[1]:
-            policy, version, _ = self.load_latest(space)
-        else:
-            policy, version = hit[0], hit[1]
-        with self.lock:
-            if len(self._policies) > 1000:
-                self._policies.clear()
-            self._policies[space] = (policy, version, now)
-        return policy, version
+        super().__init__(store, settings, LAYOUTS_KIND)
 
     def define(self, space: str, spec: dict[str, Any]) -> tuple[int, bool]:
         """Create a space (version 1); an identical definition is a no-op.
@@ -89,5 +70,5 @@ class LayoutsHolder:
         return snap.spec
 
     def call(self, space: str, fn: Callable[[LayoutPolicy], T]) -> tuple[T, int]:
-        policy, version = self.current(space)
-        return fn(policy), version
+        """Run ``fn`` on the space's serving policy (no lock: ``decide`` never writes)."""
+        return self.run(fn, space)

@@ -1,10 +1,19 @@
-"""Serving policies from versioned snapshots, and publishing new ones.
+"""Serving policies from versioned snapshots, and publishing new ones: one holder for
+every policy kind.
 
-Every server process keeps the newest callout recommender it has loaded and checks the
-snapshots table for a newer version at most every ``snapshot_poll_interval`` seconds
-(one indexed ``max(version)`` lookup), so a trainer in any process hot-swaps the policy
-of every process. Publishing goes through :func:`publish_locked`, which holds the
-trainer lease so only one writer builds version n + 1 from version n.
+Every server process keeps the newest snapshot it has loaded of each (kind, space) and
+checks the snapshots table for a newer version at most every
+``snapshot_poll_interval`` seconds (one indexed ``max(version)`` lookup), so a trainer
+in any process hot-swaps the policy of every process. Publishing goes through
+:meth:`PolicyHolder.publish_change`, which holds the trainer lease so only one writer
+builds version n + 1 from version n.
+
+A kind is described once by a :class:`PolicyKind` (its snapshot class, how to build a
+new policy from the settings, how to turn closed impressions into feedback, how to sync
+with the items table); :class:`PolicyHolder` and the trainer
+(:mod:`memberlab.service._trainer`) are written once for every kind. Decisions take no
+lock: policies never change their model in ``decide`` (the :mod:`memberlab.policy`
+contract), and a new version is swapped in as a new object.
 """
 
 from __future__ import annotations
@@ -15,15 +24,30 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from memberlab.callouts import CalloutRecommender, Catalog
+from memberlab._errors import DataValidationError, UnknownItemError
+from memberlab.callouts import CalloutRecommender, Catalog, Feedback
 from memberlab.service.settings import Settings
-from memberlab.store import StaleSnapshotError, Store
+from memberlab.store import DueImpression, StaleSnapshotError, Store
 
-__all__ = ["CalloutsHolder", "LeaseBusyError", "holder_id", "lease"]
+__all__ = [
+    "CALLOUTS_KIND",
+    "KIND",
+    "CalloutsHolder",
+    "LeaseBusyError",
+    "PolicyHolder",
+    "PolicyKind",
+    "check_crosses",
+    "holder_id",
+    "lease",
+    "new_recommender",
+    "settings_crosses",
+    "sync_catalog",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +79,71 @@ def lease(store: Store, settings: Settings, *, wait: float = 0.0) -> Iterator[st
         store.release_lease(me)
 
 
-def new_recommender(settings: Settings) -> CalloutRecommender:
+# --------------------------------------------------------------------------- kinds
+
+
+@dataclass(frozen=True)
+class PolicyKind:
+    """How the service handles one policy kind.
+
+    Attributes
+    ----------
+    name : str
+        The kind's name in the snapshots and decisions tables.
+    load : callable (bytes) -> policy
+        The kind's ``from_bytes``.
+    new : callable (Settings, spec) -> policy, optional
+        A fresh policy (version 0) for a space; None when a space must be defined first.
+    feedback : callable (policy, rows) -> list
+        The kind's feedback records for the impressions the trainer closes.
+    sync : callable (policy, Store) -> int, optional
+        Bring the policy in line with the items table; returns the changes.
+    """
+
+    name: str
+    load: Callable[[bytes], Any]
+    new: Callable[[Settings, Any], Any] | None
+    feedback: Callable[[Any, Sequence[DueImpression]], list[Any]]
+    sync: Callable[[Any, Store], int] | None = None
+
+
+def settings_crosses(settings: Settings) -> list[tuple[str, str]] | None:
+    """The recommender's ``crosses`` from the settings: none configured means ``None``,
+    every context key crossed with every item attribute (the personalising default)."""
+    pairs = [tuple(c.split(":", 1)) for c in settings.crosses]
+    return [(a, b) for a, b in pairs] or None
+
+
+def new_recommender(settings: Settings, spec: Any = None) -> CalloutRecommender:
+    """A fresh callout recommender (version 0) from the settings."""
     return CalloutRecommender(
         catalog=Catalog(),
-        crosses=[tuple(c.split(":", 1)) for c in settings.crosses],  # type: ignore[misc]
+        crosses=settings_crosses(settings),
         n_propensity_draws=settings.propensity_draws,
     )
+
+
+def check_crosses(settings: Settings, store: Store) -> None:
+    """Refuse configured crosses that name an attribute no item has (when items exist),
+    with the known attribute names; call at start-up.
+
+    Raises
+    ------
+    DataValidationError
+    """
+    crosses = settings_crosses(settings)
+    if not crosses:
+        return
+    items = list(store.list_items(kind=KIND))
+    if not items:
+        return
+    known = sorted({a for i in items for a in i.attributes})
+    bad = [f"{k}:{a}" for k, a in crosses if a not in known]
+    if bad:
+        raise DataValidationError(
+            f"--crosses {','.join(bad)} name item attributes no item has; known attributes: "
+            f"{', '.join(known)}."
+        )
 
 
 def sync_catalog(rec: CalloutRecommender, store: Store) -> int:
@@ -85,27 +168,124 @@ def sync_catalog(rec: CalloutRecommender, store: Store) -> int:
     return changed
 
 
-class CalloutsHolder:
-    """The callout policy this process serves from, refreshed from the snapshots table."""
+def _callout_feedback(rec: CalloutRecommender, rows: Sequence[DueImpression]) -> list[Feedback]:
+    return [
+        Feedback(d.context, d.item_id, d.reward, d.decision_id)
+        for d in rows
+        if d.item_id in rec.catalog
+    ]
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+
+CALLOUTS_KIND = PolicyKind(
+    name=KIND,
+    load=CalloutRecommender.from_bytes,
+    new=new_recommender,
+    feedback=_callout_feedback,
+    sync=sync_catalog,
+)
+
+
+# --------------------------------------------------------------------------- holder
+
+
+class PolicyHolder:
+    """The policies of one kind this process serves from, one per space (``""`` for a
+    kind with a single policy), refreshed from the snapshots table."""
+
+    def __init__(self, store: Store, settings: Settings, kind: PolicyKind) -> None:
         self.store = store
         self.settings = settings
-        self.lock = threading.Lock()
-        self._rec: CalloutRecommender | None = None
-        self._version = 0
-        self._checked = 0.0
+        self.kind = kind
+        self.lock = threading.Lock()  # guards the swap, never a decision
+        self._policies: dict[str, tuple[Any, int, float]] = {}
+
+    def version_of(self, space: str = "") -> int:
+        """The version this process serves for ``space`` (0 before the first load)."""
+        hit = self._policies.get(space)
+        return 0 if hit is None else hit[1]
+
+    def load_latest(self, space: str = "") -> tuple[Any, int, Any]:
+        """A fresh copy of the newest snapshot: ``(policy, version, spec)``; a kind with
+        a ``new`` factory gets a new policy at version 0 when there is none."""
+        snap = self.store.load_snapshot(self.kind.name, space)
+        if snap is None:
+            if self.kind.new is None:
+                raise UnknownItemError(
+                    f"{self.kind.name} space {space!r} does not exist; PUT it first."
+                )
+            return self.kind.new(self.settings, None), 0, None
+        return self.kind.load(snap.data), snap.version, snap.spec
+
+    def current(self, space: str = "", *, force: bool = False) -> tuple[Any, int]:
+        """The serving policy and its snapshot version, hot-swapped when stale."""
+        now = time.monotonic()
+        hit = self._policies.get(space)
+        if hit is not None and not force and now - hit[2] < self.settings.snapshot_poll_interval:
+            return hit[0], hit[1]
+        latest = self.store.latest_version(self.kind.name, space)
+        if latest == 0 and self.kind.new is None:
+            raise UnknownItemError(
+                f"{self.kind.name} space {space!r} does not exist; PUT it first."
+            )
+        if hit is None or latest != hit[1]:
+            policy, version, _ = self.load_latest(space)
+            if hit is None or version >= hit[1]:
+                log.info("serving %s %r version %d", self.kind.name, space, version)
+            else:
+                policy, version = hit[0], hit[1]
+        else:
+            policy, version = hit[0], hit[1]
+        with self.lock:
+            if len(self._policies) > 1000:
+                self._policies.clear()
+            self._policies[space] = (policy, version, now)
+        return policy, version
+
+    def run(self, fn: Callable[[Any], T], space: str = "") -> tuple[T, int]:
+        """Run ``fn`` on the serving policy (no lock: ``decide`` never writes)."""
+        policy, version = self.current(space)
+        return fn(policy), version
+
+    def publish_change(
+        self,
+        change: Callable[[Any], Any],
+        *,
+        reason: str,
+        space: str = "",
+        wait: float = 10.0,
+    ) -> tuple[Any, int]:
+        """Apply ``change`` to the newest snapshot and publish it as the next version."""
+        with lease(self.store, self.settings, wait=wait):
+            policy, base, spec = self.load_latest(space)
+            if self.kind.sync is not None:
+                self.kind.sync(policy, self.store)
+            result = change(policy)
+            version = self.store.publish(
+                self.kind.name,
+                policy.to_bytes(),
+                base_version=base,
+                space=space,
+                spec=spec,
+                reason=reason,
+            )
+        self.current(space, force=True)
+        return result, version
+
+
+class CalloutsHolder(PolicyHolder):
+    """The callout recommender this process serves from (the ``""`` space of kind
+    ``"callouts"``)."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        super().__init__(store, settings, CALLOUTS_KIND)
 
     @property
     def version(self) -> int:
-        return self._version
+        return self.version_of("")
 
-    def load_latest(self) -> tuple[CalloutRecommender, int]:
-        """A fresh copy of the newest snapshot (or a new recommender at version 0)."""
-        snap = self.store.load_snapshot(KIND)
-        if snap is None:
-            return new_recommender(self.settings), 0
-        return CalloutRecommender.from_bytes(snap.data), snap.version
+    def call(self, fn: Callable[[CalloutRecommender], T]) -> tuple[T, int]:
+        """Run ``fn`` on the serving recommender (no lock: ``decide`` never writes)."""
+        return self.run(fn)
 
     def ensure_initial(self) -> None:
         """Publish version 1 (empty or from the items table) if there is no snapshot."""
@@ -119,44 +299,3 @@ class CalloutsHolder:
                     self.store.publish(KIND, rec.to_bytes(), base_version=0, reason="init")
         except (StaleSnapshotError, LeaseBusyError):
             pass
-
-    def current(self, *, force: bool = False) -> tuple[CalloutRecommender, int]:
-        """The serving recommender and its snapshot version, hot-swapped when stale."""
-        now = time.monotonic()
-        if (
-            force
-            or self._rec is None
-            or now - self._checked >= self.settings.snapshot_poll_interval
-        ):
-            self._checked = now
-            latest = self.store.latest_version(KIND)
-            if self._rec is None or latest != self._version:
-                rec, version = self.load_latest()
-                with self.lock:
-                    if self._rec is None or version >= self._version:
-                        self._rec, self._version = rec, version
-                        log.info("serving callout policy version %d", version)
-        assert self._rec is not None
-        return self._rec, self._version
-
-    def call(self, fn: Callable[[CalloutRecommender], T]) -> tuple[T, int]:
-        """Run ``fn`` on the serving recommender under its lock (it is not thread-safe)."""
-        rec, version = self.current()
-        with self.lock:
-            return fn(rec), version
-
-    def publish_change(
-        self,
-        change: Callable[[CalloutRecommender], Any],
-        *,
-        reason: str,
-        wait: float = 10.0,
-    ) -> tuple[Any, int]:
-        """Apply ``change`` to the newest snapshot and publish it as the next version."""
-        with lease(self.store, self.settings, wait=wait):
-            rec, base = self.load_latest()
-            sync_catalog(rec, self.store)
-            result = change(rec)
-            version = self.store.publish(KIND, rec.to_bytes(), base_version=base, reason=reason)
-        self.current(force=True)
-        return result, version

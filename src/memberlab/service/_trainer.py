@@ -4,10 +4,12 @@ One step, under the trainer lease (one trainer at a time across every process):
 
 1. ``now`` is the data's own clock (the latest client timestamp) when clients send
    timestamps, else the wall clock;
-2. impressions whose window closed by ``now`` are read with their rewards (SQL join of
-   the pending ledger with the events);
-3. the newest snapshot is loaded, updated with that feedback and published as the next
-   version in the same transaction that marks those impressions closed.
+2. for every policy kind (callouts, layouts; one loop, see
+   :class:`~memberlab.service._policy.PolicyKind`), impressions whose window closed by
+   ``now`` are read with their rewards (SQL join of the pending ledger with the events);
+3. per space, the newest snapshot is loaded, synced with the items table (kinds that
+   have one), updated with that feedback and published as the next version in the same
+   transaction that marks those impressions closed.
 
 A crash anywhere leaves either the old snapshot with the impressions still pending, or
 the new snapshot with them closed: nothing is lost or applied twice.
@@ -23,9 +25,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from memberlab.callouts import Feedback
-from memberlab.service._layouts import LAYOUTS, LayoutsHolder
-from memberlab.service._policy import KIND, CalloutsHolder, LeaseBusyError, lease, sync_catalog
+from memberlab.service._layouts import LayoutsHolder
+from memberlab.service._policy import KIND, CalloutsHolder, LeaseBusyError, PolicyHolder, lease
 from memberlab.service.settings import Settings
 from memberlab.store import DueImpression, Store
 
@@ -78,84 +79,52 @@ class Trainer:
                 return data_now, "data"
         return time.time(), "wall"
 
+    @property
+    def holders(self) -> list[PolicyHolder]:
+        """Every kind's holder, trained in this order."""
+        return [self.callouts, self.layouts]
+
     def step(self, *, wait: float = 0.0) -> TrainResult:
         """Run one step now; does nothing (``ran=False``) if another trainer is running."""
         t0 = time.perf_counter()
         try:
             with lease(self.store, self.settings, wait=wait):
                 now, clock = self.clock()
-                due = self.store.due_impressions(
-                    KIND,
-                    now,
-                    early_hold=self.settings.early_hold,
-                    limit=self.settings.train_batch_limit,
-                )
-                rec, base = self.callouts.load_latest()
-                changed = sync_catalog(rec, self.store)
-                if not due and not changed:
-                    result = TrainResult(True, "nothing to do", now, clock, policy_version=base)
-                else:
-                    feedback = [
-                        Feedback(d.context, d.item_id, d.reward, d.decision_id)
-                        for d in due
-                        if d.item_id in rec.catalog
-                    ]
-                    skipped = _apply(rec.update, feedback)
-                    version = self.store.publish(
-                        KIND,
-                        rec.to_bytes(),
-                        base_version=base,
-                        reason="train",
-                        closed=[(d.decision_id, d.item_id, d.reward) for d in due],
-                    )
-                    result = TrainResult(
-                        True,
-                        "published",
-                        now,
-                        clock,
-                        closed=len(due),
-                        positives=sum(1 for d in due if d.reward > 0),
-                        policy_version=version,
-                        details={"catalog_changes": changed, "skipped": skipped},
-                    )
-                layout_closed = self._step_layouts(now)
-                if layout_closed:
-                    result = TrainResult(
-                        True,
-                        "published",
-                        now,
-                        clock,
-                        closed=result.closed + sum(c for c, _ in layout_closed.values()),
-                        positives=result.positives + sum(p for _, p in layout_closed.values()),
-                        policy_version=result.policy_version,
-                        details={
-                            **result.details,
-                            "layouts": {s: c for s, (c, _) in layout_closed.items()},
-                        },
-                    )
+                per_kind = {h.kind.name: self._step_kind(h, now) for h in self.holders}
         except LeaseBusyError as exc:
             result = TrainResult(False, str(exc), policy_version=self.callouts.version)
+        else:
+            result = _summarise(per_kind, now, clock)
         result = TrainResult(**{**asdict(result), "seconds": time.perf_counter() - t0})
         if result.closed:
             log.info("trainer closed %d impressions -> v%d", result.closed, result.policy_version)
-            self.callouts.current(force=True)
         self.last_result = result
         return result
 
-    def _step_layouts(self, now: float) -> dict[str, tuple[int, int]]:
-        """Close the layout windows due by ``now``, space by space (lease held)."""
+    def _step_kind(self, holder: PolicyHolder, now: float) -> dict[str, _SpaceStep]:
+        """Close one kind's windows due by ``now``, space by space (lease held)."""
+        kind = holder.kind
         due = self.store.due_impressions(
-            LAYOUTS, now, early_hold=self.settings.early_hold, limit=self.settings.train_batch_limit
+            kind.name,
+            now,
+            early_hold=self.settings.early_hold,
+            limit=self.settings.train_batch_limit,
         )
         by_space: dict[str, list[DueImpression]] = {}
         for d in due:
             by_space.setdefault(d.space, []).append(d)
-        out: dict[str, tuple[int, int]] = {}
+        if kind.sync is not None:
+            by_space.setdefault("", [])  # a kind synced with the items table: check it
+        out: dict[str, _SpaceStep] = {}
         for space, rows in by_space.items():
-            policy, base, spec = self.layouts.load_latest(space)
-            _apply(policy.update, [(d.context, d.served, 1 if d.reward > 0 else 0) for d in rows])
-            self.store.publish(
-                LAYOUTS,
+            policy, base, spec = holder.load_latest(space)
+            changed = kind.sync(policy, self.store) if kind.sync is not None else 0
+            if not rows and not changed:
+                out[space] = _SpaceStep(0, 0, base, False, 0, 0)
+                continue
+            skipped = _apply(policy.update, kind.feedback(policy, rows))
+            version = self.store.publish(
+                kind.name,
                 policy.to_bytes(),
                 base_version=base,
                 space=space,
@@ -163,8 +132,10 @@ class Trainer:
                 reason="train",
                 closed=[(d.decision_id, d.item_id, d.reward) for d in rows],
             )
-            out[space] = (len(rows), sum(1 for d in rows if d.reward > 0))
-            self.layouts.current(space, force=True)
+            out[space] = _SpaceStep(
+                len(rows), sum(1 for d in rows if d.reward > 0), version, True, changed, skipped
+            )
+            holder.current(space, force=True)
         return out
 
     def start(self) -> None:
@@ -186,6 +157,43 @@ class Trainer:
                 self.step()
             except Exception:  # the loop must survive a bad step; the next one retries
                 log.exception("trainer step failed")
+
+
+@dataclass(frozen=True, slots=True)
+class _SpaceStep:
+    closed: int
+    positives: int
+    version: int
+    published: bool
+    changes: int
+    skipped: int
+
+
+def _summarise(per_kind: dict[str, dict[str, _SpaceStep]], now: float, clock: str) -> TrainResult:
+    """One result for a step over every kind (callouts' version is ``policy_version``;
+    other kinds' closed counts per space under ``details[kind]``)."""
+    steps = [st for spaces in per_kind.values() for st in spaces.values()]
+    main = per_kind.get(KIND, {}).get("", _SpaceStep(0, 0, 0, False, 0, 0))
+    if not any(st.published for st in steps):
+        return TrainResult(True, "nothing to do", now, clock, policy_version=main.version)
+    details: dict[str, Any] = {}
+    if main.published:
+        details = {"catalog_changes": main.changes, "skipped": main.skipped}
+    for name, spaces in per_kind.items():
+        if name != KIND:
+            done = {sp: st.closed for sp, st in spaces.items() if st.published}
+            if done:
+                details[name] = done
+    return TrainResult(
+        True,
+        "published",
+        now,
+        clock,
+        closed=sum(st.closed for st in steps),
+        positives=sum(st.positives for st in steps),
+        policy_version=main.version,
+        details=details,
+    )
 
 
 def _apply(update: Callable[[list[Any]], None], batch: list[Any]) -> int:
