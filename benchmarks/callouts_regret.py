@@ -55,7 +55,8 @@ from memberlab.callouts.policies import (  # noqa: E402
     OraclePolicy,
     UniformPolicy,
 )
-from memberlab.callouts.simulator import CalloutWorld, RegretTrace, SimPolicy, run_policy  # noqa: E402
+from memberlab.callouts.simulator import CalloutWorld, SimPolicy, run_policy  # noqa: E402
+from memberlab.evaluation.regret import RegretTrace, plot_regret  # noqa: E402
 
 FIXED = "attribute TS, fixed N(0,1) prior"
 DECONV = "attribute TS, deconvolved meta-prior"
@@ -271,15 +272,13 @@ def run_regret(args: argparse.Namespace) -> dict[str, Any]:
         for pol in policies:
             tr = run_policy(world, pol, batch_size=args.batch, rng=1000 + seed)
             results.setdefault(pol.name, []).append(tr)
-        line = ", ".join(
-            f"{k.split(',')[0][:14]}={v[-1].cum_regret[-1]:.0f}" for k, v in results.items()
-        )
+        line = ", ".join(f"{k.split(',')[0][:14]}={v[-1].total:.0f}" for k, v in results.items())
         print(f"  seed {seed}: {line}", flush=True)
-    base = np.array([t.cum_regret[-1] for t in results[FIXED]])
+    base = np.array([t.total for t in results[FIXED]])
     print(f"\n{'policy':<40}{'cum. regret':>14}{'+- SE':>9}{'vs N(0,1) TS':>14}{'s/run':>8}")
     summary: dict[str, Any] = {}
     for name, trs in results.items():
-        final = np.array([t.cum_regret[-1] for t in trs])
+        final = np.array([t.total for t in trs])
         m, se = mean_se(final)
         ratio = m / base.mean()
         secs = float(np.mean([t.seconds for t in trs]))
@@ -290,7 +289,7 @@ def run_regret(args: argparse.Namespace) -> dict[str, Any]:
             "ratio_vs_fixed": ratio,
             "seconds": secs,
             "curve_rounds": trs[0].rounds.tolist(),
-            "curve_mean": np.mean([t.cum_regret for t in trs], axis=0).tolist(),
+            "curve_mean": np.mean([t.cumulative_regret for t in trs], axis=0).tolist(),
         }
     d, f = summary[DECONV], summary[FIXED]
     apart = d["mean"] + 2 * d["se"] < f["mean"] - 2 * f["se"]
@@ -308,27 +307,9 @@ def run_regret(args: argparse.Namespace) -> dict[str, Any]:
         + ("" if not missed else f"; not: {missed}")
     )
     if args.plot:
-        _plot(summary, args.plot)
+        plot_regret(results, args.plot, title="Callouts, cold-start world")
         print(f"regret curves: {args.plot}")
     return summary
-
-
-def _plot(summary: Mapping[str, Any], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for name, s in summary.items():
-        ax.plot(s["curve_rounds"], s["curve_mean"], label=name)
-    ax.set_xlabel("round")
-    ax.set_ylabel("cumulative expected regret (mean over seeds)")
-    ax.set_title("Callouts, cold-start world")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 # --------------------------------------------------------------------------- speed

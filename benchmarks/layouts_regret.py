@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from _common import machine_lines
+from memberlab.evaluation.regret import RegretTrace, plot_regret
 from memberlab.layouts import LayoutPolicy, LayoutSpace
-from memberlab.layouts.regret import RegretTrace, make_learner, plot_regret, run_regret
+from memberlab.layouts.regret import make_learner, run_regret
 from memberlab.layouts.search import dense_pairs, layout_scores, random_layouts, unary_table
 from memberlab.layouts.simulate import LayoutSimulator, basin_model, random_pairwise_model
 

@@ -43,8 +43,8 @@ def test_short_run_orders_policies_sensibly() -> None:
         OraclePolicy(w),
     ):
         tr = run_policy(w, p, batch_size=500, rng=2)
-        assert np.all(np.diff(tr.cum_regret) >= -1e-9)
-        res[p.name] = tr.cum_regret[-1]
+        assert np.all(np.diff(tr.cumulative_regret) >= -1e-9)
+        res[p.name] = tr.cumulative_regret[-1]
     assert res["oracle"] == 0.0
     assert res["attribute TS, fixed N(0,1) prior"] < res["uniform random"]
     assert res["attribute TS, deconvolved meta-prior"] < res["uniform random"]

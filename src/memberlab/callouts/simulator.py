@@ -19,7 +19,7 @@ import itertools
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,6 +29,7 @@ from memberlab._errors import DataValidationError
 from memberlab._rng import RNGLike, as_generator
 from memberlab._typing import FloatArray, IntArray
 from memberlab.callouts.catalog import AttributeSpec, Catalog
+from memberlab.evaluation.regret import RegretTrace
 
 __all__ = [
     "BENEFITS",
@@ -278,28 +279,6 @@ class SimPolicy(Protocol):
         """Feedback of closed attribution windows, in impression order."""
 
 
-@dataclass(slots=True)
-class RegretTrace:
-    """Cumulative expected regret of one run.
-
-    Attributes
-    ----------
-    rounds : ndarray of shape (n_checkpoints,)
-    cum_regret : ndarray of shape (n_checkpoints,)
-    clicks : int
-        Clicks the policy obtained (realised).
-    seconds : float
-        Wall time of the run.
-    """
-
-    name: str
-    rounds: IntArray
-    cum_regret: FloatArray
-    clicks: int = 0
-    seconds: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
-
-
 def run_policy(
     world: CalloutWorld,
     policy: SimPolicy,
@@ -388,7 +367,7 @@ def run_policy(
     return RegretTrace(
         name=policy.name,
         rounds=checkpoints,
-        cum_regret=cum,
+        cumulative_regret=cum,
         clicks=clicks,
         seconds=time.perf_counter() - t0,
     )

@@ -85,7 +85,6 @@ def register(app: typer.Typer) -> None:
                     tr = run_policy(world, pol, batch_size=batch, rng=1000 + seed, progress=tick)
                     done += rounds
                     results.setdefault(pol.name, []).append(tr)
-        ref = next(iter(results.values()))
         table = Table(title=f"Callouts: cumulative regret at {rounds:,} rounds, {seeds} seeds")
         table.add_column("policy")
         table.add_column("cum. regret", justify="right")
@@ -93,7 +92,7 @@ def register(app: typer.Typer) -> None:
         table.add_column("clicks", justify="right")
         table.add_column("s/run", justify="right")
         for name, trs in results.items():
-            final = np.array([t.cum_regret[-1] for t in trs])
+            final = np.array([t.total for t in trs])
             se = final.std(ddof=1) / np.sqrt(final.size) if final.size > 1 else 0.0
             table.add_row(
                 name,
@@ -104,19 +103,12 @@ def register(app: typer.Typer) -> None:
             )
         console.print(table)
         if str(plot):
-            import matplotlib
+            from memberlab.evaluation.regret import plot_regret
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-
-            fig, ax = plt.subplots(figsize=(8, 5))
-            for name, trs in results.items():
-                ax.plot(ref[0].rounds, np.mean([t.cum_regret for t in trs], axis=0), label=name)
-            ax.set_xlabel("round")
-            ax.set_ylabel("cumulative expected regret (mean over seeds)")
-            ax.set_title("memberlab simulate callouts")
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            fig.savefig(plot, dpi=120)
-            plt.close(fig)
+            plot_regret(
+                results,
+                plot,
+                title="memberlab simulate callouts",
+                ylabel="cumulative expected regret (mean over seeds, +-1 SE)",
+            )
             console.print(f"regret curves written to {plot}")

@@ -54,7 +54,8 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
-        from memberlab.layouts.regret import RegretTrace, make_learner, plot_regret, run_regret
+        from memberlab.evaluation.regret import RegretTrace, plot_regret
+        from memberlab.layouts.regret import make_learner, run_regret
         from memberlab.layouts.simulate import basin_model, random_pairwise_model
 
         if model not in _MODELS:

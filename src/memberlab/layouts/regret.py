@@ -8,16 +8,15 @@ is the expected (pseudo-)regret ``p* - p(served layout)``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 
 from memberlab._errors import DataValidationError
 from memberlab._rng import RNGLike, as_generator
-from memberlab._typing import FloatArray, IntArray
+from memberlab._typing import IntArray
+from memberlab.evaluation.regret import RegretTrace, plot_regret
 from memberlab.layouts.baselines import BetaPerLayout, BetaPerSlot
 from memberlab.layouts.policy import LayoutPolicy
 from memberlab.layouts.simulate import LayoutSimulator
@@ -53,35 +52,6 @@ class ThompsonLearner:
 
     def learn(self, layouts: IntArray, rewards: IntArray) -> None:
         self.policy.update_indices(layouts, rewards)
-
-
-@dataclass(frozen=True, slots=True)
-class RegretTrace:
-    """One run of one policy.
-
-    Attributes
-    ----------
-    cumulative_regret : ndarray of shape (n_batches,)
-        Cumulative expected regret at the end of each batch.
-    rounds : ndarray of shape (n_batches,)
-        Round count at the end of each batch.
-    final_layout : ndarray of shape (n_slots,)
-        Most served layout over the last ``final_window`` rounds.
-    at_optimum : bool
-        Whether ``final_layout`` is the simulator's optimum.
-    seconds : float
-        Wall time of the run.
-    """
-
-    cumulative_regret: FloatArray
-    rounds: IntArray
-    final_layout: IntArray
-    at_optimum: bool
-    seconds: float
-
-    @property
-    def total(self) -> float:
-        return float(self.cumulative_regret[-1]) if self.cumulative_regret.size else 0.0
 
 
 def run_regret(
@@ -137,7 +107,7 @@ def run_regret(
     return RegretTrace(
         cumulative_regret=np.asarray(cum),
         rounds=np.asarray(marks, dtype=np.int64),
-        final_layout=final,
+        final_choice=final,
         at_optimum=bool(np.array_equal(final, best)),
         seconds=time.perf_counter() - t0,
     )
@@ -186,35 +156,3 @@ def make_learner(
     if name == "per-slot":
         return BetaPerSlot(space)
     raise DataValidationError(f"policy == {name!r}, must be one of {list(POLICIES)}.")
-
-
-def plot_regret(
-    traces: Mapping[str, Sequence[RegretTrace]], path: str | Path, *, title: str = ""
-) -> Path:
-    """Mean cumulative regret with a +-1 standard-error band per policy, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for name, runs in traces.items():
-        if not runs:
-            continue
-        x = runs[0].rounds
-        Y = np.stack([r.cumulative_regret for r in runs])
-        m = Y.mean(axis=0)
-        se = Y.std(axis=0, ddof=1) / np.sqrt(len(runs)) if len(runs) > 1 else np.zeros_like(m)
-        ax.plot(x, m, label=name)
-        ax.fill_between(x, m - se, m + se, alpha=0.2)
-    ax.set_xlabel("round")
-    ax.set_ylabel("cumulative expected regret")
-    ax.set_title(title)
-    ax.legend(loc="upper left", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
