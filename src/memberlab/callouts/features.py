@@ -112,6 +112,8 @@ class CalloutFeatures:
         self._attrs: dict[str, list[tuple[str, list[str]]]] = {}
         self._ctx: dict[Any, ContextCode] = {}
         self._rows: dict[tuple[Any, str], list[Key]] = {}
+        self._atoms: dict[str, list[tuple[str, str]]] = {}
+        self._allowed = None if self.crosses is None else set(self.crosses)
 
     def sync(self) -> None:
         """Drop item encodings when the catalog changed."""
@@ -119,6 +121,7 @@ class CalloutFeatures:
             self._items.clear()
             self._attrs.clear()
             self._rows.clear()
+            self._atoms.clear()
             self._seen = self.catalog.version
 
     def known_attributes(self) -> list[str]:
@@ -170,6 +173,22 @@ class CalloutFeatures:
             names = sorted(attrs) if self.crosses is None else [a for _, a in self.crosses]
             self._attrs[item_id] = [(a, self.catalog.attribute_values(item_id, a)) for a in names]
         return hit
+
+    def item_atoms(self, item_id: str) -> list[tuple[str, str]]:
+        """``(attribute, encoded value)`` of every crossable value of the item (cached)."""
+        hit = self._atoms.get(item_id)
+        if hit is None:
+            names = sorted(self.catalog.attributes(item_id))
+            if self._allowed is not None:
+                crossed = {a for _, a in self._allowed}
+                names = [a for a in names if a in crossed]
+            hit = [(a, y) for a in names for y in self.catalog.attribute_values(item_id, a)]
+            self._atoms[item_id] = hit
+        return hit
+
+    def crosses_pair(self, context_key: str, attribute: str) -> bool:
+        """Whether this context key crosses with this attribute."""
+        return self._allowed is None or (context_key, attribute) in self._allowed
 
     def cross_pairs(
         self, code: ContextCode, item_id: str

@@ -282,6 +282,8 @@ class CalloutRecommender(PolicyCodecMixin):
         self._bias = self._ensure([(BIAS_GROUP, "1")])[0]
         self._catalog_seen = -1
         self._row_cache: dict[tuple[Any, str], IntArray] = {}
+        self._shapes: dict[tuple[str, ...], _ItemShape] = {}
+        self._cross_idx: dict[tuple[str, str, str, str], int] = {}
         self._blocks: dict[tuple[Any, Any], _Block] = {}
 
     # ------------------------------------------------------------------ validation
@@ -402,6 +404,7 @@ class CalloutRecommender(PolicyCodecMixin):
         self._features.sync()
         if self.catalog.version != self._catalog_seen:
             self._row_cache.clear()
+            self._shapes.clear()
             self._blocks.clear()
             self._catalog_seen = self.catalog.version
 
@@ -467,11 +470,11 @@ class CalloutRecommender(PolicyCodecMixin):
         if n == 0:
             block = _Block([], np.zeros(0), np.zeros((0, 0)), np.zeros(0))
         else:
-            rows, extra_mean, extra_var = self._read_rows(code, ids)
-            used, inv = np.unique(np.concatenate(rows), return_inverse=True)
+            P, extra_mean, extra_var = self._read_rows(code, ids)
+            valid = P >= 0
+            used, inv = np.unique(P[valid], return_inverse=True)
             X = np.zeros((n, used.shape[0]))
-            lengths = [r.shape[0] for r in rows]
-            X[np.repeat(np.arange(n), lengths), inv] = 1.0
+            X[np.nonzero(valid)[0], inv] = 1.0
             nf = self._state.n_features
             known = used[used < nf]
             virt = used[used >= nf] - nf
@@ -487,33 +490,95 @@ class CalloutRecommender(PolicyCodecMixin):
 
     def _read_rows(
         self, code: ContextCode, ids: Sequence[str]
-    ) -> tuple[list[IntArray], FloatArray, FloatArray]:
-        """Rows of ``ids`` without registering anything: a feature not yet registered
-        gets a virtual index ``n_features + j`` with its group prior's moments."""
-        rows: list[IntArray] = []
+    ) -> tuple[IntArray, FloatArray, FloatArray]:
+        """Feature indices of the rows of ``ids``, without registering anything.
+
+        Returns a matrix of shape (n_ids, width), padded with -1, and the prior moments
+        of the features not yet registered: those get virtual indices ``n_features +
+        j`` (scored from their group prior). Cross features are looked up once per
+        distinct (context value, attribute value) pair of the block, and the items'
+        structure (their own features, their attribute values) is cached per
+        candidate set, so a block costs a few numpy operations plus one dictionary
+        lookup per pair.
+        """
         nf = self._state.n_features
         virtual: dict[tuple[str, str], int] = {}
         vm: list[float] = []
         vv: list[float] = []
         get = self._index.get
-        for i in ids:
-            row = self._row_known(code, i)
-            if row is None:
-                idx = []
-                for key in self._features.row(code, i):
-                    j = get(*key)
+
+        def idx_of(group: str, value: str) -> int:
+            j = get(group, value)
+            if j is None:
+                j = virtual.get((group, value))
+                if j is None:
+                    j = nf + len(virtual)
+                    virtual[(group, value)] = j
+                    pr = self.prior_for(group)
+                    vm.append(pr.mean)
+                    vv.append(pr.var)
+            return j
+
+        feats = self._features
+        n = len(ids)
+        head = np.asarray(
+            [idx_of(BIAS_GROUP, "1"), *(idx_of(g, v) for g, v in code.features)], dtype=np.int64
+        )
+        shape = self._item_shape(ids)
+        own = shape.own
+        if shape.unknown_own:
+            own = np.full_like(own, -1)
+            for r, i in enumerate(ids):
+                keys = feats.item(i)
+                own[r, : len(keys)] = [idx_of(g, v) for g, v in keys]
+        ctx_atoms = [(ck, x) for ck, vals in code.values.items() for x in vals]
+        M = np.full((len(ctx_atoms) + 1, len(shape.atoms)), -1, dtype=np.int64)  # last row: pad
+        cache = self._cross_idx
+        for r, (ck, x) in enumerate(ctx_atoms):
+            for c, (a, y) in enumerate(shape.atoms):
+                if feats.crosses_pair(ck, a):
+                    key = (ck, x, a, y)
+                    j = cache.get(key)
                     if j is None:
-                        j = virtual.get(key)
-                        if j is None:
-                            j = nf + len(virtual)
-                            virtual[key] = j
-                            pr = self.prior_for(key[0])
-                            vm.append(pr.mean)
-                            vv.append(pr.var)
-                    idx.append(j)
-                row = np.asarray(idx, dtype=np.int64)
-            rows.append(row)
-        return rows, np.asarray(vm, dtype=np.float64), np.asarray(vv, dtype=np.float64)
+                        j = idx_of(f"{ck}x{a}", f"{x}|{y}")
+                        if j < nf:
+                            cache[key] = j
+                    M[r, c] = j
+        if shape.cols.shape[1]:
+            cross = M[:, shape.cols]  # (n_ctx_atoms + 1, n, max_atoms); pads hit column -1
+            cross[:, shape.cols < 0] = -1
+            cross = cross[:-1].transpose(1, 0, 2).reshape(n, -1)
+        else:
+            cross = np.zeros((n, 0), dtype=np.int64)
+        P = np.concatenate([np.broadcast_to(head, (n, head.shape[0])), own, cross], axis=1)
+        return P, np.asarray(vm, dtype=np.float64), np.asarray(vv, dtype=np.float64)
+
+    def _item_shape(self, ids: Sequence[str]) -> _ItemShape:
+        """Own-feature indices and attribute-value columns of a candidate list (cached
+        per catalog version and posterior version)."""
+        key = tuple(ids)
+        hit = self._shapes.get(key)
+        if hit is not None:
+            return hit
+        feats = self._features
+        get = self._index.get
+        own_lists = [[get(g, v) for g, v in feats.item(i)] for i in ids]
+        unknown = any(j is None for row in own_lists for j in row)
+        width = max((len(r) for r in own_lists), default=0)
+        own = np.full((len(ids), width), -1, dtype=np.int64)
+        for r, row in enumerate(own_lists):
+            own[r, : len(row)] = [-1 if j is None else j for j in row]
+        atoms: dict[tuple[str, str], int] = {}
+        col_lists = [[atoms.setdefault(t, len(atoms)) for t in feats.item_atoms(i)] for i in ids]
+        cw = max((len(r) for r in col_lists), default=0)
+        cols = np.full((len(ids), cw), -1, dtype=np.int64)
+        for r, row in enumerate(col_lists):
+            cols[r, : len(row)] = row
+        shape = _ItemShape(own, unknown, list(atoms), cols)
+        if len(self._shapes) > 64:
+            self._shapes.clear()
+        self._shapes[key] = shape
+        return shape
 
     # ------------------------------------------------------------------ serving
     def _seed(self, seed: int | None, rng: RNGLike) -> int:
@@ -745,6 +810,7 @@ class CalloutRecommender(PolicyCodecMixin):
     def _bump(self) -> None:
         self._version += 1
         self._blocks.clear()
+        self._shapes.clear()  # own-feature indices may have been registered
 
     def update(self, feedback: Sequence[Feedback]) -> None:
         """Apply a batch of feedback (probit label: ``reward > 0``); bumps the version.
@@ -865,6 +931,8 @@ class CalloutRecommender(PolicyCodecMixin):
         self._version = int(state["policy_version"])
         self._rng.bit_generator.state = state["rng_state"]
         self._row_cache.clear()
+        self._shapes.clear()
+        self._cross_idx.clear()
         self._blocks.clear()
 
     @classmethod
@@ -926,6 +994,16 @@ def _is_cross_group(group: str, catalog: Catalog) -> bool:
     if group in (BIAS_GROUP, ITEM_GROUP) or group.startswith("ctx."):
         return False
     return group not in {spec.group(name) for name, spec in catalog.spec.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _ItemShape:
+    """What a block needs of its candidates, independent of the context."""
+
+    own: IntArray  # (n, width) own-feature indices, -1 padded (or unknown)
+    unknown_own: bool  # some own feature is not registered yet
+    atoms: list[tuple[str, str]]  # distinct (attribute, value) of the candidates
+    cols: IntArray  # (n, max_atoms) column of each item's atoms in ``atoms``, -1 padded
 
 
 def _cholesky(cov: FloatArray) -> FloatArray:

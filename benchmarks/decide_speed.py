@@ -1,0 +1,208 @@
+"""Per-call decision and update speed of the callout recommender beside Vowpal Wabbit.
+
+One problem for both, measured in the same run on one core (BLAS pinned to one thread):
+20 eligible callouts (benefit, brand, colour, price), shoppers with page, member,
+interests (multi-valued), device and a numeric age; warmed on 5,000 logged clicks.
+
+memberlab: ``CalloutRecommender`` with all crosses on (``crosses=None``, the default:
+every context key x every item attribute, 20 cross groups) and with none (``[]``).
+Per call: ``decide(with_propensity=False)``, ``decide()`` (100 propensity draws), and
+``update([one feedback])``. Two context streams:
+
+- *hot*: one context repeated (the serving cache is warm: one Thompson draw is 20
+  normals and a 20 x 20 triangular product);
+- *mixed*: a stream from about 11,000 distinct contexts (age in quarter-octave buckets),
+  more than the 4,096-entry cache, so most calls build their feature rows.
+
+Vowpal Wabbit: ``--cb_explore_adf --epsilon 0.05 -q CA`` (the shared-context namespace
+crossed with the action namespace: all of memberlab's crosses), features spelled as the
+same ``key=value`` tokens; per call ``predict`` of one multi-line example (shared line
+plus 20 action lines, parsed from text as VW's Python users do) and ``learn`` of one
+labelled example.
+
+    .venv/bin/python benchmarks/decide_speed.py          # ~1 min
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import single_thread_blas
+
+single_thread_blas()
+
+import argparse  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from _common import Timing, print_banner, time_per_call  # noqa: E402
+from memberlab.callouts import CalloutRecommender, Catalog, Feedback  # noqa: E402
+from memberlab.callouts.features import numeric_bucket  # noqa: E402
+
+BENEFITS = ["delivery", "video", "music", "reading", "photos", "grocery", "deals"]
+PAGES = ["home", "electronics", "books", "films", "food"]
+N_ITEMS = 20
+
+
+def items() -> dict[str, dict[str, Any]]:
+    rng = np.random.default_rng(0)
+    return {
+        f"c{j}": {
+            "benefit": BENEFITS[j % len(BENEFITS)],
+            "brand": f"brand{j % 5}",
+            "colour": ["blue", "orange", "green", "black"][j % 4],
+            "price": float(np.round(rng.uniform(0, 15), 2)),
+        }
+        for j in range(N_ITEMS)
+    }
+
+
+def context(rng: np.random.Generator) -> dict[str, Any]:
+    n = int(rng.integers(1, 4))
+    return {
+        "page": str(rng.choice(PAGES)),
+        "member": bool(rng.random() < 0.4),
+        "interests": sorted(str(b) for b in rng.choice(BENEFITS, size=n, replace=False)),
+        "device": str(rng.choice(["mobile", "desktop"])),
+        "age": float(rng.integers(18, 80)),
+    }
+
+
+def recommender(crosses: list[tuple[str, str]] | None, warm: list[Feedback]) -> CalloutRecommender:
+    cat = Catalog()
+    for i, a in items().items():
+        cat.add(i, a)
+    rec = CalloutRecommender(catalog=cat, crosses=crosses, rng=0)
+    rec.update(warm)
+    return rec
+
+
+# ------------------------------------------------------------------------- Vowpal Wabbit
+def _tok(v: Any) -> list[str]:
+    if isinstance(v, list):
+        return [str(x) for x in v]
+    if isinstance(v, float):
+        return [numeric_bucket(v)]
+    return [str(v)]
+
+
+def vw_lines(
+    ctx: dict[str, Any],
+    catalog: dict[str, dict[str, Any]],
+    label: int | None = None,
+    prob: float = 1.0,
+    cost: float = 0.0,
+) -> list[str]:
+    shared = "shared |C " + " ".join(f"{k}={t}" for k, v in ctx.items() for t in _tok(v))
+    out = [shared]
+    for j, (iid, attrs) in enumerate(catalog.items()):
+        feats = " ".join(f"{k}={t}" for k, v in attrs.items() for t in _tok(v))
+        lab = f"0:{cost}:{prob} " if label == j else ""
+        out.append(f"{lab}|A item={iid} {feats}")
+    return out
+
+
+def vw_timings(
+    ctx_of: Callable[[], dict[str, Any]], warm_ctx: list[dict[str, Any]]
+) -> dict[str, Timing]:
+    import vowpalwabbit
+
+    vw = vowpalwabbit.Workspace("--cb_explore_adf --epsilon 0.05 -q CA --quiet")
+    catalog = items()
+    rng = np.random.default_rng(1)
+    for c in warm_ctx:
+        vw.learn(
+            vw_lines(
+                c,
+                catalog,
+                label=int(rng.integers(N_ITEMS)),
+                prob=1 / N_ITEMS,
+                cost=-float(rng.random() < 0.05),
+            )
+        )
+    out = {"predict": time_per_call(lambda: vw.predict(vw_lines(ctx_of(), catalog)))}
+    j = iter(range(1 << 62))
+    out["learn"] = time_per_call(
+        lambda: vw.learn(vw_lines(ctx_of(), catalog, label=next(j) % N_ITEMS, prob=0.05, cost=-1.0))
+    )
+    vw.finish()
+    return out
+
+
+def _memberlab_rows(
+    label: str,
+    rec: CalloutRecommender,
+    warm: list[Feedback],
+    hot: dict[str, Any],
+    mixed: Callable[[], dict[str, Any]],
+    min_time: float,
+) -> list[tuple[str, str, float]]:
+    rows = []
+    streams: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("hot", lambda: hot),
+        ("mixed", mixed),
+    ]
+    for stream, ctx_of in streams:
+        t = time_per_call(
+            lambda c=ctx_of: rec.decide(c(), with_propensity=False), min_time=min_time
+        )
+        tp = time_per_call(lambda c=ctx_of: rec.decide(c()), min_time=min_time)
+        rows.append((f"memberlab {label}, {stream}", "decide", t.micros))
+        rows.append((f"memberlab {label}, {stream}", "decide + propensity", tp.micros))
+    fb = iter(range(1 << 62))
+    tu = time_per_call(lambda: rec.update([warm[next(fb) % len(warm)]]), min_time=min_time)
+    n_feat = rec.state.n_features
+    rows.append((f"memberlab {label}", f"update (1 feedback; {n_feat} features)", tu.micros))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--min-time", type=float, default=0.3, help="seconds per timing repeat")
+    args = ap.parse_args()
+    print_banner(
+        "decide speed: memberlab callouts vs Vowpal Wabbit",
+        ("memberlab", "numpy", "scipy", "vowpalwabbit"),
+    )
+    rng = np.random.default_rng(0)
+    pool = [context(rng) for _ in range(20_000)]
+    ids = list(items())
+    warm = [Feedback(pool[i], ids[i % N_ITEMS], float(rng.random() < 0.05)) for i in range(5000)]
+    hot = pool[0]
+    it = iter(range(1 << 62))
+
+    def mixed() -> dict[str, Any]:
+        return pool[next(it) % len(pool)]
+
+    rows: list[tuple[str, str, float]] = []
+    for label, crosses in (("all crosses", None), ("no crosses", [])):
+        rows += _memberlab_rows(label, recommender(crosses, warm), warm, hot, mixed, args.min_time)
+    vw: dict[str, dict[str, Timing]] = {}
+    try:
+        vw["hot"] = vw_timings(lambda: hot, [w.context for w in warm])  # type: ignore[misc]
+        vw["mixed"] = vw_timings(mixed, [w.context for w in warm])  # type: ignore[misc]
+        for stream, t in vw.items():
+            rows.append((f"Vowpal Wabbit -q CA, {stream}", "predict (decide)", t["predict"].micros))
+            rows.append((f"Vowpal Wabbit -q CA, {stream}", "learn", t["learn"].micros))
+    except ImportError:
+        print("vowpalwabbit is not installed (pip install -e '.[bench]'): no VW baseline")
+    print(f"\n{'policy':<36}{'operation':<40}{'us/call':>10}{'calls/s':>10}")
+    for who, op, us in rows:
+        print(f"{who:<36}{op:<40}{us:>10.1f}{1e6 / us:>10.0f}")
+    if vw:
+        print("\ndecision rate of memberlab (all crosses) / Vowpal Wabbit predict, same stream:")
+        for stream in ("hot", "mixed"):
+            vw_us = vw[stream]["predict"].micros
+            for op in ("decide", "decide + propensity"):
+                us = next(
+                    u for w, o, u in rows if w == f"memberlab all crosses, {stream}" and o == op
+                )
+                print(f"  {stream:<6}{op:<22}{vw_us / us:>7.1f}x  (target >= 10x)")
+
+
+if __name__ == "__main__":
+    main()
