@@ -572,8 +572,8 @@ class CalloutRecommender(PolicyCodecMixin):
         col_lists = [[atoms.setdefault(t, len(atoms)) for t in feats.item_atoms(i)] for i in ids]
         cw = max((len(r) for r in col_lists), default=0)
         cols = np.full((len(ids), cw), -1, dtype=np.int64)
-        for r, row in enumerate(col_lists):
-            cols[r, : len(row)] = row
+        for r, crow in enumerate(col_lists):
+            cols[r, : len(crow)] = crow
         shape = _ItemShape(own, unknown, list(atoms), cols)
         if len(self._shapes) > 64:
             self._shapes.clear()
