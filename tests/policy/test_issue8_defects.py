@@ -135,3 +135,27 @@ def test_numeric_context_value_is_not_one_category_per_value() -> None:
     rec.update([Feedback({"age": 20.0 + 0.01 * i}, "a", float(i % 2)) for i in range(200)])
     ages = [v for g, v in rec.feature_index.keys() if g == "ctx.age"]  # noqa: SIM118
     assert 1 <= len(ages) <= 3, ages
+
+
+def test_unseen_features_are_scored_from_their_group_prior() -> None:
+    """The read-only path scores an unseen context exactly as a model in which its
+    features were registered at their group priors (and saw no data)."""
+    rec = CalloutRecommender(
+        catalog=_catalog(),
+        cross_prior=GroupPrior(0.0, 0.3),
+        priors={"ctx.page": GroupPrior(0.2, 0.5)},
+        rng=0,
+    )
+    rec.update([Feedback({"page": "home", "age": 40.0}, "a", 1.0)])
+    ctx = {"page": "never-seen", "age": 77.0, "device": "watch"}
+    reg = CalloutRecommender.from_bytes(rec.to_bytes())
+    reg.rows(ctx, ["a", "b", "c"])  # registers the features at their priors
+    assert reg.state.n_features > rec.state.n_features
+    for seed in range(5):
+        a = rec.decide(ctx, k=3, seed=seed)
+        b = reg.decide(ctx, k=3, seed=seed)
+        assert a.item_ids == b.item_ids
+        np.testing.assert_allclose([s.score for s in a.items], [s.score for s in b.items])
+        assert [s.propensity for s in a.items] == [s.propensity for s in b.items]
+    ra, rb = rec.click_rates(ctx), reg.click_rates(ctx)
+    np.testing.assert_allclose(ra["mean"], rb["mean"], rtol=1e-12)

@@ -81,6 +81,7 @@ _SEED_MULT = 0x9E3779B97F4A7C15F39CC0605CEDC835  # odd: seed -> state is a bijec
 _SEED_ADD = 0x2545F4914F6CDD1D
 _PCG_INC = 0xDA3E39CB94B95BDB  # odd stream increment
 _MAX_CACHE = 4096
+_UNSEEN = -2  # a cross feature not registered yet (scored from its group prior)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +284,8 @@ class CalloutRecommender(PolicyCodecMixin):
         self._catalog_seen = -1
         self._row_cache: dict[tuple[Any, str], IntArray] = {}
         self._shapes: dict[tuple[str, ...], _ItemShape] = {}
-        self._cross_idx: dict[tuple[str, str, str, str], int] = {}
+        self._atom_ids: dict[tuple[str, str], int] = {}
+        self._atom_rows: dict[tuple[str, str], IntArray] = {}
         self._blocks: dict[tuple[Any, Any], _Block] = {}
 
     # ------------------------------------------------------------------ validation
@@ -533,17 +535,13 @@ class CalloutRecommender(PolicyCodecMixin):
                 own[r, : len(keys)] = [idx_of(g, v) for g, v in keys]
         ctx_atoms = [(ck, x) for ck, vals in code.values.items() for x in vals]
         M = np.full((len(ctx_atoms) + 1, len(shape.atoms)), -1, dtype=np.int64)  # last row: pad
-        cache = self._cross_idx
         for r, (ck, x) in enumerate(ctx_atoms):
-            for c, (a, y) in enumerate(shape.atoms):
-                if feats.crosses_pair(ck, a):
-                    key = (ck, x, a, y)
-                    j = cache.get(key)
-                    if j is None:
-                        j = idx_of(f"{ck}x{a}", f"{x}|{y}")
-                        if j < nf:
-                            cache[key] = j
-                    M[r, c] = j
+            M[r] = self._atom_row(ck, x)[shape.gatoms]
+        if ctx_atoms:
+            for r, c in zip(*np.nonzero(M == _UNSEEN), strict=True):
+                ck, x = ctx_atoms[int(r)]
+                a, y = shape.atoms[int(c)]
+                M[r, c] = idx_of(f"{ck}x{a}", f"{x}|{y}")
         if shape.cols.shape[1]:
             cross = M[:, shape.cols]  # (n_ctx_atoms + 1, n, max_atoms); pads hit column -1
             cross[:, shape.cols < 0] = -1
@@ -552,6 +550,30 @@ class CalloutRecommender(PolicyCodecMixin):
             cross = np.zeros((n, 0), dtype=np.int64)
         P = np.concatenate([np.broadcast_to(head, (n, head.shape[0])), own, cross], axis=1)
         return P, np.asarray(vm, dtype=np.float64), np.asarray(vv, dtype=np.float64)
+
+    def _atom_row(self, ck: str, x: str) -> IntArray:
+        """Cross feature index of context value ``(ck, x)`` with every registered
+        attribute value (``-1``: not crossed, ``_UNSEEN``: not registered yet); cached
+        until the next update, extended as attribute values appear."""
+        row = self._atom_rows.get((ck, x))
+        n = len(self._atom_ids)
+        if row is not None and row.shape[0] == n:
+            return row
+        start = 0 if row is None else row.shape[0]
+        feats = self._features
+        get = self._index.get
+        ext = np.empty(n - start, dtype=np.int64)
+        for k, (a, y) in enumerate(list(self._atom_ids)[start:]):
+            if not feats.crosses_pair(ck, a):
+                ext[k] = -1
+            else:
+                j = get(f"{ck}x{a}", f"{x}|{y}")
+                ext[k] = _UNSEEN if j is None else j
+        row = ext if row is None else np.concatenate([row, ext])
+        if len(self._atom_rows) > 16 * _MAX_CACHE:
+            self._atom_rows.clear()
+        self._atom_rows[(ck, x)] = row
+        return row
 
     def _item_shape(self, ids: Sequence[str]) -> _ItemShape:
         """Own-feature indices and attribute-value columns of a candidate list (cached
@@ -574,7 +596,9 @@ class CalloutRecommender(PolicyCodecMixin):
         cols = np.full((len(ids), cw), -1, dtype=np.int64)
         for r, crow in enumerate(col_lists):
             cols[r, : len(crow)] = crow
-        shape = _ItemShape(own, unknown, list(atoms), cols)
+        reg = self._atom_ids
+        gatoms = np.asarray([reg.setdefault(t, len(reg)) for t in atoms], dtype=np.int64)
+        shape = _ItemShape(own, unknown, list(atoms), cols, gatoms)
         if len(self._shapes) > 64:
             self._shapes.clear()
         self._shapes[key] = shape
@@ -811,6 +835,7 @@ class CalloutRecommender(PolicyCodecMixin):
         self._version += 1
         self._blocks.clear()
         self._shapes.clear()  # own-feature indices may have been registered
+        self._atom_rows.clear()  # and cross features
 
     def update(self, feedback: Sequence[Feedback]) -> None:
         """Apply a batch of feedback (probit label: ``reward > 0``); bumps the version.
@@ -932,7 +957,7 @@ class CalloutRecommender(PolicyCodecMixin):
         self._rng.bit_generator.state = state["rng_state"]
         self._row_cache.clear()
         self._shapes.clear()
-        self._cross_idx.clear()
+        self._atom_rows.clear()
         self._blocks.clear()
 
     @classmethod
@@ -1004,6 +1029,7 @@ class _ItemShape:
     unknown_own: bool  # some own feature is not registered yet
     atoms: list[tuple[str, str]]  # distinct (attribute, value) of the candidates
     cols: IntArray  # (n, max_atoms) column of each item's atoms in ``atoms``, -1 padded
+    gatoms: IntArray  # (len(atoms),) id of each atom in the recommender's atom registry
 
 
 def _cholesky(cov: FloatArray) -> FloatArray:
