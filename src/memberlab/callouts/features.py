@@ -156,7 +156,10 @@ class CalloutFeatures:
             feats = [(f"ctx.{k}", v) for k, vals in values.items() for v in vals]
             if len(self._ctx) > _MAX_CACHE:
                 self._ctx.clear()
-            hit = ContextCode(key, feats, values)
+            # the code's key is the *encoded* context: raw values in one bucket share
+            # every downstream cache (rows, serving blocks)
+            enc = tuple((k, tuple(v)) for k, v in values.items() if v)
+            hit = ContextCode(enc, feats, values)
             self._ctx[key] = hit
         return hit
 
