@@ -159,3 +159,14 @@ def test_unseen_features_are_scored_from_their_group_prior() -> None:
         assert [s.propensity for s in a.items] == [s.propensity for s in b.items]
     ra, rb = rec.click_rates(ctx), reg.click_rates(ctx)
     np.testing.assert_allclose(ra["mean"], rb["mean"], rtol=1e-12)
+
+
+def test_a_stored_cross_that_no_longer_matches_still_loads() -> None:
+    """Typo crosses are refused for new recommenders; a snapshot whose items came later
+    (the service adds items after creating the policy) must still load."""
+    rec = CalloutRecommender(catalog=Catalog(), crosses=[("page", "benefitt")])
+    rec.catalog.add("a", {"benefit": "video"})
+    assert rec.unknown_cross_attributes() == [("page", "benefitt")]
+    back = CalloutRecommender.from_bytes(rec.to_bytes())
+    assert back.unknown_cross_attributes() == [("page", "benefitt")]
+    assert back.never_fired_crosses() == [("page", "benefitt")]

@@ -26,6 +26,7 @@ model. Featurisation lives in :class:`memberlab.callouts.features.CalloutFeature
 
 from __future__ import annotations
 
+import contextvars
 import io
 import json
 import logging
@@ -81,6 +82,7 @@ _SEED_MULT = 0x9E3779B97F4A7C15F39CC0605CEDC835  # odd: seed -> state is a bijec
 _SEED_ADD = 0x2545F4914F6CDD1D
 _PCG_INC = 0xDA3E39CB94B95BDB  # odd stream increment
 _MAX_CACHE = 4096
+_RESTORING: contextvars.ContextVar[bool] = contextvars.ContextVar("restoring", default=False)
 _UNSEEN = -2  # a cross feature not registered yet (scored from its group prior)
 
 
@@ -331,7 +333,7 @@ class CalloutRecommender(PolicyCodecMixin):
                     )
                 pairs.append((c[0], c[1]))
             self._crosses = pairs
-            bad = self.unknown_cross_attributes()
+            bad = [] if _RESTORING.get() else self.unknown_cross_attributes()
             if bad:
                 known = CalloutFeatures(self.catalog, None).known_attributes()
                 raise DataValidationError(
@@ -931,6 +933,16 @@ class CalloutRecommender(PolicyCodecMixin):
         return prior_arrays(gids, names, prs, self.default_prior)
 
     # ------------------------------------------------------------------ persistence
+    @classmethod
+    def _construct(cls, params: Mapping[str, Any]) -> CalloutRecommender:
+        """A stored recommender loads even when a cross names an attribute its items
+        lost (refusing typo crosses is for new recommenders, not for snapshots)."""
+        token = _RESTORING.set(True)
+        try:
+            return cls(**params)
+        finally:
+            _RESTORING.reset(token)
+
     def _state_header(self) -> dict[str, Any]:
         return {
             "features": [[g, v] for g, v in self._index.keys()],  # noqa: SIM118
@@ -978,17 +990,19 @@ class CalloutRecommender(PolicyCodecMixin):
             with np.load(io.BytesIO(data[off + 8 + n :]), allow_pickle=False) as z:
                 arrays = {k: np.array(z[k], dtype=np.float64) for k in z.files}
             p = header["params"]
-            rec = cls(
-                catalog=Catalog.from_json(header["catalog"]),
-                crosses=[(str(c[0]), str(c[1])) for c in p["crosses"]],
-                n_propensity_draws=p["n_propensity_draws"],
-                noise=p["noise"],
-                priors={k: GroupPrior(*v) for k, v in header["priors"].items()},
-                default_prior=GroupPrior(*p["default_prior"]),
-                bias_prior=GroupPrior(*p["bias_prior"]),
-                item_feature=p["item_feature"],
-                shadow_prior_var=p["shadow_prior_var"],
-                update_mode=p["update_mode"],
+            rec = cls._construct(
+                dict(
+                    catalog=Catalog.from_json(header["catalog"]),
+                    crosses=[(str(c[0]), str(c[1])) for c in p["crosses"]],
+                    n_propensity_draws=p["n_propensity_draws"],
+                    noise=p["noise"],
+                    priors={k: GroupPrior(*v) for k, v in header["priors"].items()},
+                    default_prior=GroupPrior(*p["default_prior"]),
+                    bias_prior=GroupPrior(*p["bias_prior"]),
+                    item_feature=p["item_feature"],
+                    shadow_prior_var=p["shadow_prior_var"],
+                    update_mode=p["update_mode"],
+                )
             )
             rec._restore(
                 {
