@@ -170,3 +170,18 @@ def test_a_stored_cross_that_no_longer_matches_still_loads() -> None:
     back = CalloutRecommender.from_bytes(rec.to_bytes())
     assert back.unknown_cross_attributes() == [("page", "benefitt")]
     assert back.never_fired_crosses() == [("page", "benefitt")]
+
+
+def test_concurrent_decisions_equal_sequential_ones() -> None:
+    """Serving takes no lock: decisions from several threads at once (cold caches,
+    unseen contexts) equal the same decisions made one at a time on a copy."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rec = CalloutRecommender(catalog=_catalog(), rng=0)
+    rec.update([Feedback({"page": "home", "age": 30.0}, "a", 1.0)])
+    twin = CalloutRecommender.from_bytes(rec.to_bytes())
+    jobs = [({"page": f"p{i % 7}", "age": float(18 + i % 50), "tag": i % 3}, i) for i in range(400)]
+    expected = [twin.decide(c, k=2, seed=s) for c, s in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda job: rec.decide(job[0], k=2, seed=job[1]), jobs))
+    assert got == expected

@@ -288,6 +288,7 @@ class CalloutRecommender(PolicyCodecMixin):
         self._shapes: dict[tuple[str, ...], _ItemShape] = {}
         self._atom_ids: dict[tuple[str, str], int] = {}
         self._atom_rows: dict[tuple[str, str], IntArray] = {}
+        self._atom_lock = threading.Lock()
         self._blocks: dict[tuple[Any, Any], _Block] = {}
 
     # ------------------------------------------------------------------ validation
@@ -558,14 +559,15 @@ class CalloutRecommender(PolicyCodecMixin):
         attribute value (``-1``: not crossed, ``_UNSEEN``: not registered yet); cached
         until the next update, extended as attribute values appear."""
         row = self._atom_rows.get((ck, x))
-        n = len(self._atom_ids)
-        if row is not None and row.shape[0] == n:
+        registry = list(self._atom_ids)  # a snapshot: other threads may add atoms
+        n = len(registry)
+        if row is not None and row.shape[0] >= n:
             return row
         start = 0 if row is None else row.shape[0]
         feats = self._features
         get = self._index.get
         ext = np.empty(n - start, dtype=np.int64)
-        for k, (a, y) in enumerate(list(self._atom_ids)[start:]):
+        for k, (a, y) in enumerate(registry[start:]):
             if not feats.crosses_pair(ck, a):
                 ext[k] = -1
             else:
@@ -599,7 +601,8 @@ class CalloutRecommender(PolicyCodecMixin):
         for r, crow in enumerate(col_lists):
             cols[r, : len(crow)] = crow
         reg = self._atom_ids
-        gatoms = np.asarray([reg.setdefault(t, len(reg)) for t in atoms], dtype=np.int64)
+        with self._atom_lock:  # decisions run in many threads; ids must stay unique
+            gatoms = np.asarray([reg.setdefault(t, len(reg)) for t in atoms], dtype=np.int64)
         shape = _ItemShape(own, unknown, list(atoms), cols, gatoms)
         if len(self._shapes) > 64:
             self._shapes.clear()
