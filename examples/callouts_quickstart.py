@@ -44,7 +44,7 @@ result = rec.refit_priors(log, method="deconvolved")  # empirical-Bayes priors, 
 print(result.fit.summary())
 print(rec.click_rates({"member": True, "page": "video", "device": "app"}).head())
 snapshot = rec.to_bytes()
-assert CalloutRecommender.from_bytes(snapshot).decide({"page": "video"}, rng=7) == rec.decide(
-    {"page": "video"}, rng=7
+assert CalloutRecommender.from_bytes(snapshot).decide({"page": "video"}, seed=7) == rec.decide(
+    {"page": "video"}, seed=7
 )
 print(f"policy version {rec.policy_version}, snapshot {len(snapshot):,} bytes")
