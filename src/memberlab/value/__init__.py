@@ -22,14 +22,24 @@ from memberlab.value._member import (
     price_table,
     state_codes,
 )
+from memberlab.value._scenario import (
+    Scenario,
+    ScenarioComparison,
+    compare_scenarios,
+    price_coefficient,
+)
 from memberlab.value._truth import ENV_PRICES, true_results
 
 __all__ = [
     "ENV_PRICES",
     "MemberValues",
     "PriceSpec",
+    "Scenario",
+    "ScenarioComparison",
     "StateColumnError",
+    "compare_scenarios",
     "member_values",
+    "price_coefficient",
     "price_table",
     "state_codes",
     "true_results",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from memberlab.choice._env import ACTIONS, MembershipEnv
 from memberlab.choice._results import ChoiceResults
 
@@ -19,7 +17,8 @@ def true_results(env: MembershipEnv) -> ChoiceResults:
     Rewards are in the normalisation PQR identifies
     (:meth:`~memberlab.choice.MembershipEnv.identified_rewards`), which leaves behaviour,
     and so every member value, unchanged. Members start from the environment's initial
-    state distribution (``first_states`` holds 10,000 draws, seed 0).
+    state distribution (``first_states`` holds 10,000 draws, seed 0); ``counts`` is 1 per
+    feasible pair (uniform weights where an estimator would weight by decisions).
     """
     sol = env.solve()
     rewards = env.identified_rewards()
@@ -36,7 +35,7 @@ def true_results(env: MembershipEnv) -> ChoiceResults:
         policy=sol.policy,
         values=sol.values,
         transitions=env.transitions.copy(),
-        counts=np.zeros_like(rewards),
+        counts=env.feasible.astype(float),
         first_states=env.initial_states(10_000, rng=0),
         info={"truth": True},
     )
