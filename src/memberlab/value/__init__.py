@@ -14,6 +14,7 @@
 True
 """
 
+from memberlab.value._bandit import ValueFeedback, ValueLedger, ValueRecommender
 from memberlab.value._member import (
     MemberValues,
     PriceSpec,
@@ -29,18 +30,37 @@ from memberlab.value._scenario import (
     price_coefficient,
 )
 from memberlab.value._truth import ENV_PRICES, true_results
+from memberlab.value._world import (
+    ClickObjective,
+    OraclePolicy,
+    RandomPolicy,
+    ValueObjective,
+    ValueTrace,
+    ValueWorld,
+    run_value_world,
+)
 
 __all__ = [
     "ENV_PRICES",
+    "ClickObjective",
     "MemberValues",
+    "OraclePolicy",
     "PriceSpec",
+    "RandomPolicy",
     "Scenario",
     "ScenarioComparison",
     "StateColumnError",
+    "ValueFeedback",
+    "ValueLedger",
+    "ValueObjective",
+    "ValueRecommender",
+    "ValueTrace",
+    "ValueWorld",
     "compare_scenarios",
     "member_values",
     "price_coefficient",
     "price_table",
+    "run_value_world",
     "state_codes",
     "true_results",
 ]

@@ -20,6 +20,7 @@ import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -159,6 +160,27 @@ class MemberValues:
             if a == label or str(a) == str(label):
                 return i
         raise DataValidationError(f"plan {label!r} is not among the actions {self.actions}.")
+
+    @cached_property
+    def _lookup(self) -> dict[tuple[str, ...], int]:
+        return {k: i for i, k in enumerate(_state_keys(self.states, self.state_cols))}
+
+    def code_of(self, state: Mapping[str, Any]) -> int:
+        """Row of :attr:`states` for one state given as a mapping (extra keys ignored).
+
+        Raises
+        ------
+        StateColumnError
+            If a state column is missing or holds a value the model does not know.
+        """
+        try:
+            key = tuple(str(state[c]) for c in self.state_cols)
+        except KeyError:
+            key = None
+        code = None if key is None else self._lookup.get(key)
+        if code is None:  # the slow path names the column
+            return int(_codes(self.state_cols, self.states, pd.DataFrame([dict(state)]))[0])
+        return code
 
     def codes(self, states: pd.DataFrame | Mapping[str, Any]) -> IntArray:
         """Row of :attr:`states` for each given state (a DataFrame or one mapping)."""
