@@ -26,3 +26,11 @@ def large_panel(env: MembershipEnv) -> Panel:
         actions=ACTIONS,
         feasible="feasible",
     )
+
+
+@pytest.fixture(scope="session")
+def pqr_large(env: MembershipEnv, large_panel: Panel):  # type: ignore[no-untyped-def]
+    """TabularPQR (smoothing 0.5) fitted on ``large_panel``."""
+    from memberlab.choice import TabularPQR
+
+    return TabularPQR(anchor="none", discount=env.discount, smoothing=0.5).fit(large_panel)

@@ -154,3 +154,17 @@ def test_compare_cli_table_and_errors(model_dir) -> None:  # type: ignore[no-unt
         assert res.exit_code == 2, (extra, res.output)
         assert msg in res.output, (extra, res.output)
         assert "Traceback" not in res.output
+
+
+def test_price_coefficient_recovered(env: MembershipEnv, pqr_large) -> None:  # type: ignore[no-untyped-def]
+    """TabularPQR on 960,000 member-months (seed 1): the price coefficient of both plans
+    within 0.1 of the truth, -alpha_price = -1 (the price tier, which determines the
+    prices, is left out of the controls)."""
+    from memberlab.value import price_coefficient
+
+    res = pqr_large
+    for plan, col in ENV_PRICES.items():
+        assert price_coefficient(res, action=plan, column=col) == pytest.approx(-1.0, abs=0.1)
+    assert price_coefficient(true_results(env), action="monthly", column="price_monthly") == (
+        pytest.approx(-1.0, abs=1e-9)
+    )

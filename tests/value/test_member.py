@@ -30,7 +30,7 @@ def truth_values(env: MembershipEnv):  # type: ignore[no-untyped-def]
     ],
     ids=["pqr", "ccp", "nfxp", "pqr-fa"],
 )
-def test_fitted_value_matches_truth(env, large_panel, truth_values, make) -> None:  # type: ignore[no-untyped-def]
+def test_fitted_value_matches_truth(env, large_panel, pqr_large, truth_values, make) -> None:  # type: ignore[no-untyped-def]
     """Per state and plan, fitted member value within 10% + 0.1 of the true one.
 
     Panel: 40,000 members x 24 months, seed 1. Checked on every (state, plan) where the
@@ -38,7 +38,8 @@ def test_fitted_value_matches_truth(env, large_panel, truth_values, make) -> Non
     state has no estimated transition there). Measured (seed 1, 85 pairs): max error
     0.26-0.29 money units against values of sd 2.8, max relative error 6-7%, RMSE 0.074.
     """
-    res = make(env.discount).fit(large_panel)
+    est = make(env.discount)
+    res = pqr_large if isinstance(est, TabularPQR) else est.fit(large_panel)
     mv = member_values(res, prices=ENV_PRICES, horizon=24)
     true = truth_values.values[env.state_index(res.states)]
     sup = (res.counts >= 30) & (res.counts[:, [0]] >= 30)

@@ -125,16 +125,22 @@ def price_coefficient(results: ChoiceResults, *, action: Any, column: str) -> fl
 
     From the fitted coefficient ``"<action>:<column>"`` when the estimator has one (CCP,
     NFXP), else the price's coefficient in a weighted regression of the reward
-    difference to the anchor on the other state columns and the price
-    (:func:`memberlab.choice.value_benefits`).
+    difference to the anchor on the price and the other state columns
+    (:func:`memberlab.choice.value_benefits`), leaving out columns that determine the
+    price (within whose every level the price is constant, such as a price tier).
     """
     name = f"{results.actions[results.action_index(action)]}:{column}"
     if name in results.param_names:
         return float(results.params[results.param_names.index(name)])
+    st = results.states
+    # a control that determines the price (a price tier, another plan's price) would
+    # absorb its effect: keep only columns within whose levels the price still varies
     others = [
         c
         for c in results.state_cols
-        if c != column and results.states[c].nunique() > 1 and not c.startswith("price")
+        if c != column
+        and st[c].nunique() > 1
+        and bool((st.groupby(c, observed=True)[column].nunique() > 1).any())
     ]
     tab = value_benefits(results, action=action, features=others, price=column)
     row = tab[(tab["segment"] == "all") & (tab["term"] == column)]
