@@ -179,3 +179,38 @@ def test_states_at_once_and_errors(env: MembershipEnv) -> None:
         member_values(res, prices=ENV_PRICES, method="magic")
     frame = pd.DataFrame(mv.frame())
     assert set(frame["plan"]) == {"monthly", "annual"}
+
+
+def test_simulation_with_a_step_function(env: MembershipEnv) -> None:
+    """Results without a transition model, simulated with the environment's own sampler
+    (seed 6, 3,000 members per state and plan), agree with the exact values within 0.5."""
+    from dataclasses import replace
+
+    from memberlab.choice import sample_next
+
+    res = true_results(env)
+    states = res.states[res.feasible.sum(axis=1) > 1].iloc[::6].reset_index(drop=True)
+    exact = member_values(res, prices=ENV_PRICES, horizon=10).plan_values(states)
+    bare = replace(res, transitions=np.zeros((3, 0, 0)), policy=res.solve().policy)
+    with pytest.raises(ValueError, match="no transition model"):
+        member_values(bare, prices=ENV_PRICES, horizon=10)
+
+    def step(s, a, rng):  # type: ignore[no-untyped-def]
+        return sample_next(env.transitions, a, s, rng.random(len(s)))
+
+    sim = member_values(
+        bare, prices=ENV_PRICES, horizon=10, step=step, states=states, n_members=3000, rng=6
+    )
+    assert sim.method == "simulate"
+    got = sim.plan_values(states)
+    ok = np.isfinite(exact)
+    assert np.max(np.abs(got[ok] - exact[ok])) < 0.5
+    with pytest.raises(ValueError, match="step returned"):
+        member_values(
+            bare,
+            prices=ENV_PRICES,
+            horizon=3,
+            step=lambda s, a, rng: s[:1],
+            states=states,
+            n_members=10,
+        )

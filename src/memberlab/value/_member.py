@@ -299,7 +299,7 @@ def _simulated_revenue(
     (common random numbers), so differences between plans carry less noise.
     """
     n_a = pay.shape[1]
-    weights = discount ** np.arange(horizon)
+    weights = np.asarray(discount ** np.arange(horizon), dtype=np.float64)
     start = np.repeat(codes, n_members)
     seed = int(rng.integers(2**63 - 1))
     out = np.full((len(codes), n_a), np.nan)
@@ -310,14 +310,45 @@ def _simulated_revenue(
         g = np.random.default_rng(seed)
         acts = np.full(len(start), a, dtype=np.int64)
         u = g.random(len(start))
-        nxt = sample_next(transitions, acts, start, u) if step is None else step(start, acts, g)
         total = pay[start, a].copy()
-        if horizon > 1:
-            s, act = simulate_path(policy, transitions, nxt, horizon - 1, g)
-            total += (pay[s, act] * weights[1:]).sum(axis=1)
+        if step is None:
+            nxt = sample_next(transitions, acts, start, u)
+            if horizon > 1:
+                s, act = simulate_path(policy, transitions, nxt, horizon - 1, g)
+                total += (pay[s, act] * weights[1:]).sum(axis=1)
+        else:
+            total += _stepped_revenue(policy, pay, start, acts, horizon, weights, step, g)
         mean = total.reshape(len(codes), n_members).mean(axis=1)
         out[ok, a] = mean[ok]
     return out
+
+
+def _stepped_revenue(
+    policy: FloatArray,
+    pay: FloatArray,
+    start: IntArray,
+    first: IntArray,
+    horizon: int,
+    weights: FloatArray,
+    step: StepFn,
+    rng: np.random.Generator,
+) -> FloatArray:
+    """Discounted revenue after the first month when ``step`` draws every transition."""
+    cum = np.cumsum(policy, axis=1)
+    cum /= cum[:, -1:]
+    total = np.zeros(len(start))
+    s, a = start, first
+    for t in range(1, horizon):
+        s = np.asarray(step(s, a, rng), dtype=np.int64)
+        if s.shape != start.shape or s.min() < 0 or s.max() >= policy.shape[0]:
+            raise DataValidationError(
+                f"step returned next states of shape {s.shape} in [{s.min()}, {s.max()}]; "
+                f"must be shape {start.shape} with codes in [0, {policy.shape[0]})."
+            )
+        u = rng.random(len(s))
+        a = np.minimum((cum[s] <= u[:, None]).sum(axis=1), policy.shape[1] - 1)
+        total += pay[s, a] * weights[t]
+    return total
 
 
 def _revenue(
@@ -332,8 +363,13 @@ def _revenue(
     step: StepFn | None,
     rng: np.random.Generator,
 ) -> FloatArray:
-    rewards = results.rewards if shift is None else results.rewards + reward_shift(results, shift)
-    policy = results.solve(rewards).policy
+    if _has_transitions(results):
+        rewards = (
+            results.rewards if shift is None else results.rewards + reward_shift(results, shift)
+        )
+        policy = results.solve(rewards).policy
+    else:  # simulation with a step function: the fitted policy as it stands
+        policy = results.policy
     choice = results.feasible.sum(axis=1) > 1
     pay = price_table(results, prices) * choice[:, None]
     if method == "exact":
@@ -397,14 +433,18 @@ def member_values(
     method : {"auto", "exact", "simulate"}
         ``"exact"`` propagates through the transitions (a matrix recursion);
         ``"simulate"`` moves ``n_members`` seeded members per state and plan forward;
-        ``"auto"`` is exact.
+        ``"auto"`` is exact when the results carry transitions on their states, else
+        simulated with ``step``. Members follow the fitted rewards re-solved on the
+        fitted transitions (the policy counterfactuals simulate); without transitions,
+        ``results.policy``.
     states : DataFrame, optional
         With ``method="simulate"``, only these states are simulated (others NaN).
     n_members : int, default 2000
         Simulated members per state and plan.
     step : callable, optional
-        ``(state_codes, action_codes, rng) -> next_state_codes``: the first month's
-        transition when simulating (default: draws from ``results.transitions``).
+        ``(state_codes, action_codes, rng) -> next_state_codes``: draws every transition
+        when simulating (default: draws from ``results.transitions``); for a transition
+        model the results do not hold, e.g. a simulator's own.
     rng : int, Generator or None
         Seeds the simulation.
 
@@ -417,11 +457,17 @@ def member_values(
     if int(n_members) != n_members or n_members < 1:
         raise ValueError(f"n_members == {n_members!r}, must be an integer >= 1.")
     has_t = _has_transitions(results)
-    how = "exact" if method == "auto" else method
-    if not has_t:
+    how = ("exact" if has_t or step is None else "simulate") if method == "auto" else method
+    if not has_t and (how == "exact" or step is None):
         raise DataValidationError(
             f"results of {results.estimator!r} carry no transition model on their "
-            f"{results.n_states} states; member value needs one (refit on a discrete panel)."
+            f"{results.n_states} states; member value needs one (refit on a discrete panel) "
+            "or method='simulate' with a step function."
+        )
+    if not has_t and shift is not None:
+        raise DataValidationError(
+            "shift needs the model re-solved, and results without a transition model "
+            "cannot be; refit on a discrete panel."
         )
     if how == "simulate" and horizon is None:
         raise ValueError("horizon == None needs method='exact'; simulation needs a horizon.")
