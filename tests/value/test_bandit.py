@@ -82,6 +82,10 @@ def test_replay_no_side_effects_and_propensities(world: ValueWorld) -> None:
     freq = served.count(one.items[0].item_id) / len(served)
     assert abs(freq - one.items[0].propensity) < 0.12  # type: ignore[operator]
     assert top.item_id == one.items[0].item_id
+    # the served draw does not depend on whether propensities are asked for
+    bare = rec.decide(ctx, rng=123, with_propensity=False)
+    assert bare.items[0].item_id == one.items[0].item_id
+    assert bare.items[0].score == one.items[0].score
 
 
 def test_value_and_clicks_disagree_after_learning(world: ValueWorld) -> None:

@@ -47,8 +47,8 @@ class ValueFeedback:
     decision_id: str | None = None
 
 
-def _child_seed(seed: int, draw: int, model: int) -> int:
-    seq = np.random.SeedSequence([seed & (2**64 - 1), draw, model])
+def _child_seed(seed: int, model: int) -> int:
+    seq = np.random.SeedSequence([seed & (2**64 - 1), model])
     return int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
@@ -159,22 +159,24 @@ class ValueRecommender:
         return int(as_generator(rng).integers(0, 2**63))
 
     def _sampled(
-        self, context: Mapping[str, Any], ids: list[str], seed: int, draw: int
+        self, context: Mapping[str, Any], ids: list[str], seed: int, n_draws: int
     ) -> FloatArray:
-        """Sampled conversion probabilities, shape (n_plans, n_candidates)."""
+        """Sampled conversion probabilities, shape (n_draws, n_plans, n_candidates).
+
+        Draw 0 is the served one; every plan model draws its scores for all candidates in
+        one batch from its own child seed of ``seed``.
+        """
         models = self._build()
-        out = np.empty((len(self.plans), len(ids)))
+        out = np.empty((n_draws, len(self.plans), len(ids)))
+        rows = np.arange(n_draws)[:, None]
         for p, plan in enumerate(self.plans):
             m = models[plan]
-            dec = m.decide(
-                context,
-                candidates=ids,
-                k=len(ids),
-                rng=_child_seed(seed, draw, p + 1),
-                with_propensity=False,
+            batch = m.decide_batch(
+                context, n=n_draws, candidates=ids, k=len(ids), rng=_child_seed(seed, p + 1)
             )
-            score = {s.item_id: s.score for s in dec.items}
-            out[p] = special.ndtr(np.array([score[i] for i in ids]) / m.noise)
+            scores = np.empty((n_draws, len(ids)))
+            scores[rows, batch.chosen] = batch.scores
+            out[:, p] = special.ndtr(scores / m.noise)
         return out
 
     def decide(
@@ -213,22 +215,20 @@ class ValueRecommender:
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= n:
             raise DataValidationError(f"k == {k!r}, must be an integer in [1, {n}].")
         seed = self._seed(rng)
-        ev = vals @ self._sampled(context, ids, seed, 0)
-        top = np.argsort(-ev, kind="stable")[:k]
+        d = int(self.n_propensity_draws) if with_propensity else 0
+        ev = np.einsum("p,dpn->dn", vals, self._sampled(context, ids, seed, 1 + d))
+        order = np.argsort(-ev, axis=1, kind="stable")[:, :k]
+        top = order[0]
         slot: list[float | None] = [None] * k
         inset: list[float | None] = [None] * k
         if with_propensity:
-            d = int(self.n_propensity_draws)
-            ranked = np.empty((d, k), dtype=np.int64)
-            for j in range(d):
-                evj = vals @ self._sampled(context, ids, seed, j + 1)
-                ranked[j] = np.argsort(-evj, kind="stable")[:k]
+            ranked = order[1:]
             # the served draw counts as one of d + 1, as in CalloutRecommender
             slot = list(((ranked == top[None, :]).sum(axis=0) + 1.0) / (d + 1))
             inset = list(
                 ((ranked[:, :, None] == top[None, None, :]).any(axis=1).sum(axis=0) + 1.0) / (d + 1)
             )
-        items = [ServedItem(ids[j], float(ev[j]), slot[r], inset[r]) for r, j in enumerate(top)]
+        items = [ServedItem(ids[j], float(ev[0, j]), slot[r], inset[r]) for r, j in enumerate(top)]
         version = self.policy_version
         return Decision(f"v{version}-{seed:016x}", items, version, seed)
 
