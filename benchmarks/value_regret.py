@@ -79,10 +79,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         res = fit_choice_model(world, Path(tmp), args.members)
     vals = member_values(res, prices=ENV_PRICES, horizon=world.horizon)
-    idx = world.true_values.codes(vals.states)
-    sup = (res.counts >= 30) & (res.counts[:, [0]] >= 30)
-    sup[:, 0] = False
-    err = np.abs(vals.values - world.true_values.values[idx])[sup]
+    truth = world.true_values
+    idx = truth.codes(vals.states)
+    cols = [truth.action_index(a) for a in vals.actions]  # the fit orders actions by name
+    a0 = vals.action_index(vals.anchor)
+    sup = (res.counts >= 30) & (res.counts[:, [a0]] >= 30)
+    sup[:, a0] = False
+    err = np.abs(vals.values - truth.values[idx][:, cols])[sup]
     print(
         f"choice model: {res.estimator}, {res.n_states} states; |value error| on {sup.sum()} "
         f"(state, plan) pairs chosen >= 30 times: max {err.max():.3f}, mean {err.mean():.3f}"
