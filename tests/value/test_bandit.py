@@ -47,6 +47,9 @@ def _trained(world: ValueWorld, n: int = 3000, seed: int = 1) -> ValueRecommende
 
 def test_state_columns_are_checked(world: ValueWorld) -> None:
     rec = ValueRecommender(catalog=world.catalog, values=world.true_values)
+    assert set(rec.get_params()) == {
+        "catalog", "values", "crosses", "n_propensity_draws", "recommender_params", "rng",
+    }  # fmt: skip
     ctx = world.context(int(world.shopper_states[0]))
     rec.decide(ctx, rng=1)
     missing = {k: v for k, v in ctx.items() if k != "delivery"}

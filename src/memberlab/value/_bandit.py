@@ -16,6 +16,7 @@ frequencies with which further posterior draws would have served the same items.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -95,6 +96,11 @@ class ValueRecommender:
         self.recommender_params = recommender_params
         self.rng = rng
         self._models: dict[str, CalloutRecommender] | None = None
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's parameters as given (scikit-learn style)."""
+        sig = inspect.signature(type(self).__init__)
+        return {name: getattr(self, name) for name in sig.parameters if name != "self"}
 
     # ------------------------------------------------------------------ set-up
     def _build(self) -> dict[str, CalloutRecommender]:
