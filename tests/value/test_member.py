@@ -214,3 +214,15 @@ def test_simulation_with_a_step_function(env: MembershipEnv) -> None:
             states=states,
             n_members=10,
         )
+
+
+def test_conversion_values_are_rewards(env: MembershipEnv) -> None:
+    res = true_results(env)
+    mv = member_values(res, prices=ENV_PRICES, horizon=12)
+    some = res.states.iloc[[0, 1, 2]]
+    got = mv.conversion_values(some, ["monthly", None, "annual"])
+    np.testing.assert_allclose(got, [mv.values[0, 1], 0.0, mv.values[2, 2]])
+    with pytest.raises(ValueError, match="plan 'gold'"):
+        mv.conversion_values(some, ["gold", None, None])
+    with pytest.raises(ValueError, match="must match"):
+        mv.conversion_values(some, [None])

@@ -191,6 +191,35 @@ class MemberValues:
         """Values for many states at once, shape (n, n_actions) (anchor column 0)."""
         return self.values[self.codes(states)]
 
+    def conversion_values(self, states: pd.DataFrame, plans: Sequence[Any | None]) -> FloatArray:
+        """Value of each logged outcome: the member value of the plan converted to.
+
+        The reward of an impression for off-policy evaluation of a value policy.
+
+        Parameters
+        ----------
+        states : DataFrame of shape (n, ...)
+            The shoppers' states (the choice model's state columns by name).
+        plans : sequence of length n
+            The plan each impression converted to, or None (value 0).
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            0 where there was no conversion or the plan is infeasible in the state.
+        """
+        if len(plans) != len(states):
+            raise DataValidationError(
+                f"plans has length {len(plans)}, states {len(states)}; they must match."
+            )
+        codes = self.codes(states)
+        out = np.zeros(len(plans))
+        for j, (code, plan) in enumerate(zip(codes, plans, strict=True)):
+            if plan is not None:
+                v = self.values[code, self.action_index(plan)]
+                out[j] = 0.0 if np.isnan(v) else v
+        return out
+
     def frame(self, states: pd.DataFrame | None = None) -> pd.DataFrame:
         """Long table: state columns, ``plan``, ``value`` (``lower``/``upper``), ``revenue``.
 

@@ -215,6 +215,8 @@ class ScenarioComparison:
         import matplotlib.pyplot as plt
 
         t = self.table[self.table["scenario"] != "baseline"]
+        colour = {name: f"C{i}" for i, name in enumerate(t["scenario"])}
+        colour["baseline"] = "k"
         fig, ax = plt.subplots(1, 3, figsize=(14, 4))
         for k, (col, label) in enumerate(
             (("revenue", "revenue per member"), ("retention", "retention (share)"))
@@ -223,14 +225,13 @@ class ScenarioComparison:
             y = np.arange(len(tt))
             d = tt[f"{col}_diff"].to_numpy()
             err = np.vstack([d - tt[f"{col}_diff_lower"], tt[f"{col}_diff_upper"] - d])
-            ax[k].barh(y, d, xerr=err, color=[f"C{i}" for i in range(len(tt))], capsize=3)
+            ax[k].barh(y, d, xerr=err, color=[colour[n] for n in tt["scenario"]], capsize=3)
             ax[k].set_yticks(y, list(tt["scenario"]))
             ax[k].axvline(0, color="k", lw=0.8)
             ax[k].set_xlabel(f"{label}: scenario - baseline")
-        for i, (scen, g) in enumerate(self.months.groupby("scenario", sort=False)):
+        for scen, g in self.months.groupby("scenario", sort=False):
             style = "--" if scen == "baseline" else "-"
-            color = "k" if scen == "baseline" else f"C{i - 1}"
-            ax[2].plot(g["month"], g["members"], style, color=color, label=str(scen))
+            ax[2].plot(g["month"], g["members"], style, color=colour[scen], label=str(scen))
         ax[2].set_xlabel("month")
         ax[2].set_ylabel("share of members on a plan")
         ax[2].legend(fontsize=7)
