@@ -56,7 +56,7 @@ def test_state_columns_are_checked(world: ValueWorld) -> None:
     with pytest.raises(StateColumnError, match="'delivery'") as e:
         rec.decide(missing, rng=1)
     assert isinstance(e.value, ValueError) and e.value.column == "delivery"
-    with pytest.raises(StateColumnError, match="'tier' == '9'"):
+    with pytest.raises(StateColumnError, match="'tier' == 9 "):
         rec.decide({**ctx, "tier": 9}, rng=1)
     with pytest.raises(DataValidationError, match="plan == 'gold'"):
         rec.update([ValueFeedback(ctx, world.items[0], True, "gold")])

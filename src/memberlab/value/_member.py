@@ -95,8 +95,17 @@ def price_table(results: ChoiceResults, prices: PriceSpec) -> FloatArray:
     return out
 
 
+def _key(v: Any) -> str:
+    """A state value as a lookup key: numbers by value (2, 2.0 and np.int64(2) agree)."""
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v))
+    if isinstance(v, int | float | np.integer | np.floating):
+        return repr(float(v))
+    return str(v)
+
+
 def _state_keys(states: pd.DataFrame, cols: Sequence[str]) -> list[tuple[str, ...]]:
-    return [tuple(str(v) for v in row) for row in states[list(cols)].itertuples(index=False)]
+    return [tuple(_key(v) for v in row) for row in states[list(cols)].itertuples(index=False)]
 
 
 def state_codes(results: ChoiceResults, states: pd.DataFrame) -> IntArray:
@@ -120,6 +129,8 @@ class MemberValues:
     actions : list
         Action labels of the choice model.
     anchor : Any
+    state_cols : list of str
+        The choice model's state columns, which a query must carry by name.
     states : DataFrame of shape (n_states, n_state_cols)
         The choice model's state table; rows of the arrays below.
     values : ndarray of shape (n_states, n_actions)
@@ -128,8 +139,8 @@ class MemberValues:
     revenue : ndarray of shape (n_states, n_actions)
         ``R_H(s, a)``, NaN where ``a`` is infeasible.
     lower, upper : ndarray of shape (n_states, n_actions) or None
-        Percentile interval of ``values`` over bootstrap replicates (or over simulation
-        batches when simulated), at level ``1 - alpha``.
+        Percentile interval of ``values`` over bootstrap replicates, at level
+        ``1 - alpha``; None without replicates.
     horizon : int or None
         Months; ``None`` for an infinite horizon.
     discount : float
@@ -174,7 +185,7 @@ class MemberValues:
             If a state column is missing or holds a value the model does not know.
         """
         try:
-            key = tuple(str(state[c]) for c in self.state_cols)
+            key = tuple(_key(state[c]) for c in self.state_cols)
         except KeyError:
             key = None
         code = None if key is None else self._lookup.get(key)
@@ -255,11 +266,13 @@ def _codes(cols: Sequence[str], table: pd.DataFrame, states: pd.DataFrame) -> In
         code = lookup.get(k)
         if code is None:
             for c, v in zip(cols, k, strict=True):
-                known = sorted({str(x) for x in table[c].unique()})
+                known = {_key(x): x for x in table[c].unique()}
                 if v not in known:
+                    raw = states[c].iloc[j]
+                    shown = sorted(str(x) for x in known.values())[:20]
                     raise StateColumnError(
-                        f"state column {c!r} == {v!r} (row {j}) is not a value the choice "
-                        f"model knows; known: {known[:20]}.",
+                        f"state column {c!r} == {_plain(raw)!r} (row {j}) is not a value the "
+                        f"choice model knows; known: {shown}.",
                         column=c,
                     )
             raise StateColumnError(
@@ -269,6 +282,10 @@ def _codes(cols: Sequence[str], table: pd.DataFrame, states: pd.DataFrame) -> In
             )
         out[j] = code
     return out
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def _check(horizon: int | None, discount: float, alpha: float, method: str) -> None:
