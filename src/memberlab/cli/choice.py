@@ -242,3 +242,8 @@ def rust(
         typer.echo(json.dumps(res.to_dict(), indent=2, default=_clean))
     else:
         typer.echo(res.summary())
+
+
+from memberlab.cli._choice_compare import register as _register_compare  # noqa: E402
+
+_register_compare(app)

@@ -1,0 +1,379 @@
+"""The value objective for callouts: rank candidates by the member value they bring.
+
+One :class:`~memberlab.callouts.CalloutRecommender` per plan learns, per callout and
+context, the probability that an impression converts to that plan (probit ADF, feature
+groups, empirical-Bayes meta-priors), and one more learns clicks. A decision draws one
+posterior sample of every plan model (Thompson sampling) and ranks the candidates by the
+sampled expected value::
+
+    EV(item | context) = sum_plans Phi(x.w_plan / noise) * value(state, plan)
+
+where ``value(state, plan)`` is the member value of the plan in the shopper's state
+(:class:`~memberlab.value.MemberValues`), the state read from the context's state
+columns by name. The decision's score is that expected value; propensities are the
+frequencies with which further posterior draws would have served the same items.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from memberlab._errors import DataValidationError
+from memberlab._rng import RNGLike, as_generator
+from memberlab._typing import FloatArray
+from memberlab.callouts import Catalog, PendingLedger
+from memberlab.callouts.recommender import CalloutRecommender, Decision, Feedback, ServedItem
+from memberlab.value._member import MemberValues
+
+__all__ = ["ValueFeedback", "ValueLedger", "ValueRecommender"]
+
+CLICK = "click"
+
+
+@dataclass(frozen=True, slots=True)
+class ValueFeedback:
+    """What became of one served item: a click, and the plan it converted to, if any."""
+
+    context: Mapping[str, Any]
+    item_id: str
+    clicked: bool = False
+    plan: Any = None
+    decision_id: str | None = None
+
+
+def _child_seed(seed: int, model: int) -> int:
+    seq = np.random.SeedSequence([seed & (2**64 - 1), model])
+    return int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+class ValueRecommender:
+    """Thompson sampling on expected member value over callouts.
+
+    Parameters
+    ----------
+    catalog : Catalog
+    values : MemberValues
+        Member value of each plan per state (:func:`memberlab.value.member_values`).
+    crosses : sequence of (context_key, item_attribute)
+        Passed to every model, as for :class:`~memberlab.callouts.CalloutRecommender`.
+    n_propensity_draws : int, default 100
+        Posterior draws behind each decision's propensities.
+    recommender_params : mapping, optional
+        Further keyword arguments of every underlying ``CalloutRecommender`` (priors,
+        noise, ...).
+    rng : int, Generator or None
+        Source of decision seeds when ``decide`` is not given one.
+
+    Notes
+    -----
+    A state column missing from a decision's context, or holding a value the choice
+    model does not know, raises :class:`~memberlab.value.StateColumnError` (a
+    ``ValueError``) naming it. A plan's value is taken as 0 in states where the plan or
+    the anchor is infeasible (a member locked into an annual term cannot convert).
+    """
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        values: MemberValues,
+        crosses: Sequence[tuple[str, str]] = (),
+        n_propensity_draws: int = 100,
+        recommender_params: Mapping[str, Any] | None = None,
+        rng: RNGLike = None,
+    ) -> None:
+        self.catalog = catalog
+        self.values = values
+        self.crosses = crosses
+        self.n_propensity_draws = n_propensity_draws
+        self.recommender_params = recommender_params
+        self.rng = rng
+        self._models: dict[str, CalloutRecommender] | None = None
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's parameters as given (scikit-learn style)."""
+        sig = inspect.signature(type(self).__init__)
+        return {name: getattr(self, name) for name in sig.parameters if name != "self"}
+
+    # ------------------------------------------------------------------ set-up
+    def _build(self) -> dict[str, CalloutRecommender]:
+        if self._models is not None:
+            return self._models
+        if not isinstance(self.values, MemberValues):
+            raise DataValidationError(
+                f"values must be MemberValues, got {type(self.values).__name__}."
+            )
+        d = self.n_propensity_draws
+        if isinstance(d, bool) or int(d) != d or d < 1:
+            raise DataValidationError(f"n_propensity_draws == {d!r}, must be an integer >= 1.")
+        params = dict(self.recommender_params or {})
+        for bad in ("catalog", "crosses", "rng", "n_propensity_draws"):
+            if bad in params:
+                raise DataValidationError(
+                    f"recommender_params must not set {bad!r}; it is a ValueRecommender parameter."
+                )
+        if not self.values.plans:
+            raise DataValidationError("values has no plan besides the anchor.")
+        self._rng = as_generator(self.rng)
+        self._plan_idx = [self.values.action_index(p) for p in self.values.plans]
+        self._models = {
+            name: CalloutRecommender(
+                catalog=self.catalog, crosses=list(self.crosses), n_propensity_draws=1, **params
+            )
+            for name in [CLICK, *map(str, self.values.plans)]
+        }
+        return self._models
+
+    @property
+    def plans(self) -> list[str]:
+        """Non-anchor plans, in the choice model's order."""
+        return [str(p) for p in self.values.plans]
+
+    @property
+    def models(self) -> dict[str, CalloutRecommender]:
+        """The underlying recommenders: ``"click"`` and one per plan."""
+        return self._build()
+
+    @property
+    def policy_version(self) -> int:
+        return sum(m.policy_version for m in self._build().values())
+
+    def plan_values(self, context: Mapping[str, Any]) -> FloatArray:
+        """Member value of each plan in the context's state, shape (n_plans,)."""
+        if not isinstance(context, Mapping):
+            raise DataValidationError(f"context must be a dict, got {type(context).__name__}.")
+        self._build()
+        mv = self.values
+        row = mv.values[mv.code_of(context)]
+        return np.nan_to_num(row[self._plan_idx], nan=0.0)
+
+    # ------------------------------------------------------------------ serving
+    def _seed(self, rng: RNGLike) -> int:
+        if rng is None:
+            return int(self._rng.integers(0, 2**63))
+        if isinstance(rng, int | np.integer) and not isinstance(rng, bool):
+            if not 0 <= int(rng) < 2**64:
+                raise DataValidationError(f"rng == {rng}, a seed must be in [0, 2**64).")
+            return int(rng)
+        return int(as_generator(rng).integers(0, 2**63))
+
+    def _sampled(
+        self, context: Mapping[str, Any], ids: list[str], seed: int, n_draws: int
+    ) -> FloatArray:
+        """Sampled conversion probabilities, shape (n_draws, n_plans, n_candidates).
+
+        Draw 0 is the served one; every plan model draws its scores for all candidates in
+        one batch from its own child seed of ``seed``.
+        """
+        models = self._build()
+        out = np.empty((n_draws, len(self.plans), len(ids)))
+        rows = np.arange(n_draws)[:, None]
+        for p, plan in enumerate(self.plans):
+            m = models[plan]
+            batch = m.decide_batch(
+                context, n=n_draws, candidates=ids, k=len(ids), rng=_child_seed(seed, p + 1)
+            )
+            scores = np.empty((n_draws, len(ids)))
+            scores[rows, batch.chosen] = batch.scores
+            out[:, p] = special.ndtr(scores / m.noise)
+        return out
+
+    def decide(
+        self,
+        context: Mapping[str, Any],
+        *,
+        candidates: Sequence[str] | None = None,
+        k: int = 1,
+        rng: RNGLike = None,
+        with_propensity: bool = True,
+    ) -> Decision:
+        """Thompson-sample the top ``k`` candidates by expected member value.
+
+        Parameters
+        ----------
+        context : dict
+            Shopper context; must carry the choice model's state columns by name.
+        candidates : list of str, optional
+            Eligible item ids (default: every active item).
+        k : int, default 1
+        rng : int, Generator or None
+            An int is the decision's seed (exact replay at the same policy state).
+        with_propensity : bool, default True
+
+        Returns
+        -------
+        Decision
+            ``score`` of each served item is its sampled expected value (money).
+        """
+        self._build()
+        vals = self.plan_values(context)
+        ids = list(self.catalog.active_ids() if candidates is None else candidates)
+        n = len(ids)
+        if n == 0:
+            raise DataValidationError("no candidates: the catalog has no active item.")
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= n:
+            raise DataValidationError(f"k == {k!r}, must be an integer in [1, {n}].")
+        seed = self._seed(rng)
+        d = int(self.n_propensity_draws) if with_propensity else 0
+        ev = np.einsum("p,dpn->dn", vals, self._sampled(context, ids, seed, 1 + d))
+        order = np.argsort(-ev, axis=1, kind="stable")[:, :k]
+        top = order[0]
+        slot: list[float | None] = [None] * k
+        inset: list[float | None] = [None] * k
+        if with_propensity:
+            ranked = order[1:]
+            # the served draw counts as one of d + 1, as in CalloutRecommender
+            slot = list(((ranked == top[None, :]).sum(axis=0) + 1.0) / (d + 1))
+            inset = list(
+                ((ranked[:, :, None] == top[None, None, :]).any(axis=1).sum(axis=0) + 1.0) / (d + 1)
+            )
+        items = [ServedItem(ids[j], float(ev[0, j]), slot[r], inset[r]) for r, j in enumerate(top)]
+        version = self.policy_version
+        return Decision(f"v{version}-{seed:016x}", items, version, seed)
+
+    def expected_values(self, context: Mapping[str, Any]) -> pd.DataFrame:
+        """Posterior expected value and click rate of every active item, side by side.
+
+        Returns
+        -------
+        DataFrame
+            ``item_id, expected_value, click_rate, p_<plan>...`` (posterior predictive
+            means, no exploration), sorted by expected value.
+        """
+        models = self._build()
+        vals = self.plan_values(context)
+        ctx = dict(context)
+        clicks = models[CLICK].click_rates(ctx)
+        out = pd.DataFrame({"item_id": clicks["item_id"]})
+        ev = np.zeros(len(out))
+        for p, plan in enumerate(self.plans):
+            rate = models[plan].click_rates(ctx)["mean"].to_numpy()
+            out[f"p_{plan}"] = rate
+            ev += vals[p] * rate
+        out.insert(1, "expected_value", ev)
+        out.insert(2, "click_rate", clicks["mean"].to_numpy())
+        return out.sort_values("expected_value", ascending=False, ignore_index=True)
+
+    # ------------------------------------------------------------------ learning
+    def _split(self, feedback: Sequence[ValueFeedback]) -> dict[str, list[Feedback]]:
+        plans = self.plans
+        out: dict[str, list[Feedback]] = {CLICK: [], **{p: [] for p in plans}}
+        for fb in feedback:
+            if not isinstance(fb, ValueFeedback):
+                raise DataValidationError(
+                    f"feedback must be ValueFeedback records, got {type(fb).__name__}."
+                )
+            plan = None if fb.plan is None else str(fb.plan)
+            if plan is not None and plan not in plans:
+                raise DataValidationError(
+                    f"plan == {fb.plan!r} for item {fb.item_id!r} is not a plan of the choice "
+                    f"model; plans: {plans}."
+                )
+            out[CLICK].append(Feedback(fb.context, fb.item_id, float(bool(fb.clicked))))
+            for p in plans:
+                out[p].append(Feedback(fb.context, fb.item_id, float(plan == p)))
+        return out
+
+    def update(self, feedback: Sequence[ValueFeedback]) -> None:
+        """Learn a batch: every impression is a 0/1 label for clicks and for each plan."""
+        models = self._build()
+        if not feedback:
+            return
+        for name, fbs in self._split(feedback).items():
+            models[name].update(fbs)
+
+    def refit_priors(self, feedback_log: Sequence[ValueFeedback], **kwargs: Any) -> dict[str, Any]:
+        """Refit every model's empirical-Bayes priors on the log (keyword arguments of
+        :meth:`CalloutRecommender.refit_priors`); returns each model's result by name."""
+        models = self._build()
+        return {
+            name: models[name].refit_priors(fbs, **kwargs)
+            for name, fbs in self._split(feedback_log).items()
+        }
+
+
+class ValueLedger:
+    """Delayed feedback for the value objective: clicks and conversions per plan.
+
+    One :class:`~memberlab.callouts.PendingLedger` per channel (clicks and each plan), so
+    attribution windows, early events, duplicates and zero rewards behave exactly as for
+    clicks. :meth:`close` merges the channels back into :class:`ValueFeedback` records
+    (an impression converting to several plans in its window counts the first in plan
+    order).
+
+    Parameters
+    ----------
+    plans : sequence of str
+    window, early_hold : float
+        As for :class:`~memberlab.callouts.PendingLedger`.
+    """
+
+    def __init__(self, *, plans: Sequence[str], window: float, early_hold: float = 300.0) -> None:
+        self.plans = [str(p) for p in plans]
+        if not self.plans:
+            raise DataValidationError("plans is empty, must name at least one plan.")
+        self.window = window
+        self.early_hold = early_hold
+        self._ledgers = {
+            name: PendingLedger(window=window, early_hold=early_hold)
+            for name in [CLICK, *self.plans]
+        }
+
+    def add_decision(
+        self, decision_id: str, item_ids: Sequence[str], context: Mapping[str, Any], t: float
+    ) -> None:
+        for led in self._ledgers.values():
+            led.add_decision(decision_id, item_ids, context, t)
+
+    def add_event(
+        self,
+        event_id: str,
+        decision_id: str,
+        item_id: str,
+        kind: str,
+        t: float,
+        *,
+        plan: Any = None,
+    ) -> str:
+        """A ``"click"`` or a ``"conversion"`` to ``plan``; returns the ledger's status."""
+        if kind == CLICK:
+            if plan is not None:
+                raise DataValidationError("a click event carries no plan.")
+            return str(self._ledgers[CLICK].add_event(event_id, decision_id, item_id, kind, t))
+        if kind != "conversion":
+            raise DataValidationError(f"kind == {kind!r}, must be 'click' or 'conversion'.")
+        if plan is None or str(plan) not in self.plans:
+            raise DataValidationError(
+                f"conversion plan == {plan!r}, must be one of the plans {self.plans}."
+            )
+        return str(self._ledgers[str(plan)].add_event(event_id, decision_id, item_id, kind, t))
+
+    def close(self, now: float) -> list[ValueFeedback]:
+        """Close every window ending by ``now``; one record per served item."""
+        merged: dict[tuple[str | None, str], dict[str, Any]] = {}
+        for name, led in self._ledgers.items():
+            for fb in led.close(now):
+                rec = merged.setdefault(
+                    (fb.decision_id, fb.item_id),
+                    {"context": fb.context, "clicked": False, "plan": None},
+                )
+                if fb.reward > 0:
+                    if name == CLICK:
+                        rec["clicked"] = True
+                    elif rec["plan"] is None:
+                        rec["plan"] = name
+        return [
+            ValueFeedback(r["context"], item, r["clicked"], r["plan"], did)
+            for (did, item), r in merged.items()
+        ]
+
+    @property
+    def n_pending(self) -> int:
+        return self._ledgers[CLICK].n_pending
