@@ -26,9 +26,10 @@ from memberlab.choice._counterfactual import (
     value_benefits,
 )
 from memberlab.choice._env import MembershipEnv, sample_next
+from memberlab.choice._estimators import ESTIMATORS, make_estimator
 from memberlab.choice._panel import Panel, estimate_transitions, read_panel
 from memberlab.choice._parametric import CCP, NFXP, linear_features
-from memberlab.choice._pqr import PQR, TabularPQR, pqr_tabular
+from memberlab.choice._pqr import PQR, StructuralPQR, TabularPQR, pqr_tabular
 from memberlab.choice._results import SCHEMA_VERSION, ChoiceResults
 from memberlab.choice._rust import (
     RustData,
@@ -43,6 +44,7 @@ from memberlab.choice._solve import Solution, solve_values
 
 __all__ = [
     "CCP",
+    "ESTIMATORS",
     "NFXP",
     "PQR",
     "SCHEMA_VERSION",
@@ -54,6 +56,7 @@ __all__ = [
     "RustPQR",
     "RustResults",
     "Solution",
+    "StructuralPQR",
     "TabularPQR",
     "bootstrap",
     "counterfactual",
@@ -61,6 +64,7 @@ __all__ = [
     "fit_rust",
     "linear_features",
     "load_rust_bus",
+    "make_estimator",
     "pqr_tabular",
     "price_shift",
     "propagate_shares",
