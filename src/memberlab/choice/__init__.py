@@ -15,6 +15,7 @@ and Rust's (1987) bus-engine data.
 True
 """
 
+from memberlab.choice._bus import BusEnv
 from memberlab.choice._counterfactual import (
     CounterfactualResult,
     bootstrap,
@@ -25,6 +26,7 @@ from memberlab.choice._counterfactual import (
     reward_shift,
     value_benefits,
 )
+from memberlab.choice._deep import deep_pqr
 from memberlab.choice._env import MembershipEnv, sample_next
 from memberlab.choice._estimators import ESTIMATORS, make_estimator
 from memberlab.choice._panel import Panel, estimate_transitions, read_panel
@@ -48,6 +50,7 @@ __all__ = [
     "NFXP",
     "PQR",
     "SCHEMA_VERSION",
+    "BusEnv",
     "ChoiceResults",
     "CounterfactualResult",
     "MembershipEnv",
@@ -60,6 +63,7 @@ __all__ = [
     "TabularPQR",
     "bootstrap",
     "counterfactual",
+    "deep_pqr",
     "estimate_transitions",
     "fit_rust",
     "linear_features",

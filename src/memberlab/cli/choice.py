@@ -66,7 +66,9 @@ def fit(
     action: str = typer.Option(..., "--action", help="Action column."),
     anchor: str = typer.Option(..., "--anchor", help="Anchor action (reward fixed at 0)."),
     discount: float = typer.Option(..., "--discount", help="Discount factor in [0, 1)."),
-    estimator: str = typer.Option("pqr", "--estimator", help="pqr, pqr-tabular, pqr-fa, ccp or nfxp."),
+    estimator: str = typer.Option(
+        "pqr", "--estimator", help="pqr, pqr-tabular, pqr-fa, ccp or nfxp."
+    ),
     out: Path = typer.Option(..., "--out", help="Output directory."),
     feasible: str = typer.Option(
         "", "--feasible", help="Column of '|'-separated feasible actions per row (optional)."
