@@ -37,7 +37,7 @@ def test_default_pqr_is_structural() -> None:
     assert ESTIMATORS["pqr"] is StructuralPQR
     assert ESTIMATORS["pqr-tabular"] is TabularPQR
     est = make_estimator("pqr", anchor="none", discount=0.9)
-    assert isinstance(est, StructuralPQR) and est.smoothing == 0.5 and est.shrinkage
+    assert isinstance(est, StructuralPQR) and est.smoothing == 0.05 and est.shrinkage
     assert TabularPQR(anchor="none", discount=0.9).smoothing == 0.5
     with pytest.raises(ValueError, match="estimator == 'bogus', must be one of pqr"):
         make_estimator("bogus")
@@ -46,7 +46,7 @@ def test_default_pqr_is_structural() -> None:
 def test_structural_pqr_beats_tabular_and_matches_ccp(env, make_panel) -> None:  # type: ignore[no-untyped-def]
     """60,000 member-months (3,000 members x 20 months, seed 0).
 
-    Measured (all pairs / count-weighted): structural 0.219 / 0.069, tabular 0.409 /
+    Measured (all pairs / count-weighted): structural 0.189 / 0.073, tabular 0.409 /
     0.136, CCP 0.276 / 0.092. Tolerances: structural below 0.27 of the s.d. on all pairs
     and below 0.09 weighted, at most 0.6x tabular PQR's all-pairs error, at most 1.1x
     CCP's on both.

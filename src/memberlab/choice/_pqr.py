@@ -311,22 +311,26 @@ def _wls(x: FloatArray, y: FloatArray, w: FloatArray) -> FloatArray:
 _CHI2_1_MEDIAN = 0.454936423119572
 
 
-def _median_tau2(x: FloatArray, y: FloatArray, v: FloatArray) -> float:
-    """Between-cell variance ``tau^2`` of a random-effects regression, robustly.
+def _tau2(x: FloatArray, y: FloatArray, v: FloatArray, *, robust: bool) -> float:
+    """Between-cell variance ``tau^2`` of a random-effects regression (Paule-Mandel).
 
-    The ``tau^2`` at which the median of the squared standardised residuals
-    ``(y - x theta)^2 / (v + tau^2)``, with ``theta`` the weighted least-squares fit under
-    weights ``1 / (v + tau^2)``, equals the median of a chi-square with one degree of
-    freedom (a median version of the Paule-Mandel estimator, insensitive to a few cells
-    whose sampling variance ``v`` is understated). Bisection on a log scale.
+    The ``tau^2`` at which the standardised squared residuals ``(y - x theta)^2 / (v +
+    tau^2)``, with ``theta`` the weighted least-squares fit under weights ``1 / (v +
+    tau^2)``, have their expected size: sum equal to the residual degrees of freedom
+    (Paule and Mandel, 1982), or with ``robust=True`` median equal to a chi-square(1)'s
+    median (insensitive to cells whose sampling variance ``v`` is understated).
+    Bisection; 0 when the residuals are no larger than ``v`` explains.
     """
+    dof = len(y) - int(np.linalg.matrix_rank(x))
+    if dof <= 0:
+        return 0.0
 
     def excess(t: float) -> float:
         w = 1.0 / (v + t)
-        r = y - x @ _wls(x, y, w)
-        return float(np.median(w * r**2)) - _CHI2_1_MEDIAN
+        z = w * (y - x @ _wls(x, y, w)) ** 2
+        return float(np.median(z)) - _CHI2_1_MEDIAN if robust else float(z.sum()) - dof
 
-    if len(y) <= x.shape[1] or excess(0.0) <= 0:
+    if excess(0.0) <= 0:
         return 0.0
     hi = float(np.var(y)) + 1e-12
     while excess(hi) > 0 and hi < 1e12:
@@ -427,15 +431,16 @@ class StructuralPQR(TabularPQR):
         u ~ (0, tau^2),  e ~ (0, v(s, a)),
 
     with ``v`` the cell's first-order sampling variance (see Notes) and ``tau^2`` the
-    misspecification variance, estimated robustly (median Paule-Mandel). ``theta`` is the
-    weighted least-squares fit with weights ``1 / (v + tau^2)``: with little data these
-    are close to the cells' observation counts (occupancy weights, efficient under a
-    correct specification); with much data they become equal across cells (the
-    unweighted projection, which minimises the error over all pairs). The reward of an
-    observed cell is then the empirical-Bayes (best linear unbiased) prediction
-    ``features @ theta + tau^2 / (tau^2 + v) (target - features @ theta)``, so
-    well-observed cells follow their own data where the specification is off, and cells
-    never observed (or with ``shrinkage=False``, every cell) get ``features @ theta``.
+    misspecification variance. ``theta`` is the weighted least-squares fit with weights
+    ``1 / (v + tau^2)``, ``tau^2`` by Paule-Mandel: with little data these are close to
+    the cells' observation counts (occupancy weights, efficient under a correct
+    specification); with much data they become equal across cells (the unweighted
+    projection, which minimises the error over all pairs). The reward of an observed cell
+    is then the empirical-Bayes prediction ``features @ theta + tau^2 / (tau^2 + v)
+    (target - features @ theta)`` with the robust (median) Paule-Mandel ``tau^2``, so
+    well-observed cells follow their own data where the specification is off and cells
+    whose ``v`` is understated do not; cells never observed (or with
+    ``shrinkage=False``, every cell) get ``features @ theta``.
 
     Parameters
     ----------
@@ -449,8 +454,14 @@ class StructuralPQR(TabularPQR):
         :func:`~memberlab.choice.linear_features` by default.
     shrinkage : bool, default True
         Add the empirical-Bayes cell effects; ``False`` gives the pure structural reward.
-    smoothing : float, default 0.5
-        Pseudo-count of the P step, as :class:`TabularPQR`.
+    smoothing : float, default 0.05
+        Pseudo-count of the P step, as :class:`TabularPQR`. Smaller than tabular PQR's
+        0.5: here the variance of sparse cells is handled by the weights, while the
+        smoothing's bias (it pulls rarely chosen probabilities toward uniform, and the
+        anchor's ``log pi`` enters every continuation value) is shared by many cells and
+        does not average out. Measured on the membership environment (6-10 seeds): the
+        all-pairs error falls from 0.5 to 0.05 by 8% at 10^4 and 10^5 member-months and
+        the occupancy-weighted error is unchanged.
     clip : float, default 1e-6
     transitions : ndarray of shape (n_actions, n_states, n_states), optional
 
@@ -458,9 +469,10 @@ class StructuralPQR(TabularPQR):
     -----
     Results carry ``estimator="pqr"``, ``params`` (``theta``), ``se`` (random-effects
     covariance ``(X' W X)^{-1}``; the first stages' noise enters only through ``v``),
-    ``param_names`` and ``info["tau2"]``. ``q``, ``policy`` and ``values`` are those of the
-    model solved under the estimated rewards (as for CCP and NFXP), and ``loglik`` the
-    choices' log-likelihood under it plus the transitions'.
+    ``param_names``, ``info["tau2"]`` (cell effects) and ``info["tau2_weights"]``.
+    ``q``, ``policy`` and ``values`` are those of the model solved under the estimated
+    rewards (as for CCP and NFXP), and ``loglik`` the choices' log-likelihood under it
+    plus the transitions'.
 
     The sampling variance ``v`` of a cell's target is a delta-method approximation that
     treats errors in different states as independent: the multinomial variance of the
@@ -479,7 +491,7 @@ class StructuralPQR(TabularPQR):
         anchor_reward: float = 0.0,
         features: Any = None,
         shrinkage: bool = True,
-        smoothing: float = 0.5,
+        smoothing: float = 0.05,
         clip: float = 1e-6,
         transitions: FloatArray | None = None,
     ) -> None:
@@ -516,8 +528,12 @@ class StructuralPQR(TabularPQR):
                 "no observed transition after a non-anchor action in a state where the "
                 "anchor is feasible; the rewards cannot be estimated."
             )
-        tau2 = _median_tau2(x, y, v)
-        wts = 1.0 / (v + tau2)
+        # theta: Paule-Mandel tau^2 (weights tend to equal as data grow: the all-pairs
+        # projection); cell effects: the robust median version (a few cells with
+        # understated v must not let noisy tabular targets through)
+        tau2_w = _tau2(x, y, v, robust=False)
+        tau2 = _tau2(x, y, v, robust=True)
+        wts = 1.0 / (v + tau2_w)
         theta = _wls(x, y, wts)
         cov = np.asarray(np.linalg.pinv((x * wts[:, None]).T @ x), dtype=float)
         rewards = np.where(feas, feats @ theta, 0.0)
@@ -549,7 +565,12 @@ class StructuralPQR(TabularPQR):
             param_names=list(names),
             loglik=ll,
             converged=bool(sol.converged),
-            info={"tau2": tau2, "n_cells": len(y), "shrinkage": bool(self.shrinkage)},
+            info={
+                "tau2": tau2,
+                "tau2_weights": tau2_w,
+                "n_cells": len(y),
+                "shrinkage": bool(self.shrinkage),
+            },
         )
 
 
