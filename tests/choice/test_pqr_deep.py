@@ -12,6 +12,20 @@ import numpy as np
 import pytest
 
 from memberlab.choice import BusEnv, Panel, deep_pqr
+from memberlab.choice._deep import HeldOutMLPClassifier
+
+
+def test_held_out_classifier_stops_on_log_loss() -> None:
+    """A logistic truth (seed 4, 3,000 rows): probabilities within 0.05 on average."""
+    g = np.random.default_rng(4)
+    x = g.uniform(-3, 3, (3000, 1))
+    p = 1 / (1 + np.exp(-2 * x[:, 0]))
+    y = (g.random(3000) < p).astype(int)
+    clf = HeldOutMLPClassifier(hidden_layer_sizes=(16,), random_state=0).fit(x, y)
+    assert clf.n_iter_ < 200 and np.isfinite(clf.best_validation_loss_)
+    assert np.abs(clf.predict_proba(x)[:, 1] - p).mean() < 0.05
+    with pytest.raises(ValueError, match=r"validation_fraction == 1\.5"):
+        HeldOutMLPClassifier(validation_fraction=1.5).fit(x, y)
 
 
 def test_bus_env_matches_the_description() -> None:
@@ -34,8 +48,8 @@ def test_bus_env_matches_the_description() -> None:
 def test_deep_pqr_recovers_the_bus_reward() -> None:
     """5,000 transitions, seed 0, networks seeded with rng=0 (default settings).
 
-    Measured squared error 0.77 (coefficients 4.16, -0.77, 0.03, 0.01). Tolerance: below
-    1.5, and the noise coefficients below 0.25 in absolute value.
+    Measured squared error 0.25 (coefficients 4.57, -0.75, 0.06, 0.01). Tolerance: below
+    0.6, and the noise coefficients below 0.2 in absolute value.
     """
     env = BusEnv()
     frame = env.simulate(5000, rng=0)
@@ -55,6 +69,6 @@ def test_deep_pqr_recovers_the_bus_reward() -> None:
     x = panel.states[env.state_cols].to_numpy(float)
     coef = np.linalg.lstsq(np.column_stack([np.ones(len(x)), x]), res.rewards[:, 1], rcond=None)[0]
     err = float(((coef - env.true_coef) ** 2).sum())
-    assert err < 1.5, (err, coef)
-    assert np.abs(coef[2:]).max() < 0.25, coef
+    assert err < 0.6, (err, coef)
+    assert np.abs(coef[2:]).max() < 0.2, coef
     assert (res.rewards[:, 0] == 0).all()
