@@ -215,7 +215,7 @@ def run_bus(seeds: list[int], width: float) -> None:
         + " | seed ".join(str(s) for s in seeds)
         + " | mean | mean coefficients (const, s0, s1, s2) | seconds per fit |"
     )
-    print("| --- " * (len(seeds) + 5) + "|")
+    print("| --- " * (len(seeds) + 4) + "|")
     for k in names:
         c = np.mean(coefs[k], axis=0)
         print(
