@@ -15,6 +15,7 @@ and Rust's (1987) bus-engine data.
 True
 """
 
+from memberlab.choice._bus import BusEnv
 from memberlab.choice._counterfactual import (
     CounterfactualResult,
     bootstrap,
@@ -25,10 +26,12 @@ from memberlab.choice._counterfactual import (
     reward_shift,
     value_benefits,
 )
+from memberlab.choice._deep import deep_pqr
 from memberlab.choice._env import MembershipEnv, sample_next
+from memberlab.choice._estimators import ESTIMATORS, make_estimator
 from memberlab.choice._panel import Panel, estimate_transitions, read_panel
 from memberlab.choice._parametric import CCP, NFXP, linear_features
-from memberlab.choice._pqr import PQR, TabularPQR, pqr_tabular
+from memberlab.choice._pqr import PQR, StructuralPQR, TabularPQR, pqr_tabular
 from memberlab.choice._results import SCHEMA_VERSION, ChoiceResults
 from memberlab.choice._rust import (
     RustData,
@@ -43,9 +46,11 @@ from memberlab.choice._solve import Solution, solve_values
 
 __all__ = [
     "CCP",
+    "ESTIMATORS",
     "NFXP",
     "PQR",
     "SCHEMA_VERSION",
+    "BusEnv",
     "ChoiceResults",
     "CounterfactualResult",
     "MembershipEnv",
@@ -54,13 +59,16 @@ __all__ = [
     "RustPQR",
     "RustResults",
     "Solution",
+    "StructuralPQR",
     "TabularPQR",
     "bootstrap",
     "counterfactual",
+    "deep_pqr",
     "estimate_transitions",
     "fit_rust",
     "linear_features",
     "load_rust_bus",
+    "make_estimator",
     "pqr_tabular",
     "price_shift",
     "propagate_shares",

@@ -12,6 +12,17 @@ States where the anchor is infeasible but one action is (a member locked into an
 term) have their reward pinned to 0 and ``V(s) = Q(s, forced)``; states where the anchor
 is infeasible and several actions are feasible are not identified and raise
 :class:`~memberlab.AnchorSupportError`.
+
+Three estimators share these steps:
+
+- :class:`StructuralPQR` (``"pqr"``, the default): tabular P and Q steps on a discrete
+  state space, and an R step that regresses the per-cell tabular targets on the same
+  structural reward the CCP and NFXP baselines use
+  (:func:`~memberlab.choice.linear_features`: per non-anchor action an intercept, one-hot
+  categorical and linear numeric state terms), with empirical-Bayes cell effects;
+- :class:`TabularPQR` (``"pqr-tabular"``): every (state, action) cell on its own;
+- :class:`PQR` (``"pqr-fa"``): pluggable learners for each step, for large or
+  continuous state spaces.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ from memberlab.choice._panel import Panel, estimate_transitions
 from memberlab.choice._results import ChoiceResults
 from memberlab.choice._solve import small_blas
 
-__all__ = ["PQR", "TabularPQR", "pqr_tabular"]
+__all__ = ["PQR", "StructuralPQR", "TabularPQR", "pqr_tabular"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +144,52 @@ def _check_hyper(discount: float, clip: float) -> None:
         raise ValueError(f"clip == {clip}, must be in (0, 0.5).")
 
 
+def check_anchor_support(
+    panel: Panel,
+    anchor: int,
+    counts: FloatArray,
+    policy: FloatArray,
+    *,
+    min_anchor_share: float = 0.02,
+    max_unsupported: float = 0.05,
+    support_min_count: int = 30,
+) -> None:
+    """Raise :class:`AnchorSupportError` where the anchor has no support in the data.
+
+    A state is unsupported if the anchor is feasible there and never chosen among at least
+    ``support_min_count`` decisions, or its estimated ``pi(a0 | s) < min_anchor_share /
+    10``; fails if more than ``max_unsupported`` of the decisions in anchor-feasible
+    states sit in unsupported states.
+    """
+    af = panel.feasible[:, anchor]
+    label = panel.actions[anchor]
+    n_dec = counts.sum(axis=1)
+    in_af = af & (n_dec > 0)
+    total = float(n_dec[in_af].sum())
+    if total == 0:
+        raise AnchorSupportError(f"no decision in a state where {label!r} is feasible.")
+    never = in_af & (counts[:, anchor] == 0) & (n_dec >= support_min_count)
+    thin = in_af & (policy[:, anchor] < min_anchor_share / 10)
+    bad = never | thin
+    frac = float(n_dec[bad].sum()) / total
+    if frac > max_unsupported:
+        rows = panel.states.iloc[np.flatnonzero(bad)[:3]].to_dict("records")
+        raise AnchorSupportError(
+            f"the anchor {label!r} has no support for {frac:.1%} of decisions "
+            f"(max_unsupported={max_unsupported}), e.g. in states {rows}: it is never "
+            "chosen there or its estimated probability is below "
+            f"{min_anchor_share / 10:g}. PQR needs the anchor chosen wherever it is "
+            "feasible; choose another anchor or pool states."
+        )
+
+
 class TabularPQR:
-    """Exact tabular PQR on a discrete state space.
+    """Tabular PQR on a discrete state space: every (state, action) cell on its own.
+
+    Results carry ``estimator="pqr-tabular"``. With the true policy and transitions it
+    recovers the (normalised) rewards to machine precision; on data, cells chosen a few
+    times get noisy rewards and cells never chosen get none worth the name:
+    :class:`StructuralPQR` (the default ``"pqr"``) shares a structural reward instead.
 
     Parameters
     ----------
@@ -142,14 +197,25 @@ class TabularPQR:
         Label of the anchor action (reward known).
     discount : float in [0, 1)
     anchor_reward : float, default 0
-    smoothing : float, default 0
-        Pseudo-count added to each feasible action's count before the policy estimate.
+    smoothing : float, default 0.5
+        Pseudo-count added to each feasible action's count before the policy estimate
+        (0.5: the Jeffreys prior; 0 needs the anchor chosen in every observed state where
+        it is feasible).
     clip : float, default 1e-6
         Probabilities are clipped below at ``clip`` and renormalised.
     transitions : ndarray of shape (n_actions, n_states, n_states), optional
         Known transitions on the panel's state table; estimated by frequency if not
         given.
+
+    Raises
+    ------
+    AnchorSupportError
+        From ``fit``, where the anchor has no support: with ``smoothing=0`` if it is never
+        chosen in an observed state where it is feasible; otherwise as
+        :func:`check_anchor_support` (defaults).
     """
+
+    _name = "pqr-tabular"
 
     def __init__(
         self,
@@ -157,7 +223,7 @@ class TabularPQR:
         anchor: Any,
         discount: float,
         anchor_reward: float = 0.0,
-        smoothing: float = 0.0,
+        smoothing: float = 0.5,
         clip: float = 1e-6,
         transitions: FloatArray | None = None,
     ) -> None:
@@ -173,9 +239,15 @@ class TabularPQR:
         with small_blas(panel.n_states):
             return self._fit(panel, policy)
 
-    def _fit(self, panel: Panel, policy: FloatArray | None) -> ChoiceResults:
+    def _pq_steps(
+        self, panel: Panel, policy: FloatArray | None
+    ) -> tuple[int, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Validate, then the tabular P and Q steps (and the tabular R step).
+
+        Returns ``(anchor code, policy, transitions, tabular rewards, q, values)``.
+        """
         _check_hyper(self.discount, self.clip)
-        if self.smoothing < 0:
+        if not self.smoothing >= 0:
             raise ValueError(f"smoothing == {self.smoothing}, must be >= 0.")
         a0 = panel.check_anchor(self.anchor)
         counts = panel.counts()
@@ -197,17 +269,284 @@ class TabularPQR:
             want = (panel.n_actions, panel.n_states, panel.n_states)
             if trans.shape != want:
                 raise DataValidationError(f"transitions has shape {trans.shape}, must be {want}.")
-        pol = (
-            _frequency_policy(counts, feas, self.smoothing, self.clip)
-            if policy is None
-            else np.asarray(policy, dtype=float)
-        )
+        if policy is None:
+            pol = _frequency_policy(counts, feas, self.smoothing, self.clip)
+            check_anchor_support(panel, a0, counts, pol)
+        else:
+            pol = np.asarray(policy, dtype=float)
         rewards, q, values = pqr_tabular(
             pol, trans, feas, a0, self.discount, anchor_reward=self.anchor_reward
         )
+        return a0, pol, trans, rewards, q, values
+
+    def _fit(self, panel: Panel, policy: FloatArray | None) -> ChoiceResults:
+        a0, pol, trans, rewards, q, values = self._pq_steps(panel, policy)
         ll = _choice_loglik(panel, pol) + _transition_loglik(panel, trans)
         return ChoiceResults(
-            estimator="pqr",
+            estimator=self._name,
+            actions=list(panel.actions),
+            anchor=panel.actions[a0],
+            anchor_reward=float(self.anchor_reward),
+            discount=self.discount,
+            states=panel.states,
+            feasible=panel.feasible,
+            rewards=rewards,
+            q=q,
+            policy=pol,
+            values=values,
+            transitions=trans,
+            counts=panel.counts(),
+            first_states=panel.first_states(),
+            loglik=ll,
+            converged=True,
+        )
+
+
+def _wls(x: FloatArray, y: FloatArray, w: FloatArray) -> FloatArray:
+    sw = np.sqrt(w)
+    return np.asarray(np.linalg.lstsq(x * sw[:, None], y * sw, rcond=None)[0], dtype=float)
+
+
+# median of a chi-square with one degree of freedom
+_CHI2_1_MEDIAN = 0.454936423119572
+
+
+def _tau2(x: FloatArray, y: FloatArray, v: FloatArray, *, robust: bool) -> float:
+    """Between-cell variance ``tau^2`` of a random-effects regression (Paule-Mandel).
+
+    The ``tau^2`` at which the standardised squared residuals ``(y - x theta)^2 / (v +
+    tau^2)``, with ``theta`` the weighted least-squares fit under weights ``1 / (v +
+    tau^2)``, have their expected size: sum equal to the residual degrees of freedom
+    (Paule and Mandel, 1982), or with ``robust=True`` median equal to a chi-square(1)'s
+    median (insensitive to cells whose sampling variance ``v`` is understated).
+    Bisection; 0 when the residuals are no larger than ``v`` explains.
+    """
+    dof = len(y) - int(np.linalg.matrix_rank(x))
+    if dof <= 0:
+        return 0.0
+
+    def excess(t: float) -> float:
+        w = 1.0 / (v + t)
+        z = w * (y - x @ _wls(x, y, w)) ** 2
+        return float(np.median(z)) - _CHI2_1_MEDIAN if robust else float(z.sum()) - dof
+
+    if excess(0.0) <= 0:
+        return 0.0
+    hi = float(np.var(y)) + 1e-12
+    while excess(hi) > 0 and hi < 1e12:
+        hi *= 4.0
+    lo = 0.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if excess(mid) > 0:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-6 * hi:
+            break
+    return 0.5 * (lo + hi)
+
+
+def _cell_variances(
+    panel: Panel,
+    a0: int,
+    counts: FloatArray,
+    transitions: FloatArray,
+    q: FloatArray,
+    values: FloatArray,
+    smoothing: float,
+    discount: float,
+) -> tuple[FloatArray, FloatArray]:
+    """Per-cell observed transitions and the sampling variance of the tabular reward.
+
+    First-order (delta method) variance of ``r(s, a) = W(s) + log pi(a|s) - log
+    pi(a0|s) - beta mean V(s')`` treating errors in different states as independent:
+    multinomial variance of the log odds; the variance of the mean of ``beta V(s')`` over
+    the cell's observed transitions (pooled within-cell variance per action); the variance
+    of the anchor's ``W(s)`` and of ``V(s')`` at next states, propagated through the
+    anchor's own contraction. ``W(s)`` at states without an anchor transition (copied from
+    a neighbour) get the variance of ``W`` across states.
+
+    Returns
+    -------
+    n_transitions : ndarray of shape (n_states, n_actions)
+    variance : ndarray of shape (n_states, n_actions), ``inf`` where no transition
+    """
+    feas = panel.feasible
+    n_s, n_a = feas.shape
+    af, sel = _selection(feas, a0)
+    ok = panel.next_state >= 0
+    s, a, s1 = panel.state[ok], panel.action[ok], panel.next_state[ok]
+    m = np.zeros((n_s, n_a))
+    np.add.at(m, (s, a), 1.0)
+    bv = discount * values[s1]
+    sum1 = np.zeros((n_s, n_a))
+    sum2 = np.zeros((n_s, n_a))
+    np.add.at(sum1, (s, a), bv)
+    np.add.at(sum2, (s, a), bv**2)
+    mean = sum1 / np.maximum(m, 1.0)
+    ss = np.maximum(sum2 - m * mean**2, 0.0)
+    dof = np.maximum(m - 1.0, 0.0).sum(axis=0)
+    pooled = ss.sum(axis=0) / np.maximum(dof, 1.0)
+    with np.errstate(divide="ignore"):
+        t_var = np.where(m > 0, pooled[None, :] / np.maximum(m, 1.0), np.inf)
+    nf = feas.sum(axis=1)
+    c = smoothing
+    n0 = counts[:, a0]
+    tot = counts.sum(axis=1)
+    with np.errstate(divide="ignore"):
+        var_lp0 = np.where(
+            af,
+            np.maximum(
+                1.0 / np.maximum(n0 + c, 1e-12) - 1.0 / np.maximum(tot + nf * c, 1e-12), 0.0
+            ),
+            0.0,
+        )
+    rows = np.arange(n_s)
+    t_sel = t_var[rows, sel]
+    have = np.isfinite(t_sel)
+    w_sel = q[rows, sel]
+    prior = float(np.var(w_sel[have])) if have.sum() > 1 else 1.0
+    u_w = np.where(have, t_sel, prior)
+    p2 = transitions[sel, rows] ** 2
+    b2 = discount**2
+    var_w = scipy.linalg.solve(np.eye(n_s) - b2 * p2, u_w + b2 * p2 @ var_lp0)
+    var_v = var_w + var_lp0
+    log_odds = 1.0 / np.maximum(counts + c, 1e-12) + (1.0 / np.maximum(n0 + c, 1e-12))[:, None]
+    nxt = b2 * np.einsum("ast,t->sa", transitions**2, var_v)
+    var = log_odds + t_var + var_w[:, None] + nxt
+    return m, var
+
+
+class StructuralPQR(TabularPQR):
+    """PQR with tabular P and Q steps and a structural reward: the default ``"pqr"``.
+
+    The R step regresses the tabular targets ``Q(s, a) - beta mean V(s')`` of each
+    observed (state, non-anchor action) cell on reward features, the same specification
+    as the CCP and NFXP baselines (:func:`~memberlab.choice.linear_features` by default:
+    per non-anchor action an intercept, one-hot categorical and linear numeric state
+    terms; single-action states pinned at 0), as a random-effects regression::
+
+        target(s, a) = features(s, a) @ theta + u(s, a) + e(s, a),
+        u ~ (0, tau^2),  e ~ (0, v(s, a)),
+
+    with ``v`` the cell's first-order sampling variance (see Notes) and ``tau^2`` the
+    misspecification variance. ``theta`` is the weighted least-squares fit with weights
+    ``1 / (v + tau^2)``, ``tau^2`` by Paule-Mandel: with little data these are close to
+    the cells' observation counts (occupancy weights, efficient under a correct
+    specification); with much data they become equal across cells (the unweighted
+    projection, which minimises the error over all pairs). The reward of an observed cell
+    is then the empirical-Bayes prediction ``features @ theta + tau^2 / (tau^2 + v)
+    (target - features @ theta)`` with the robust (median) Paule-Mandel ``tau^2``, so
+    well-observed cells follow their own data where the specification is off and cells
+    whose ``v`` is understated do not; cells never observed (or with
+    ``shrinkage=False``, every cell) get ``features @ theta``.
+
+    Parameters
+    ----------
+    anchor : Any
+        Label of the anchor action.
+    discount : float in [0, 1)
+    anchor_reward : float, default 0
+    features : callable, optional
+        ``features(panel) -> (array (n_states, n_actions, n_params), names)`` with the
+        anchor's features zero, as for :class:`~memberlab.choice.CCP`;
+        :func:`~memberlab.choice.linear_features` by default.
+    shrinkage : bool, default True
+        Add the empirical-Bayes cell effects; ``False`` gives the pure structural reward.
+    smoothing : float, default 0.05
+        Pseudo-count of the P step, as :class:`TabularPQR`. Smaller than tabular PQR's
+        0.5: here the variance of sparse cells is handled by the weights, while the
+        smoothing's bias (it pulls rarely chosen probabilities toward uniform, and the
+        anchor's ``log pi`` enters every continuation value) is shared by many cells and
+        does not average out. Measured on the membership environment (6-10 seeds): the
+        all-pairs error falls from 0.5 to 0.05 by 8% at 10^4 and 10^5 member-months and
+        the occupancy-weighted error is unchanged.
+    clip : float, default 1e-6
+    transitions : ndarray of shape (n_actions, n_states, n_states), optional
+
+    Notes
+    -----
+    Results carry ``estimator="pqr"``, ``params`` (``theta``), ``se`` (random-effects
+    covariance ``(X' W X)^{-1}``; the first stages' noise enters only through ``v``),
+    ``param_names``, ``info["tau2"]`` (cell effects) and ``info["tau2_weights"]``.
+    ``q``, ``policy`` and ``values`` are those of the model solved under the estimated
+    rewards (as for CCP and NFXP), and ``loglik`` the choices' log-likelihood under it
+    plus the transitions'.
+
+    The sampling variance ``v`` of a cell's target is a delta-method approximation that
+    treats errors in different states as independent: the multinomial variance of the
+    log odds ``log pi(a|s) - log pi(a0|s)``, the variance of the mean of ``beta V(s')``
+    over the cell's observed transitions, and the variances of the anchor's ``W(s)`` and
+    of ``V(s')`` propagated through the anchor's contraction.
+    """
+
+    _name = "pqr"
+
+    def __init__(
+        self,
+        *,
+        anchor: Any,
+        discount: float,
+        anchor_reward: float = 0.0,
+        features: Any = None,
+        shrinkage: bool = True,
+        smoothing: float = 0.05,
+        clip: float = 1e-6,
+        transitions: FloatArray | None = None,
+    ) -> None:
+        super().__init__(
+            anchor=anchor,
+            discount=discount,
+            anchor_reward=anchor_reward,
+            smoothing=smoothing,
+            clip=clip,
+            transitions=transitions,
+        )
+        self.features = features
+        self.shrinkage = shrinkage
+
+    def _fit(self, panel: Panel, policy: FloatArray | None) -> ChoiceResults:
+        # imported here: _parametric imports this module
+        from memberlab.choice._parametric import _features
+        from memberlab.choice._solve import solve_values
+
+        a0, _, trans, tab, q, values = self._pq_steps(panel, policy)
+        feats, names = _features(panel, self.anchor, self.features)
+        feas = panel.feasible
+        counts = panel.counts()
+        m, var = _cell_variances(
+            panel, a0, counts, trans, q, values, float(self.smoothing), self.discount
+        )
+        af = feas[:, a0]
+        cells = (m > 0) & feas & (af & (feas.sum(axis=1) > 1))[:, None]
+        cells[:, a0] = False
+        si, ai = np.nonzero(cells)
+        x, y, v = feats[si, ai], tab[si, ai], var[si, ai]
+        if len(y) == 0:
+            raise AnchorSupportError(
+                "no observed transition after a non-anchor action in a state where the "
+                "anchor is feasible; the rewards cannot be estimated."
+            )
+        # theta: Paule-Mandel tau^2 (weights tend to equal as data grow: the all-pairs
+        # projection); cell effects: the robust median version (a few cells with
+        # understated v must not let noisy tabular targets through)
+        tau2_w = _tau2(x, y, v, robust=False)
+        tau2 = _tau2(x, y, v, robust=True)
+        wts = 1.0 / (v + tau2_w)
+        theta = _wls(x, y, wts)
+        cov = np.asarray(np.linalg.pinv((x * wts[:, None]).T @ x), dtype=float)
+        rewards = np.where(feas, feats @ theta, 0.0)
+        if self.shrinkage and tau2 > 0:
+            fitted = rewards[si, ai]
+            rewards[si, ai] = fitted + tau2 / (tau2 + v) * (y - fitted)
+        rewards[af, a0] = self.anchor_reward
+        sol = solve_values(rewards, trans, feas, self.discount)
+        with np.errstate(divide="ignore"):
+            logp = np.where(feas, np.log(np.maximum(sol.policy, 1e-300)), 0.0)
+        ll = float((counts * logp).sum()) + _transition_loglik(panel, trans)
+        return ChoiceResults(
+            estimator=self._name,
             actions=list(panel.actions),
             anchor=panel.actions[a0],
             anchor_reward=float(self.anchor_reward),
@@ -215,14 +554,23 @@ class TabularPQR:
             states=panel.states,
             feasible=feas,
             rewards=rewards,
-            q=q,
-            policy=pol,
-            values=values,
+            q=sol.q,
+            policy=sol.policy,
+            values=sol.values,
             transitions=trans,
             counts=counts,
             first_states=panel.first_states(),
+            params=theta,
+            se=np.sqrt(np.abs(np.diag(cov))),
+            param_names=list(names),
             loglik=ll,
-            converged=True,
+            converged=bool(sol.converged),
+            info={
+                "tau2": tau2,
+                "tau2_weights": tau2_w,
+                "n_cells": len(y),
+                "shrinkage": bool(self.shrinkage),
+            },
         )
 
 
@@ -404,7 +752,15 @@ class PQR:
         proba[:, classes] = pl.predict_proba(x)
         pol = np.where(feas, np.maximum(proba, self.clip), 0.0)
         pol /= pol.sum(axis=1, keepdims=True)
-        self._check_support(panel, a0, counts, pol, af)
+        check_anchor_support(
+            panel,
+            a0,
+            counts,
+            pol,
+            min_anchor_share=self.min_anchor_share,
+            max_unsupported=self.max_unsupported,
+            support_min_count=self.support_min_count,
+        )
 
         # (Q) fitted Q iteration on anchor (or forced) transitions, frozen targets
         ok = panel.next_state >= 0
@@ -490,25 +846,3 @@ class PQR:
             converged=converged,
             info={"n_q_iter": it},
         )
-
-    def _check_support(
-        self, panel: Panel, a0: int, counts: FloatArray, pol: FloatArray, af: BoolArray
-    ) -> None:
-        n_dec = counts.sum(axis=1)
-        in_af = af & (n_dec > 0)
-        total = float(n_dec[in_af].sum())
-        if total == 0:
-            raise AnchorSupportError(f"no decision in a state where {self.anchor!r} is feasible.")
-        never = in_af & (counts[:, a0] == 0) & (n_dec >= self.support_min_count)
-        thin = in_af & (pol[:, a0] < self.min_anchor_share / 10)
-        bad = never | thin
-        frac = float(n_dec[bad].sum()) / total
-        if frac > self.max_unsupported:
-            rows = panel.states.iloc[np.flatnonzero(bad)[:3]].to_dict("records")
-            raise AnchorSupportError(
-                f"the anchor {self.anchor!r} has no support for {frac:.1%} of decisions "
-                f"(max_unsupported={self.max_unsupported}), e.g. in states {rows}: it is never "
-                "chosen there or its fitted probability is below "
-                f"{self.min_anchor_share / 10:g}. PQR needs the anchor chosen wherever it is "
-                "feasible; choose another anchor or pool states."
-            )

@@ -17,7 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-_ESTIMATORS = ("pqr", "pqr-fa", "ccp", "nfxp")
+_ESTIMATORS = ("pqr", "pqr-tabular", "pqr-fa", "ccp", "nfxp")
 
 
 def _fail(message: str) -> None:
@@ -66,7 +66,9 @@ def fit(
     action: str = typer.Option(..., "--action", help="Action column."),
     anchor: str = typer.Option(..., "--anchor", help="Anchor action (reward fixed at 0)."),
     discount: float = typer.Option(..., "--discount", help="Discount factor in [0, 1)."),
-    estimator: str = typer.Option("pqr", "--estimator", help="pqr, pqr-fa, ccp or nfxp."),
+    estimator: str = typer.Option(
+        "pqr", "--estimator", help="pqr, pqr-tabular, pqr-fa, ccp or nfxp."
+    ),
     out: Path = typer.Option(..., "--out", help="Output directory."),
     feasible: str = typer.Option(
         "", "--feasible", help="Column of '|'-separated feasible actions per row (optional)."
@@ -81,7 +83,7 @@ def fit(
     CCP and NFXP use a linear-in-state-features reward per non-anchor action (an
     intercept and one slope per state column; categorical columns one-hot coded).
     """
-    from memberlab.choice import CCP, NFXP, PQR, Panel, TabularPQR, read_panel
+    from memberlab.choice import CCP, NFXP, PQR, Panel, StructuralPQR, TabularPQR, read_panel
 
     if estimator not in _ESTIMATORS:
         _fail(f"estimator == {estimator!r}, must be one of {', '.join(_ESTIMATORS)}.")
@@ -99,6 +101,8 @@ def fit(
             )
         est: Any
         if estimator == "pqr":
+            est = StructuralPQR(anchor=anchor, discount=discount, smoothing=smoothing)
+        elif estimator == "pqr-tabular":
             est = TabularPQR(anchor=anchor, discount=discount, smoothing=smoothing)
         elif estimator == "pqr-fa":
             est = PQR(anchor=anchor, discount=discount, rng=seed)
