@@ -16,9 +16,15 @@ True
 """
 
 from memberlab.choice._counterfactual import (
+    DEFAULT_ALPHA,
+    DEFAULT_MEMBERS,
+    DEFAULT_MONTHS,
     CounterfactualResult,
+    PriceChange,
     bootstrap,
     counterfactual,
+    price_coefficient,
+    price_elasticities,
     price_shift,
     propagate_shares,
     reward_intervals,
@@ -43,6 +49,9 @@ from memberlab.choice._solve import Solution, solve_values
 
 __all__ = [
     "CCP",
+    "DEFAULT_ALPHA",
+    "DEFAULT_MEMBERS",
+    "DEFAULT_MONTHS",
     "NFXP",
     "PQR",
     "SCHEMA_VERSION",
@@ -50,6 +59,7 @@ __all__ = [
     "CounterfactualResult",
     "MembershipEnv",
     "Panel",
+    "PriceChange",
     "RustData",
     "RustPQR",
     "RustResults",
@@ -62,6 +72,8 @@ __all__ = [
     "linear_features",
     "load_rust_bus",
     "pqr_tabular",
+    "price_coefficient",
+    "price_elasticities",
     "price_shift",
     "propagate_shares",
     "read_panel",
