@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +32,12 @@ __all__ = [
     "DEFAULT_MEMBERS",
     "DEFAULT_MONTHS",
     "DEFAULT_N_BOOT",
+    "Changes",
     "CounterfactualResult",
     "PriceChange",
     "bootstrap",
     "counterfactual",
+    "parse_changes",
     "price_coefficient",
     "price_elasticities",
     "price_shift",
@@ -189,15 +192,25 @@ def _identified_features(results: ChoiceResults, action: Any, price: str) -> lis
     a0 = results.action_index(results.anchor)
     use = results.feasible[:, a] & results.feasible[:, a0] & (results.counts.sum(axis=1) > 0)
     states = results.states.loc[use]
+    p = states[price].to_numpy(dtype=float)
+    tss = float(((p - p.mean()) ** 2).sum())
     kept: list[str] = []
     for c in results.state_cols:
         if c == price:
             continue
         x, _ = _design(states, [*kept, c], price)
-        if np.linalg.matrix_rank(x) == x.shape[1]:
+        x = x[:, :-1]  # without the price column itself
+        fit = x @ np.linalg.lstsq(x, p, rcond=None)[0]
+        r2 = 1.0 - float(((p - fit) ** 2).sum()) / tss if tss > 0 else 1.0
+        if r2 < 0.99:
             kept.append(c)
         else:
-            logger.info("price coefficient: column %r left out (collinear with %r)", c, price)
+            warnings.warn(
+                f"price coefficient of {price!r}: state column {c!r} is left out of the "
+                f"valuation regression, it explains the price almost entirely (R^2 = {r2:.3f}); "
+                "its effect and the price's cannot be told apart.",
+                stacklevel=3,
+            )
     return kept
 
 
@@ -319,6 +332,119 @@ def _on_plan(results: ChoiceResults, anchor: int) -> FloatArray:
     tot = inflow.sum(axis=0)
     on = tot - inflow[anchor]
     return np.where(tot > 0, on / np.where(tot > 0, tot, 1.0), 0.0)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """A parsed counterfactual query: reward shifts, prices and price changes.
+
+    ``shift`` maps actions to reward deltas, ``prices`` actions to a state column or an
+    amount, ``price_change`` actions to price factors (the arguments of
+    :func:`counterfactual` of the same names).
+    """
+
+    shift: dict[str, float]
+    prices: dict[str, str | float]
+    price_change: dict[str, float]
+
+
+def _pairs(items: Sequence[str], name: str, example: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for item in items:
+        label, sep, value = str(item).partition("=")
+        if not sep or not label.strip() or not value.strip():
+            raise DataValidationError(f"{name} {item!r} must look like {example}.")
+        out.append((label.strip(), value.strip()))
+    return out
+
+
+def parse_changes(
+    results: ChoiceResults,
+    *,
+    shift: Sequence[str] = (),
+    price: Sequence[str] = (),
+    price_change: Sequence[str] = (),
+    names: tuple[str, str, str] = ("--reward-shift", "--price", "--price-change"),
+    max_shift: float = math.inf,
+) -> Changes:
+    """Parse ``ACTION=VALUE`` strings against a fitted model (the CLI's and the service's
+    counterfactual queries).
+
+    ``shift`` items are ``ACTION=DELTA`` (added to the action's reward in every state);
+    ``price`` items ``ACTION=STATE_COLUMN`` or ``ACTION=AMOUNT``; ``price_change`` items
+    ``ACTION=FACTOR`` (the action's price column times FACTOR). ``names`` are the
+    option names used in messages.
+
+    Raises
+    ------
+    DataValidationError
+        In one line: a malformed item, an unknown action, an action given twice, an
+        empty, non-numeric or non-finite value, a delta beyond ``max_shift``, a price
+        that is neither a state column nor a number, a factor that is not positive.
+    """
+    actions = [str(a) for a in results.actions]
+    n_shift, n_price, n_change = names
+
+    def known(name: str, label: str, seen: Mapping[str, Any]) -> None:
+        if label not in actions:
+            raise DataValidationError(f"{name}: action {label!r} is not among {actions}.")
+        if label in seen:
+            raise DataValidationError(f"{name}: action {label!r} is given twice.")
+
+    shifts: dict[str, float] = {}
+    for label, value in _pairs(shift, n_shift, "ACTION=DELTA (e.g. monthly=-0.3)"):
+        known(n_shift, label, shifts)
+        try:
+            delta = float(value)
+        except ValueError:
+            raise DataValidationError(
+                f"{n_shift} {label}={value}: DELTA {value!r} is not a number."
+            ) from None
+        if not math.isfinite(delta) or abs(delta) > max_shift:
+            bound = "" if math.isinf(max_shift) else f" and within [-{max_shift:g}, {max_shift:g}]"
+            raise DataValidationError(
+                f"{n_shift} {label}={value}: DELTA == {delta}, must be finite{bound}."
+            )
+        shifts[label] = delta
+    prices: dict[str, str | float] = {}
+    for label, value in _pairs(price, n_price, "ACTION=COLUMN or ACTION=AMOUNT"):
+        known(n_price, label, prices)
+        if value in results.state_cols:
+            prices[label] = value
+            continue
+        try:
+            amount = float(value)
+        except ValueError:
+            raise DataValidationError(
+                f"{n_price} {label}={value}: {value!r} is neither a state column "
+                f"({results.state_cols}) nor a number."
+            ) from None
+        if not math.isfinite(amount):
+            raise DataValidationError(f"{n_price} {label}={value}: amount must be finite.")
+        prices[label] = amount
+    changes: dict[str, float] = {}
+    for label, value in _pairs(price_change, n_change, "ACTION=FACTOR (e.g. monthly=1.2)"):
+        known(n_change, label, changes)
+        try:
+            factor = float(value)
+        except ValueError:
+            raise DataValidationError(
+                f"{n_change} {label}={value}: FACTOR {value!r} is not a number."
+            ) from None
+        if not math.isfinite(factor) or factor <= 0:
+            raise DataValidationError(
+                f"{n_change} {label}={value}: FACTOR == {factor}, must be finite and > 0."
+            )
+        spec = prices.get(label)
+        if spec is None or not isinstance(spec, str):
+            got = "no price" if spec is None else f"the fixed amount {spec!r}"
+            raise DataValidationError(
+                f"{n_change} {label}={value} needs the price of {label!r} as a state column "
+                f"of the fitted model ({n_price} {label}=COLUMN, one of {results.state_cols}); "
+                f"got {got}."
+            )
+        changes[label] = factor
+    return Changes(shift=shifts, prices=prices, price_change=changes)
 
 
 def _resolve_changes(

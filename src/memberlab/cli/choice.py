@@ -40,6 +40,22 @@ def _user_errors() -> Iterator[None]:
 
 
 @contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Show library warnings as ``warning: ...`` lines on stderr (no file paths)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            seen: set[str] = set()
+            for w in caught:
+                msg = str(w.message)
+                if msg not in seen:
+                    seen.add(msg)
+                    typer.echo(f"warning: {msg}", err=True)
+
+
+@contextmanager
 def _spinner(text: str) -> Iterator[None]:
     from rich.console import Console
 
@@ -126,86 +142,109 @@ def fit(
     typer.echo(f"wrote {out}/results.json, arrays.npz, summary.json, rewards.csv")
 
 
-def _parse_shift(items: list[str]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for item in items:
-        if "=" not in item:
-            _fail(f"--reward-shift {item!r} must look like ACTION=DELTA (e.g. monthly=0.5).")
-        label, _, value = item.partition("=")
-        try:
-            out[label.strip()] = float(value)
-        except ValueError:
-            _fail(f"--reward-shift {item!r}: DELTA {value!r} is not a number.")
-    return out
-
-
 @app.command("counterfactual")
 def counterfactual_cmd(
     directory: Path = typer.Argument(..., help="Directory written by 'memberlab choice fit'."),
     reward_shift: list[str] = typer.Option(
         [], "--reward-shift", help="ACTION=DELTA, added to the action's reward (repeatable)."
     ),
-    months: int = typer.Option(12, "--months", min=1, help="Months to simulate."),
-    members: int = typer.Option(10_000, "--members", min=1, help="Simulated members."),
+    price: list[str] = typer.Option(
+        [],
+        "--price",
+        help="ACTION=COLUMN or ACTION=AMOUNT: what a member pays for the action, a state "
+        "column of the fitted model or a fixed amount (repeatable); gives revenue.",
+    ),
+    price_change: list[str] = typer.Option(
+        [],
+        "--price-change",
+        help="ACTION=FACTOR: the action's price (a --price state column) times FACTOR; "
+        "utility through the price coefficient, revenue at the new price (repeatable).",
+    ),
+    months: int | None = typer.Option(
+        None, "--months", min=1, help="Months to simulate [default: the library's, 12]."
+    ),
+    members: int | None = typer.Option(
+        None, "--members", min=1, help="Simulated members [default: the library's, 10,000]."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of shares and revenue."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Simulate members from the panel's first-period states, baseline vs shifted rewards."""
-    from memberlab.choice import ChoiceResults, counterfactual
+    """Simulate members from the panel's first-period states: baseline against changed
+    rewards or prices (plan shares, churn and revenue by month, 95% intervals)."""
+    from memberlab.choice import (
+        DEFAULT_MEMBERS,
+        DEFAULT_MONTHS,
+        ChoiceResults,
+        counterfactual,
+        parse_changes,
+    )
 
-    shift = _parse_shift(reward_shift)
+    months = DEFAULT_MONTHS if months is None else months
+    members = DEFAULT_MEMBERS if members is None else members
     with _user_errors():
         res = ChoiceResults.load(directory)
-        for label in shift:
-            res.action_index(label)
-        with _spinner(f"simulating {members:,} members for {months} months"):
-            cf = counterfactual(res, shift, months=months, n_members=members, rng=seed)
-    table = cf.shares
+        ch = parse_changes(res, shift=reward_shift, price=price, price_change=price_change)
+        with (
+            _spinner(f"simulating {members:,} members for {months} months"),
+            _warnings_to_stderr(),
+        ):
+            cf = counterfactual(
+                res,
+                ch.shift,
+                prices=ch.prices or None,
+                price_change=ch.price_change or None,
+                months=months,
+                n_members=members,
+                rng=seed,
+            )
+        if plot is not None:
+            cf.plot(plot)
     if as_json:
-        payload = {
-            "months": months,
-            "members": members,
-            "seed": seed,
-            "reward_shift": shift,
-            "shares": [
-                {
-                    "month": int(r["month"]),
-                    "action": str(r["action"]),
-                    "baseline": float(r["baseline"]),
-                    "counterfactual": float(r["counterfactual"]),
-                    "difference": float(r["difference"]),
-                    "counterfactual_lower": float(r["counterfactual_lower"]),
-                    "counterfactual_upper": float(r["counterfactual_upper"]),
-                }
-                for r in table.to_dict("records")
-            ],
-            "churn": [
-                {
-                    "month": int(r["month"]),
-                    "scenario": str(r["scenario"]),
-                    "churn": float(r["churn"]),
-                    "revenue": float(r["revenue"]),
-                }
-                for r in cf.metrics.to_dict("records")
-            ],
-        }
+        payload = cf.to_dict()
+        payload["query"].update(
+            {"reward_shift": ch.shift, "price": ch.prices, "price_change": ch.price_change}
+        )
+        payload["query"]["seed"] = seed
         typer.echo(json.dumps(payload, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"plan shares, shift {shift}")
-    for c in ("month", "action", "baseline", "counterfactual", "difference"):
+    console = Console()
+    for c in cf.info["price_changes"]:
+        console.print(
+            f"price change: {c['action']} price ({c['price']}) x {c['factor']:g}, "
+            f"price coefficient {c['price_coef']:.4f}"
+        )
+    t = Table(title=f"plan shares (reward shift {ch.shift or 'none'})")
+    for c in ("month", "action", "baseline", "counterfactual", "difference", "95% interval"):
         t.add_column(c, justify="right")
-    for r in table.itertuples():
+    for r in cf.shares.itertuples():
         t.add_row(
             str(r.month),
             str(r.action),
             f"{r.baseline:.4f}",
             f"{r.counterfactual:.4f}",
             f"{r.difference:+.4f}",
+            f"[{r.difference_lower:+.4f}, {r.difference_upper:+.4f}]",
         )
-    Console().print(t)
+    console.print(t)
+    m = Table(title="churn and revenue per member")
+    for c in ("month", "churn base", "churn cf", "revenue base", "revenue cf"):
+        m.add_column(c, justify="right")
+    has_prices = bool(ch.prices)
+    for r in cf.months_frame().itertuples():
+        m.add_row(
+            str(r.month),
+            f"{r.churn_baseline:.4f}",
+            f"{r.churn_counterfactual:.4f}",
+            f"{r.revenue_baseline:.4f}" if has_prices else "-",
+            f"{r.revenue_counterfactual:.4f}" if has_prices else "-",
+        )
+    console.print(m)
+    if plot is not None:
+        console.print(f"wrote {plot}")
 
 
 def _parse_groups(text: str) -> tuple[int, ...]:
