@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from memberlab._errors import DataValidationError, SchemaVersionError
+from memberlab._errors import ConvergenceWarning, DataValidationError, SchemaVersionError
 from memberlab._typing import BoolArray, FloatArray, IntArray
 from memberlab.choice._solve import Solution, solve_values
 
 __all__ = ["SCHEMA_VERSION", "ChoiceResults"]
 
 SCHEMA_VERSION = 1
+#: rewards beyond this (in logit units) set ``converged`` false
+MAX_PLAUSIBLE_REWARD = 30.0
 _JSON = "results.json"
 _NPZ = "arrays.npz"
 
@@ -98,6 +101,52 @@ class ChoiceResults:
     @property
     def n_states(self) -> int:
         return len(self.states)
+
+    def check_trust(self, *, warn: bool = True) -> list[str]:
+        """Set ``converged`` false when the solution cannot be trusted; return why.
+
+        Checks: rewards finite and within ``+-MAX_PLAUSIBLE_REWARD`` (30 in logit units:
+        choice odds of e^30 between two actions are beyond any plausible scale); fitted
+        parameters finite; reasons recorded earlier by the estimator (a singular
+        information matrix, an optimiser that stopped). Each reason is kept in
+        ``info["not_trusted"]`` and, with ``warn``, issued as a
+        :class:`~memberlab.ConvergenceWarning`.
+        """
+        reasons = [str(r) for r in self.info.get("not_trusted", [])]
+        f = self.feasible
+        r = np.where(f, self.rewards, 0.0)
+        if not np.isfinite(r).all():
+            reasons.append("some estimated rewards are not finite")
+        elif f.any() and float(np.abs(r).max()) > MAX_PLAUSIBLE_REWARD:
+            s, a = np.unravel_index(int(np.argmax(np.abs(r))), r.shape)
+            state = {c: _jsonable(v) for c, v in self.states.iloc[int(s)].items()}
+            reasons.append(
+                f"reward {r[s, a]:.4g} of action {self.actions[a]!r} in state {state} is "
+                f"beyond any plausible scale (|reward| > {MAX_PLAUSIBLE_REWARD:g} in logit "
+                "units); a rare or never-chosen action, a continuous state column or "
+                "diverging coefficients"
+            )
+        if len(self.params) and not np.isfinite(self.params).all():
+            bad = [
+                n for n, v in zip(self.param_names, self.params, strict=False) if not np.isfinite(v)
+            ]
+            reasons.append(f"coefficients {bad} are not finite (diverging)")
+        seen: list[str] = []
+        for x in reasons:
+            if x not in seen:
+                seen.append(x)
+        if seen:
+            if warn:
+                for x in seen:
+                    if x not in self.info.get("not_trusted", []) or self.converged:
+                        warnings.warn(
+                            f"{self.estimator}: not converged: {x}.",
+                            ConvergenceWarning,
+                            stacklevel=2,
+                        )
+            self.converged = False
+            self.info["not_trusted"] = seen
+        return seen
 
     @property
     def state_cols(self) -> list[str]:
