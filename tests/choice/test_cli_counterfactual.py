@@ -32,6 +32,7 @@ def model(tmp_path_factory, env):  # type: ignore[no-untyped-def]
             *("choice", "fit", str(d / "panel.csv"), "--id", "member", "--time", "month"),
             *("--state", STATE, "--action", "action", "--anchor", "none"),
             *("--discount", "0.97", "--feasible", "feasible", "--out", str(d / "m")),
+            *("--smoothing", "0.5"),
         ],
     )
     assert res.exit_code == 0, res.output

@@ -34,7 +34,7 @@ from memberlab.choice._counterfactual import (
     value_benefits,
 )
 from memberlab.choice._env import MembershipEnv, sample_next
-from memberlab.choice._panel import Panel, estimate_transitions, read_panel
+from memberlab.choice._panel import Panel, apply_bins, estimate_transitions, read_panel
 from memberlab.choice._parametric import CCP, NFXP, linear_features
 from memberlab.choice._pqr import PQR, TabularPQR, pqr_tabular
 from memberlab.choice._results import SCHEMA_VERSION, ChoiceResults
@@ -68,6 +68,7 @@ __all__ = [
     "RustResults",
     "Solution",
     "TabularPQR",
+    "apply_bins",
     "bootstrap",
     "counterfactual",
     "estimate_transitions",

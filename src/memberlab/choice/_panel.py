@@ -66,15 +66,20 @@ def _periods(col: pd.Series, name: str) -> np.ndarray:
     elif pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col):
         text = col.astype(str)
         dt = None
+        best: Any = None
         for fmt in ("%Y-%m", "%Y-%m-%d", "%Y/%m", "%Y%m"):
             parsed = pd.to_datetime(text, format=fmt, errors="coerce")
             if parsed.notna().all():
                 dt = pd.DatetimeIndex(parsed)
                 break
+            if best is None or parsed.notna().sum() > best.notna().sum():
+                best = parsed
         if dt is None:
             num = pd.to_numeric(text, errors="coerce")
-            bad = num.isna().to_numpy()
-            i = int(np.argmax(bad)) if bad.any() else 0
+            if num.notna().sum() >= best.notna().sum():
+                best = num
+            bad = best.isna().to_numpy()
+            i = int(np.argmax(bad))
             raise DataValidationError(
                 f"column {name!r} must hold integer periods or dates such as '2024-01', got "
                 f"{_py(col.iloc[i])!r} at row {_py(col.index[i])!r}."

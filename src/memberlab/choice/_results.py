@@ -21,6 +21,8 @@ __all__ = ["SCHEMA_VERSION", "ChoiceResults"]
 SCHEMA_VERSION = 1
 #: rewards beyond this (in logit units) set ``converged`` false
 MAX_PLAUSIBLE_REWARD = 30.0
+#: a non-anchor action chosen fewer times than this sets ``converged`` false
+MIN_ACTION_DECISIONS = 5
 _JSON = "results.json"
 _NPZ = "arrays.npz"
 
@@ -106,7 +108,8 @@ class ChoiceResults:
         """Set ``converged`` false when the solution cannot be trusted; return why.
 
         Checks: rewards finite and within ``+-MAX_PLAUSIBLE_REWARD`` (30 in logit units:
-        choice odds of e^30 between two actions are beyond any plausible scale); fitted
+        choice odds of e^30 between two actions are beyond any plausible scale); every
+        non-anchor action chosen at least ``MIN_ACTION_DECISIONS`` (5) times; fitted
         parameters finite; reasons recorded earlier by the estimator (a singular
         information matrix, an optimiser that stopped). Each reason is kept in
         ``info["not_trusted"]`` and, with ``warn``, issued as a
@@ -126,6 +129,15 @@ class ChoiceResults:
                 "units); a rare or never-chosen action, a continuous state column or "
                 "diverging coefficients"
             )
+        chosen = self.counts.sum(axis=0)
+        for k, n in enumerate(chosen):
+            if self.actions[k] == self.anchor or not self.feasible[:, k].any():
+                continue
+            if n < MIN_ACTION_DECISIONS:
+                reasons.append(
+                    f"action {self.actions[k]!r} is chosen in only {int(n)} decision(s); its "
+                    "rewards rest on smoothing and extrapolation, not on data"
+                )
         if len(self.params) and not np.isfinite(self.params).all():
             bad = [
                 n for n, v in zip(self.param_names, self.params, strict=False) if not np.isfinite(v)
@@ -136,14 +148,16 @@ class ChoiceResults:
             if x not in seen:
                 seen.append(x)
         if seen:
+            warned = [str(x) for x in self.info.get("trust_warned", [])]
             if warn:
                 for x in seen:
-                    if x not in self.info.get("not_trusted", []) or self.converged:
+                    if x not in warned:
                         warnings.warn(
                             f"{self.estimator}: not converged: {x}.",
                             ConvergenceWarning,
                             stacklevel=2,
                         )
+                self.info["trust_warned"] = seen
             self.converged = False
             self.info["not_trusted"] = seen
         return seen

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,11 +75,73 @@ def _clean(v: Any) -> Any:
     return v
 
 
+_PROGRESS_AFTER = 5.0  # seconds of quiet before progress lines appear
+
+
+class _Progress(logging.Handler):
+    """Progress of a long fit on stderr, from the library's log records.
+
+    Nothing is shown for the first few seconds; after that at most one line every two
+    seconds (``progress [12 s]: BHHH iter 5 ...``), so short fits stay quiet.
+    """
+
+    def __init__(self, *, after: float, every: float = 2.0) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.t0 = time.perf_counter()
+        self.after, self.every = after, every
+        self.last = -math.inf
+
+    def emit(self, record: logging.LogRecord) -> None:
+        now = time.perf_counter() - self.t0
+        if now >= self.after and now - self.last >= self.every:
+            self.last = now
+            typer.echo(f"progress [{now:,.0f} s]: {record.getMessage()}", err=True)
+
+    def stage(self, text: str) -> None:
+        """A stage of the fit: shown whenever progress is on (not throttled)."""
+        now = time.perf_counter() - self.t0
+        if now >= self.after:
+            self.last = now
+            typer.echo(f"progress [{now:,.0f} s]: {text}", err=True)
+
+
+@contextmanager
+def _progress() -> Iterator[_Progress]:
+    handler = _Progress(after=_PROGRESS_AFTER)
+    lg = logging.getLogger("memberlab.choice")
+    old = lg.level
+    lg.addHandler(handler)
+    lg.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        lg.removeHandler(handler)
+        lg.setLevel(old)
+
+
+def _parse_bins(items: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in items:
+        col, sep, n = item.partition("=")
+        if not sep or not col.strip():
+            _fail(f"--bins {item!r} must look like COLUMN=N (e.g. spend=5).")
+        try:
+            k = int(n)
+        except ValueError:
+            _fail(f"--bins {item!r}: N {n!r} is not an integer.")
+        if col.strip() in out:
+            _fail(f"--bins: column {col.strip()!r} is given twice.")
+        out[col.strip()] = k
+    return out
+
+
 @app.command("fit")
 def fit(
     panel: Path = typer.Argument(..., help="Panel file, CSV or Parquet."),
     id_col: str = typer.Option(..., "--id", help="Member id column."),
-    time_col: str = typer.Option(..., "--time", help="Period column (consecutive integers)."),
+    time_col: str = typer.Option(
+        ..., "--time", help="Period column: consecutive integers or months such as 2024-01."
+    ),
     state: str = typer.Option(..., "--state", help="Comma-separated state columns."),
     action: str = typer.Option(..., "--action", help="Action column."),
     anchor: str = typer.Option(..., "--anchor", help="Anchor action (reward fixed at 0)."),
@@ -87,8 +151,21 @@ def fit(
     feasible: str = typer.Option(
         "", "--feasible", help="Column of '|'-separated feasible actions per row (optional)."
     ),
-    smoothing: float = typer.Option(
-        0.5, "--smoothing", help="Pseudo-count per feasible action in the policy (pqr, ccp)."
+    actions: str = typer.Option(
+        "",
+        "--actions",
+        help="Comma-separated allowed actions, e.g. none,monthly,annual (others are errors).",
+    ),
+    bins: list[str] = typer.Option(
+        [],
+        "--bins",
+        help="COLUMN=N: cut a numeric state column into N quantile bins (repeatable); "
+        "recorded in the results and applied to new data.",
+    ),
+    smoothing: float | None = typer.Option(
+        None,
+        "--smoothing",
+        help="Pseudo-count per feasible action in the policy (pqr, ccp) [default: the library's].",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the pqr-fa learners."),
 ) -> None:
@@ -96,14 +173,22 @@ def fit(
 
     CCP and NFXP use a linear-in-state-features reward per non-anchor action (an
     intercept and one slope per state column; categorical columns one-hot coded).
+    Defaults are the library's: the same data give the same model in Python.
     """
     from memberlab.choice import CCP, NFXP, PQR, Panel, TabularPQR, read_panel
 
     if estimator not in _ESTIMATORS:
         _fail(f"estimator == {estimator!r}, must be one of {', '.join(_ESTIMATORS)}.")
-    with _user_errors():
+    bin_spec = _parse_bins(bins)
+    allowed = [a.strip() for a in actions.split(",") if a.strip()] or None
+    if allowed is not None and len(set(allowed)) != len(allowed):
+        _fail(f"--actions {actions!r} names an action twice.")
+    if allowed is not None and anchor not in allowed:
+        _fail(f"--anchor {anchor!r} is not among --actions {allowed}.")
+    with _user_errors(), _progress() as prog, _warnings_to_stderr():
         frame = read_panel(panel)
         cols = [c.strip() for c in state.split(",") if c.strip()]
+        prog.stage(f"read {len(frame):,} rows")
         with _spinner("validating the panel"):
             p = Panel.from_frame(
                 frame,
@@ -111,29 +196,31 @@ def fit(
                 time=time_col,
                 state=cols,
                 action=action,
+                actions=allowed,
                 feasible=feasible or None,
+                bins=bin_spec or None,
+                continuous=cols if estimator == "pqr-fa" else (),
             )
+        prog.stage(f"panel: {p.n_obs:,} decisions on {p.n_states:,} states")
+        smooth: dict[str, Any] = {} if smoothing is None else {"smoothing": smoothing}
         est: Any
         if estimator == "pqr":
-            est = TabularPQR(anchor=anchor, discount=discount, smoothing=smoothing)
+            est = TabularPQR(anchor=anchor, discount=discount, **smooth)
         elif estimator == "pqr-fa":
             est = PQR(anchor=anchor, discount=discount, rng=seed)
         elif estimator == "ccp":
-            est = CCP(anchor=anchor, discount=discount, smoothing=smoothing)
+            est = CCP(anchor=anchor, discount=discount, **smooth)
         else:
             est = NFXP(anchor=anchor, discount=discount)
-        with (
-            _spinner(f"fitting {estimator} on {p.n_obs:,} decisions"),
-            warnings.catch_warnings(record=True) as caught,
-        ):
-            warnings.simplefilter("always")
+        with _spinner(f"fitting {estimator} on {p.n_obs:,} decisions"):
             res = est.fit(p)
-        for w in caught:
-            typer.echo(f"warning: {w.message}", err=True)
+        prog.stage(f"fitted {estimator}")
+        res.check_trust()
         res.info["panel"] = str(panel)
         res.info["id_col"] = id_col
         res.info["time_col"] = time_col
         res.info["action_col"] = action
+        res.info["bins"] = dict(p.bins)
         res.save(out)
         summ = res.summary_dict()
         (Path(out) / "summary.json").write_text(json.dumps(summ, indent=2, default=_clean))
