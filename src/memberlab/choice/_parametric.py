@@ -203,6 +203,16 @@ def _finish(
 ) -> ChoiceResults:
     rewards = np.where(panel.feasible, feats @ theta, 0.0)
     cov, se, reasons = _covariance(information, names)
+    # categorical terms of linear_features are "<column>=<level>" against the first level
+    reference_levels = {
+        str(c): str(sorted(panel.states[c].astype(str).unique())[0])
+        for c in panel.state_cols
+        if not (
+            pd.api.types.is_numeric_dtype(panel.states[c])
+            or pd.api.types.is_bool_dtype(panel.states[c])
+        )
+        and any(n.split(":", 1)[-1].startswith(f"{c}=") for n in names)
+    }
     if stopped:
         reasons.insert(0, stopped)
     sol = solve_values(rewards, trans, panel.feasible, discount)
@@ -237,6 +247,7 @@ def _finish(
             "n_obs": panel.n_obs,
             "cov": cov.tolist(),
             "not_trusted": reasons,
+            "reference_levels": reference_levels,
             **panel_info(panel),
         },
     )
