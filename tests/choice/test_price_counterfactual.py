@@ -150,3 +150,16 @@ def test_elasticities_agree_with_the_truth(env, fitted) -> None:  # type: ignore
     true_el = (np.log(lo[11, 1]) - np.log(hi[11, 1])) / (np.log(1.01) - np.log(0.99))
     assert true_el < -1
     assert row["elasticity"] == pytest.approx(true_el, abs=0.15), (row["elasticity"], true_el)
+
+
+def test_price_matrix_is_what_members_pay(fitted) -> None:  # type: ignore[no-untyped-def]
+    from memberlab.choice import price_matrix
+
+    _, res = fitted
+    pm = price_matrix(res, {"monthly": "price_monthly", "annual": 14.0})
+    locked = res.feasible.sum(axis=1) == 1
+    assert (pm[locked] == 0).all() and (pm[:, 0] == 0).all()
+    np.testing.assert_allclose(pm[~locked, 1], res.states["price_monthly"][~locked])
+    assert (pm[~locked, 2] == 14.0).all()
+    with pytest.raises(DataValidationError, match="must be finite"):
+        price_matrix(res, {"annual": float("inf")})

@@ -40,6 +40,7 @@ __all__ = [
     "parse_changes",
     "price_coefficient",
     "price_elasticities",
+    "price_matrix",
     "price_shift",
     "propagate_shares",
     "reward_intervals",
@@ -296,8 +297,19 @@ def price_shift(
     return PriceChange(action=action, price=price, factor=f, price_coef=float(price_coef))
 
 
-def _price_matrix(results: ChoiceResults, prices: PriceSpec | None) -> FloatArray:
-    """What a member pays per (state, action), 0 in states without a choice."""
+def price_matrix(results: ChoiceResults, prices: PriceSpec | None) -> FloatArray:
+    """What a member pays per (state, action), shape (n_states, n_actions).
+
+    ``prices`` is ``{action: state column or amount}``, as for :func:`counterfactual`;
+    actions not named pay 0, and so does every state without a choice (locked-in months
+    are paid at sign-up).
+
+    Raises
+    ------
+    DataValidationError
+        For an unknown action, a column that is not a numeric state column of the model,
+        or a non-finite amount.
+    """
     n_s, n_a = results.rewards.shape
     price = np.zeros((n_s, n_a))
     for label, spec in (prices or {}).items():
@@ -732,7 +744,7 @@ def counterfactual(
             d = d + c.reward_shift(res)
         return d
 
-    price_b = _price_matrix(results, all_prices)
+    price_b = price_matrix(results, all_prices)
     price_c = price_b.copy()
     for ch in changes:
         price_c[:, results.action_index(ch.action)] *= ch.factor
