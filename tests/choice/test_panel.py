@@ -159,3 +159,18 @@ def test_datetime_periods_are_months() -> None:
     df.loc[1, "t"] = pd.Timestamp("2024-04-01")
     with pytest.raises(DataValidationError, match="gap in periods"):
         make(df)
+
+
+def test_read_panel_takes_a_frame_and_names_empty_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    df = small()
+    assert read_panel(df) is df
+    with pytest.raises(DataValidationError, match="no rows"):
+        read_panel(df.head(0))
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(DataValidationError, match=r"e\.csv' is empty"):
+        read_panel(tmp_path / "e.csv")
+    df.head(0).to_csv(tmp_path / "h.csv", index=False)
+    with pytest.raises(DataValidationError, match="has no rows"):
+        read_panel(tmp_path / "h.csv")
+    with pytest.raises(DataValidationError, match="has no rows"):
+        Panel.from_frame(df.head(0), id="id", time="t", state="x", action="a")

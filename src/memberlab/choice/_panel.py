@@ -130,16 +130,21 @@ def _py(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def read_panel(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a panel from CSV or Parquet (by extension).
+def read_panel(path: str | os.PathLike[str] | pd.DataFrame) -> pd.DataFrame:
+    """Read a panel from CSV or Parquet (by extension); a DataFrame is returned as is.
 
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
     DataValidationError
-        If the extension is neither ``.csv`` nor ``.parquet``/``.pq``.
+        If the extension is neither ``.csv`` nor ``.parquet``/``.pq``, or the file (or
+        frame) is empty or has no rows.
     """
+    if isinstance(path, pd.DataFrame):
+        if len(path) == 0:
+            raise DataValidationError(f"the panel has no rows (columns {list(path.columns)}).")
+        return path
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"panel file {str(p)!r} does not exist.")
