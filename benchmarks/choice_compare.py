@@ -182,6 +182,7 @@ def run_bus(seeds: list[int], width: float) -> None:
             state=env.state_cols,
             action="action",
             actions=["replace", "keep"],
+            continuous=env.state_cols,
         )
         grid = bus_grid_panel(env, frame, width)
         for k in names:

@@ -38,7 +38,9 @@ def main() -> None:
     pc = float(val.loc[val["term"] == "price_monthly", "coef"].iloc[0])
     shift = price_shift(res, action="monthly", price="price_monthly", factor=1.2, price_coef=pc)
     init = np.bincount(panel.first_states(), minlength=panel.n_states).astype(float)
-    pred = propagate_shares(res.solve(res.rewards + shift).policy, res.transitions, init, 13)
+    pred = propagate_shares(
+        res.solve(res.rewards + shift.reward_shift(res)).policy, res.transitions, init, 13
+    )
     # the truth, from the simulator
     idx = env.state_index(panel.states)
     true_shift = np.zeros((env.n_states, 3))

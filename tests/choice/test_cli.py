@@ -25,7 +25,7 @@ def _fit(panel_csv, out, estimator: str = "pqr", **extra: str):  # type: ignore[
         "choice", "fit", str(panel_csv), "--id", "member", "--time", "month",
         "--state", "status,months_left,delivery,video,tier", "--action", "action",
         "--anchor", "none", "--discount", "0.97", "--estimator", estimator,
-        "--feasible", "feasible", "--out", str(out),
+        "--feasible", "feasible", "--out", str(out), "--smoothing", "0.5",
     ]  # fmt: skip
     for k, v in extra.items():
         args += [f"--{k}", v]

@@ -50,7 +50,9 @@ def _predict(res: ChoiceResults, panel: Panel, months: int = 13) -> np.ndarray:
     pc = float(val.loc[val["term"] == "price_monthly", "coef"].iloc[0])
     shift = price_shift(res, action="monthly", price="price_monthly", factor=1.2, price_coef=pc)
     init = np.bincount(panel.first_states(), minlength=panel.n_states).astype(float)
-    return propagate_shares(res.solve(res.rewards + shift).policy, res.transitions, init, months)
+    return propagate_shares(
+        res.solve(res.rewards + shift.reward_shift(res)).policy, res.transitions, init, months
+    )
 
 
 def test_price_counterfactual_fa_pqr_vs_myopic(env, big) -> None:  # type: ignore[no-untyped-def]

@@ -116,3 +116,61 @@ def test_feasible_callable() -> None:
     assert p.feasible.sum() == 3
     with pytest.raises(DataValidationError, match="shape"):
         make(small(), feasible=lambda s: np.ones((1, 1), dtype=bool))
+
+
+def test_state_may_be_one_column_name() -> None:
+    """Before: ``state="x"`` was split into letters."""
+    df = small().rename(columns={"x": "plan"})
+    p = Panel.from_frame(df, id="id", time="t", state="plan", action="a")
+    assert p.state_cols == ("plan",) and p.n_states == 2
+    assert "Panel: 5 decisions of 2 members on 2 states (plan)" in repr(p)
+
+
+def test_bins_recorded_and_applied_to_new_data() -> None:
+    from memberlab.choice import apply_bins
+
+    g = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {
+            "id": np.repeat(np.arange(50), 4),
+            "t": np.tile(np.arange(4), 50),
+            "spend": g.gamma(2.0, 10.0, 200),
+            "a": g.choice(["none", "monthly"], 200),
+        }
+    )
+    with pytest.raises(DataValidationError, match=r"'spend' looks continuous.*bins=\{'spend': 5\}"):
+        make(df, state=["spend"])
+    p = make(df, state=["spend"], bins={"spend": 3})
+    spec = p.bins["spend"]
+    np.testing.assert_allclose(spec["edges"], np.quantile(df["spend"], [0, 1 / 3, 2 / 3, 1]))
+    assert p.n_states == 3
+    assert sorted(p.states["spend"]) == sorted(spec["values"])
+    new = apply_bins([0.0, spec["edges"][1] + 1e-9, 1e9], spec)
+    np.testing.assert_allclose(new, [spec["values"][0], spec["values"][1], spec["values"][2]])
+    with pytest.raises(DataValidationError, match=r"bins\['spend'\] == 1"):
+        make(df, state=["spend"], bins={"spend": 1})
+
+
+def test_datetime_periods_are_months() -> None:
+    df = small()
+    df["t"] = pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01", "2023-12-01", "2024-01-01"])
+    p = make(df)
+    np.testing.assert_array_equal(p.next_state, [1, 1, -1, 0, -1])
+    df.loc[1, "t"] = pd.Timestamp("2024-04-01")
+    with pytest.raises(DataValidationError, match="gap in periods"):
+        make(df)
+
+
+def test_read_panel_takes_a_frame_and_names_empty_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    df = small()
+    assert read_panel(df) is df
+    with pytest.raises(DataValidationError, match="no rows"):
+        read_panel(df.head(0))
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(DataValidationError, match=r"e\.csv' is empty"):
+        read_panel(tmp_path / "e.csv")
+    df.head(0).to_csv(tmp_path / "h.csv", index=False)
+    with pytest.raises(DataValidationError, match="has no rows"):
+        read_panel(tmp_path / "h.csv")
+    with pytest.raises(DataValidationError, match="has no rows"):
+        Panel.from_frame(df.head(0), id="id", time="t", state="x", action="a")

@@ -60,6 +60,7 @@ def test_deep_pqr_recovers_the_bus_reward() -> None:
         state=env.state_cols,
         action="action",
         actions=["replace", "keep"],
+        continuous=env.state_cols,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -158,6 +158,7 @@ def test_fa_pqr_on_continuous_states(env) -> None:  # type: ignore[no-untyped-de
         id="member",
         time="month",
         state=["status", "months_left", "usage", "video", "tier"],
+        continuous=["usage"],
         action="action",
         actions=["none", "monthly", "annual"],
         feasible="feasible",

@@ -21,7 +21,7 @@ def fit_choice_model(directory: Path, *, members: int = 400, months: int = 12) -
     cmd = [
         *(sys.executable, "-m", "memberlab.cli.main", "choice", "fit", str(panel)),
         *("--id", "member", "--time", "month", "--state", STATE, "--action", "action"),
-        *("--anchor", "none", "--discount", "0.97", "--estimator", "pqr"),
+        *("--anchor", "none", "--discount", "0.97", "--estimator", "pqr", "--smoothing", "0.5"),
         *("--feasible", "feasible", "--out", str(out)),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

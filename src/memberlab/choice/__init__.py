@@ -17,9 +17,18 @@ True
 
 from memberlab.choice._bus import BusEnv
 from memberlab.choice._counterfactual import (
+    DEFAULT_ALPHA,
+    DEFAULT_MEMBERS,
+    DEFAULT_MONTHS,
+    Changes,
     CounterfactualResult,
+    PriceChange,
     bootstrap,
     counterfactual,
+    parse_changes,
+    price_coefficient,
+    price_elasticities,
+    price_matrix,
     price_shift,
     propagate_shares,
     reward_intervals,
@@ -29,7 +38,7 @@ from memberlab.choice._counterfactual import (
 from memberlab.choice._deep import deep_pqr
 from memberlab.choice._env import MembershipEnv, sample_next
 from memberlab.choice._estimators import ESTIMATORS, make_estimator
-from memberlab.choice._panel import Panel, estimate_transitions, read_panel
+from memberlab.choice._panel import Panel, apply_bins, estimate_transitions, read_panel
 from memberlab.choice._parametric import CCP, NFXP, linear_features
 from memberlab.choice._pqr import PQR, StructuralPQR, TabularPQR, pqr_tabular
 from memberlab.choice._results import SCHEMA_VERSION, ChoiceResults
@@ -46,21 +55,27 @@ from memberlab.choice._solve import Solution, solve_values
 
 __all__ = [
     "CCP",
+    "DEFAULT_ALPHA",
+    "DEFAULT_MEMBERS",
+    "DEFAULT_MONTHS",
     "ESTIMATORS",
     "NFXP",
     "PQR",
     "SCHEMA_VERSION",
     "BusEnv",
+    "Changes",
     "ChoiceResults",
     "CounterfactualResult",
     "MembershipEnv",
     "Panel",
+    "PriceChange",
     "RustData",
     "RustPQR",
     "RustResults",
     "Solution",
     "StructuralPQR",
     "TabularPQR",
+    "apply_bins",
     "bootstrap",
     "counterfactual",
     "deep_pqr",
@@ -69,7 +84,11 @@ __all__ = [
     "linear_features",
     "load_rust_bus",
     "make_estimator",
+    "parse_changes",
     "pqr_tabular",
+    "price_coefficient",
+    "price_elasticities",
+    "price_matrix",
     "price_shift",
     "propagate_shares",
     "read_panel",

@@ -9,8 +9,9 @@ space: the distinct combinations of the state columns.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,108 @@ import pandas as pd
 from memberlab._errors import AnchorSupportError, DataValidationError
 from memberlab._typing import BoolArray, FloatArray, IntArray
 
-__all__ = ["Panel", "read_panel"]
+__all__ = ["Panel", "apply_bins", "estimate_transitions", "read_panel"]
 
 FeasibleSpec = str | Callable[[pd.DataFrame], Any] | None
 FEASIBLE_SEP = "|"
+#: a float state column with more distinct non-integer values than this is continuous
+MAX_FLOAT_LEVELS = 20
+#: dense arrays of the tabular estimators (transitions) beyond this many bytes are refused
+MAX_DENSE_BYTES = 2 * 1024**3
+#: an inferred action seen in at most this many rows (and under 1% of rows) is a typo
+RARE_ACTION_ROWS = 3
+
+
+def _row(df: pd.DataFrame, i: int) -> Any:
+    return _py(df.index[i])
+
+
+def _numeric_or_fail(col: pd.Series, name: str) -> pd.Series:
+    """A text column whose values are almost all numbers: name the first one that is not."""
+    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return col
+    num = pd.to_numeric(col, errors="coerce")
+    ok = num.notna().to_numpy()
+    if ok.mean() >= 0.9 and not ok.all():
+        i = int(np.argmax(~ok))
+        raise DataValidationError(
+            f"column {name!r} holds numbers except {_py(col.iloc[i])!r} at row "
+            f"{_py(col.index[i])!r} ({int((~ok).sum())} non-numeric value(s)); fix the value "
+            "or make the column text throughout."
+        )
+    return col
+
+
+def _periods(col: pd.Series, name: str) -> np.ndarray:
+    """Integer periods; dates and ``YYYY-MM`` strings become month numbers."""
+    if pd.api.types.is_integer_dtype(col):
+        return col.to_numpy(dtype=np.int64)
+    if pd.api.types.is_float_dtype(col):
+        v = col.to_numpy(dtype=float)
+        if np.all(v == np.round(v)):
+            return v.astype(np.int64)
+    if pd.api.types.is_datetime64_any_dtype(col):
+        dt = pd.DatetimeIndex(col)
+    elif pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col):
+        text = col.astype(str)
+        dt = None
+        best: Any = None
+        for fmt in ("%Y-%m", "%Y-%m-%d", "%Y/%m", "%Y%m"):
+            parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+            if parsed.notna().all():
+                dt = pd.DatetimeIndex(parsed)
+                break
+            if best is None or parsed.notna().sum() > best.notna().sum():
+                best = parsed
+        if dt is None:
+            num = pd.to_numeric(text, errors="coerce")
+            if num.notna().sum() >= best.notna().sum():
+                best = num
+            bad = best.isna().to_numpy()
+            i = int(np.argmax(bad))
+            raise DataValidationError(
+                f"column {name!r} must hold integer periods or dates such as '2024-01', got "
+                f"{_py(col.iloc[i])!r} at row {_py(col.index[i])!r}."
+            )
+    else:
+        raise DataValidationError(
+            f"column {name!r} must hold integer periods or dates, got dtype {col.dtype}."
+        )
+    if dt is None:  # pragma: no cover - every branch above sets it or raises
+        raise DataValidationError(f"column {name!r}: periods could not be read.")
+    if (dt.day != 1).any() and (pd.Series(dt.day).nunique() > 1):
+        raise DataValidationError(
+            f"column {name!r} holds dates on different days of the month; periods are "
+            "months, give one date per month (e.g. '2024-01')."
+        )
+    return np.asarray(dt.year * 12 + dt.month - 1, dtype=np.int64)
+
+
+def _quantile_bins(col: pd.Series, n: int, name: str) -> tuple[list[float], list[float]]:
+    """Quantile bin edges (``n`` bins, fewer where quantiles tie) and each bin's mean."""
+    v = col.to_numpy(dtype=float)
+    edges = np.unique(np.quantile(v, np.linspace(0, 1, n + 1)))
+    if len(edges) < 2:
+        edges = np.array([v.min(), v.max()])
+    code = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, len(edges) - 2)
+    means = [
+        float(v[code == k].mean()) if (code == k).any() else float(edges[k])
+        for k in range(len(edges) - 1)
+    ]
+    return [float(e) for e in edges], means
+
+
+def apply_bins(values: Any, spec: dict[str, list[float]]) -> FloatArray:
+    """Map values to their quantile bin's value (the fitted bin's mean).
+
+    ``spec`` holds ``edges`` (n_bins + 1) and ``values`` (n_bins), as recorded in
+    :attr:`Panel.bins` and in ``ChoiceResults.info["bins"]``. Values outside the fitted
+    range fall into the first or last bin.
+    """
+    v = np.asarray(values, dtype=float)
+    edges = np.asarray(spec["edges"], dtype=float)
+    code = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, len(edges) - 2)
+    return np.asarray(spec["values"], dtype=float)[code]
 
 
 def _py(v: Any) -> Any:
@@ -31,27 +130,45 @@ def _py(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def read_panel(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a panel from CSV or Parquet (by extension).
+def read_panel(path: str | os.PathLike[str] | pd.DataFrame) -> pd.DataFrame:
+    """Read a panel from CSV or Parquet (by extension); a DataFrame is returned as is.
 
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
     DataValidationError
-        If the extension is neither ``.csv`` nor ``.parquet``/``.pq``.
+        If the extension is neither ``.csv`` nor ``.parquet``/``.pq``, or the file (or
+        frame) is empty or has no rows.
     """
+    if isinstance(path, pd.DataFrame):
+        if len(path) == 0:
+            raise DataValidationError(f"the panel has no rows (columns {list(path.columns)}).")
+        return path
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"panel file {str(p)!r} does not exist.")
     suffix = p.suffix.lower()
     if suffix == ".csv":
-        return pd.read_csv(p)
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(p)
-    raise DataValidationError(
-        f"panel file {str(p)!r} has extension {suffix!r}, must be .csv, .parquet or .pq."
-    )
+        try:
+            frame = pd.read_csv(p)
+        except pd.errors.EmptyDataError:
+            raise DataValidationError(
+                f"panel file {str(p)!r} is empty (no header, no rows)."
+            ) from None
+    elif suffix in (".parquet", ".pq"):
+        if p.stat().st_size == 0:
+            raise DataValidationError(f"panel file {str(p)!r} is empty (0 bytes).")
+        frame = pd.read_parquet(p)
+    else:
+        raise DataValidationError(
+            f"panel file {str(p)!r} has extension {suffix!r}, must be .csv, .parquet or .pq."
+        )
+    if len(frame) == 0:
+        raise DataValidationError(
+            f"panel file {str(p)!r} has no rows (only the header: {list(frame.columns)})."
+        )
+    return frame
 
 
 @dataclass(frozen=True)
@@ -91,6 +208,14 @@ class Panel:
     next_state: IntArray
     feasible: BoolArray
     member_ids: Any
+    bins: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Panel: {self.n_obs:,} decisions of {self.n_members:,} members on "
+            f"{self.n_states:,} states ({', '.join(self.state_cols)}), actions "
+            f"{list(self.actions)}>"
+        )
 
     @property
     def n_obs(self) -> int:
@@ -177,6 +302,7 @@ class Panel:
             nxt,
             self.feasible,
             np.arange(n),
+            self.bins,
         )
 
     @classmethod
@@ -186,10 +312,12 @@ class Panel:
         *,
         id: str,
         time: str,
-        state: Sequence[str],
+        state: str | Sequence[str],
         action: str,
         actions: Sequence[Any] | None = None,
         feasible: FeasibleSpec = None,
+        bins: Mapping[str, int] | None = None,
+        continuous: Sequence[str] = (),
     ) -> Panel:
         """Validate and encode a panel.
 
@@ -198,28 +326,53 @@ class Panel:
         frame : DataFrame
             One row per member and period.
         id, time, action : str
-            Column names of the member id, the period and the action.
-        state : sequence of str
-            State columns; their distinct combinations are the states.
+            Column names of the member id, the period and the action. Periods are
+            consecutive integers within a member, or months given as dates or
+            ``YYYY-MM`` strings (``2024-01``).
+        state : str or sequence of str
+            State column(s); their distinct combinations are the states.
         actions : sequence, optional
             Allowed action labels (their order is the action order). By default the
-            sorted distinct values of the action column.
+            sorted distinct values of the action column; a value seen in at most 3 rows
+            (and under 1% of rows) is then refused as a likely typo.
         feasible : str or callable, optional
             Feasible actions: the name of a column holding ``"|"``-separated feasible
             action labels per row, or a function of the state table returning a boolean
             array of shape (n_states, n_actions). By default every action is feasible.
+        bins : mapping, optional
+            ``{column: n}``: cut a numeric state column into ``n`` quantile bins (fewer
+            where quantiles tie); each value becomes its bin's mean. The edges are kept in
+            :attr:`bins` and applied to new data by :func:`apply_bins`.
+        continuous : sequence of str
+            Float state columns to keep as they are although they look continuous (for
+            function-approximation PQR); tabular estimators refuse such panels by size.
 
         Raises
         ------
         DataValidationError
-            Naming the column, value and row: missing columns or values, duplicate or
-            non-consecutive periods, unknown actions, actions infeasible in their state.
+            Naming the column, value and row: missing columns or values, an empty panel,
+            the id, period or action column given as a state, a continuous state column
+            (more than 20 distinct non-integer values; bin it), one non-numeric value in
+            a numeric column, duplicate or non-consecutive periods, unknown or rare
+            (typo) actions, actions infeasible in their state.
         """
         if not isinstance(frame, pd.DataFrame):
             raise DataValidationError(f"panel must be a pandas DataFrame, got {type(frame)}.")
-        state_cols = tuple(state)
+        state_cols = (state,) if isinstance(state, str) else tuple(state)
         if not state_cols:
             raise DataValidationError("state must name at least one column.")
+        roles = {id: "member id", time: "period", action: "action"}
+        if isinstance(feasible, str):
+            roles.setdefault(feasible, "feasibility")
+        for c in state_cols:
+            if c in roles:
+                raise DataValidationError(
+                    f"state column {c!r} is the {roles[c]} column; a state column describes "
+                    "the member's situation, give the others."
+                )
+        dup = sorted({c for c in state_cols if state_cols.count(c) > 1})
+        if dup:
+            raise DataValidationError(f"state column(s) {dup} given more than once.")
         need = [id, time, *state_cols, action]
         if isinstance(feasible, str):
             need.append(feasible)
@@ -228,6 +381,8 @@ class Panel:
             raise DataValidationError(
                 f"column(s) {missing} not in the panel; columns are {list(frame.columns)}."
             )
+        if len(frame) == 0:
+            raise DataValidationError(f"the panel has no rows (columns {list(frame.columns)}).")
         for c in need:
             na = frame[c].isna().to_numpy()
             if na.any():
@@ -235,13 +390,44 @@ class Panel:
                 raise DataValidationError(
                     f"missing value in column {c!r} at row {_py(row)!r} ({int(na.sum())} missing)."
                 )
+        bins = dict(bins or {})
+        for c, n in bins.items():
+            if c not in state_cols:
+                raise DataValidationError(
+                    f"bins names column {c!r}, which is not a state column {list(state_cols)}."
+                )
+            if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 2:
+                raise DataValidationError(f"bins[{c!r}] == {n!r}, must be an integer >= 2.")
+        frame = frame.copy()
+        bin_spec: dict[str, dict[str, list[float]]] = {}
+        for c in state_cols:
+            frame[c] = _numeric_or_fail(frame[c], c)
+            col = frame[c]
+            if c in bins:
+                if not pd.api.types.is_numeric_dtype(col):
+                    raise DataValidationError(
+                        f"bins[{c!r}]: column {c!r} is not numeric (dtype {col.dtype})."
+                    )
+                edges, means = _quantile_bins(col, int(bins[c]), c)
+                bin_spec[c] = {"edges": edges, "values": means}
+                frame[c] = apply_bins(col.to_numpy(dtype=float), bin_spec[c])
+                continue
+            if c in continuous or not pd.api.types.is_float_dtype(col):
+                continue
+            v = col.to_numpy(dtype=float)
+            frac = v != np.round(v)
+            n_levels = int(pd.unique(v).size)
+            if frac.any() and n_levels > MAX_FLOAT_LEVELS:
+                raise DataValidationError(
+                    f"state column {c!r} looks continuous ({n_levels:,} distinct values in "
+                    f"{len(v):,} rows, e.g. {_py(v[int(np.argmax(frac))])!r}); every distinct "
+                    f"value is its own state. Bin it into quantiles with bins={{{c!r}: 5}} "
+                    f"(command line: --bins {c}=5), or declare it continuous={[c]!r} for "
+                    "function-approximation PQR."
+                )
         df = frame.sort_values([id, time], kind="stable")
         ids = df[id].to_numpy()
-        t = df[time].to_numpy()
-        if not np.issubdtype(np.asarray(t).dtype, np.integer):
-            raise DataValidationError(
-                f"column {time!r} must hold integer periods, got dtype {df[time].dtype}."
-            )
+        t = _periods(df[time], time)
         same = ids[1:] == ids[:-1]
         step = np.diff(t.astype(np.int64))
         bad = np.flatnonzero(same & (step != 1))
@@ -256,6 +442,17 @@ class Panel:
         act_values = df[action].to_numpy()
         if actions is None:
             labels = tuple(sorted(pd.unique(act_values).tolist(), key=str))
+            vc = df[action].value_counts()
+            for lab, n in vc.items():
+                if n <= RARE_ACTION_ROWS and 100 * n < len(df):
+                    i = int(np.argmax((df[action] == lab).to_numpy()))
+                    raise DataValidationError(
+                        f"action {_py(lab)!r} in column {action!r} occurs in only {int(n)} of "
+                        f"{len(df):,} rows (first at row {_row(df, i)!r}); a typo? Give the "
+                        f"allowed actions with actions=[...] (command line: --actions "
+                        f"{','.join(str(x) for x in vc.index if vc[x] > RARE_ACTION_ROWS)}) "
+                        "to refuse it, or include it there to keep it."
+                    )
         else:
             labels = tuple(actions)
         lookup = {a: i for i, a in enumerate(labels)}
@@ -323,6 +520,15 @@ class Panel:
                 f"action {_py(act_values[i])!r} (column {action!r}) is infeasible in its "
                 f"state {keys.iloc[i].to_dict()} at row {_py(df.index[i])!r}."
             )
+        once = int((np.bincount(state_codes, minlength=n_states) == 1).sum())
+        if n_states >= 50 and once > 0.5 * n_states:
+            warnings.warn(
+                f"{once:,} of {n_states:,} states are seen in one row only (state columns "
+                f"{list(state_cols)}): a tabular model estimates each of them from a single "
+                "decision. Bin fine-grained columns (bins=) or drop some.",
+                UserWarning,
+                stacklevel=2,
+            )
         member_codes, member_ids = pd.factorize(ids)
         member_codes = np.asarray(member_codes, dtype=np.int64)
         nxt = np.full(len(df), -1, dtype=np.int64)
@@ -341,7 +547,37 @@ class Panel:
             next_state=nxt,
             feasible=feas,
             member_ids=np.asarray(member_ids),
+            bins=bin_spec,
         )
+
+
+def panel_info(panel: Panel) -> dict[str, Any]:
+    """What results keep of their panel: quantile bins and the column roles."""
+    return {
+        "bins": dict(panel.bins),
+        "id_col": panel.id_col,
+        "time_col": panel.time_col,
+        "action_col": panel.action_col,
+    }
+
+
+def check_dense_size(n_states: int, n_actions: int, *, limit: float = MAX_DENSE_BYTES) -> float:
+    """Refuse a dense transition model too large to hold; returns its size in bytes.
+
+    Raises
+    ------
+    DataValidationError
+        If ``n_actions * n_states**2`` float64 values exceed ``limit`` bytes, with the
+        numbers.
+    """
+    need = 8.0 * n_actions * float(n_states) ** 2
+    if need > limit:
+        raise DataValidationError(
+            f"a dense transition model on {n_states:,} states and {n_actions} actions needs "
+            f"{need / 1024**3:,.1f} GiB (limit {limit / 1024**3:,.1f} GiB); bin fine-grained "
+            "state columns (bins=, --bins COLUMN=N) or use fewer state columns."
+        )
+    return need
 
 
 def estimate_transitions(
@@ -367,6 +603,7 @@ def estimate_transitions(
     if fallback not in ("nearest", "stay"):
         raise ValueError(f"fallback == {fallback!r}, must be 'nearest' or 'stay'.")
     n_s, n_a = panel.n_states, panel.n_actions
+    check_dense_size(n_s, n_a)
     ok = panel.next_state >= 0
     trans = np.zeros((n_a, n_s, n_s))
     np.add.at(trans, (panel.action[ok], panel.state[ok], panel.next_state[ok]), 1.0)

@@ -19,12 +19,12 @@ import scipy.linalg
 from memberlab._errors import DataValidationError
 from memberlab._typing import FloatArray
 from memberlab.choice._nfxp_core import NFXPProblem, maximize_bhhh
-from memberlab.choice._panel import Panel, estimate_transitions
+from memberlab.choice._panel import Panel, check_dense_size, estimate_transitions, panel_info
 from memberlab.choice._pqr import _check_hyper, _frequency_policy, _transition_loglik
 from memberlab.choice._results import ChoiceResults
 from memberlab.choice._solve import policy_transition, small_blas, solve_values
 
-__all__ = ["CCP", "NFXP", "linear_features"]
+__all__ = ["CCP", "NFXP", "linear_features", "nfxp_cost"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,10 @@ def _aggregate(panel: Panel) -> tuple[np.ndarray, np.ndarray, FloatArray]:
 def _logit_newton(
     z: FloatArray, c: FloatArray, feasible: np.ndarray, counts: FloatArray, theta0: FloatArray
 ) -> tuple[FloatArray, FloatArray, bool]:
-    """Maximise sum_sa n_sa log softmax_a(z_sa theta + c_sa) by Newton; returns (theta, cov)."""
+    """Maximise sum_sa n_sa log softmax_a(z_sa theta + c_sa) by Newton.
+
+    Returns ``(theta, information, converged)``; the information is ``-Hessian``.
+    """
     theta = theta0.copy()
     n_s = counts.sum(axis=1)
 
@@ -148,8 +151,41 @@ def _logit_newton(
             lam *= 0.5
         else:
             break
-    cov = np.asarray(np.linalg.pinv(-h), dtype=float)
-    return theta, cov, converged
+    return theta, -h, converged
+
+
+def _covariance(
+    information: FloatArray, names: list[str]
+) -> tuple[FloatArray, FloatArray, list[str]]:
+    """Covariance and standard errors from an information matrix, singularity explained.
+
+    Parameters in the null space of the information matrix (not identified by the data:
+    collinear with others, or never varying where the action is chosen) get a standard
+    error of NaN, and the reason is returned.
+    """
+    info = 0.5 * (information + information.T)
+    k = info.shape[0]
+    reasons: list[str] = []
+    if k == 0:
+        return np.zeros((0, 0)), np.zeros(0), reasons
+    if not np.isfinite(info).all():
+        reasons.append("the information matrix is not finite")
+        return np.full((k, k), np.nan), np.full(k, np.nan), reasons
+    evals, evecs = np.linalg.eigh(info)
+    tol = max(float(np.abs(evals).max()), 1e-300) * 1e-10
+    null = evals <= tol
+    cov = np.asarray(np.linalg.pinv(info, rcond=1e-10, hermitian=True), dtype=float)
+    se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    if null.any():
+        involved = np.abs(evecs[:, null]).max(axis=1) > 1e-3
+        se[involved] = np.nan
+        bad = [names[i] for i in np.flatnonzero(involved)]
+        reasons.append(
+            f"singular information matrix: {bad} are not separately identified by the data "
+            "(collinear, or without variation where the action is chosen); their standard "
+            "errors are NaN"
+        )
+    return cov, se, reasons
 
 
 def _finish(
@@ -160,17 +196,32 @@ def _finish(
     feats: FloatArray,
     names: list[str],
     theta: FloatArray,
-    cov: FloatArray,
+    information: FloatArray,
     trans: FloatArray,
     converged: bool,
+    stopped: str = "",
 ) -> ChoiceResults:
     rewards = np.where(panel.feasible, feats @ theta, 0.0)
+    cov, se, reasons = _covariance(information, names)
+    # categorical terms of linear_features are "<column>=<level>" against the first level
+    reference_levels = {
+        str(c): str(sorted(panel.states[c].astype(str).unique())[0])
+        for c in panel.state_cols
+        if not (
+            pd.api.types.is_numeric_dtype(panel.states[c])
+            or pd.api.types.is_bool_dtype(panel.states[c])
+        )
+        and any(n.split(":", 1)[-1].startswith(f"{c}=") for n in names)
+    }
+    if stopped:
+        reasons.insert(0, stopped)
     sol = solve_values(rewards, trans, panel.feasible, discount)
     counts = panel.counts()
     with np.errstate(divide="ignore"):
         logp = np.where(panel.feasible, np.log(np.maximum(sol.policy, 1e-300)), 0.0)
-    ll = float((counts * logp).sum()) + _transition_loglik(panel, trans)
-    return ChoiceResults(
+    ll_choice = float((counts * logp).sum())
+    ll_trans = _transition_loglik(panel, trans)
+    res = ChoiceResults(
         estimator=name,
         actions=list(panel.actions),
         anchor=panel.actions[anchor],
@@ -186,11 +237,71 @@ def _finish(
         counts=counts,
         first_states=panel.first_states(),
         params=theta,
-        se=np.sqrt(np.abs(np.diag(cov))),
+        se=se,
         param_names=names,
-        loglik=ll,
+        loglik=ll_choice + ll_trans,
         converged=bool(converged and sol.converged),
+        info={
+            "loglik_choice": ll_choice,
+            "loglik_transitions": ll_trans,
+            "n_obs": panel.n_obs,
+            "cov": cov.tolist(),
+            "not_trusted": reasons,
+            "reference_levels": reference_levels,
+            **panel_info(panel),
+        },
     )
+    res.check_trust()
+    return res
+
+
+_FLOPS: list[float] = []
+
+
+def _flop_rate() -> float:
+    """Floating-point operations per second of a dense solve here (measured once).
+
+    One thread, the best of five 400 x 400 solves (the fastest run is the least
+    disturbed by other work on the machine).
+    """
+    if not _FLOPS:
+        import time
+
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+        n = 400
+        m = np.eye(n) * n + np.random.default_rng(0).random((n, n))
+        b = np.ones(n)
+        best = np.inf
+        with threadpool_limits(limits=1):
+            for _ in range(5):
+                t0 = time.perf_counter()
+                scipy.linalg.solve(m, b)
+                best = min(best, time.perf_counter() - t0)
+        _FLOPS.append((2.0 / 3.0) * n**3 / max(best, 1e-6))
+    return _FLOPS[0]
+
+
+def nfxp_cost(n_states: int, n_actions: int, *, evaluations: int = 60) -> tuple[float, float]:
+    """Estimated bytes and seconds of an NFXP fit on a dense state space.
+
+    Memory: the transitions (``n_actions`` S x S), the Newton-Kantorovich matrix, its
+    factorisation and the policy's transition matrix (about ``(n_actions + 3) S^2``
+    doubles). Time: ``evaluations`` likelihood evaluations, each about three
+    ``S x S`` factorisations (``2 S^3 / 3`` operations each) at the measured rate.
+    """
+    check_dense_size(n_states, n_actions, limit=float("inf"))
+    need = 8.0 * (n_actions + 3) * float(n_states) ** 2
+    secs = evaluations * 3 * (2.0 / 3.0) * float(n_states) ** 3 / _flop_rate()
+    return need, secs
+
+
+def _duration(secs: float) -> str:
+    if secs < 120:
+        return f"{secs:,.1f} s"
+    if secs < 7200:
+        return f"{secs / 60:,.0f} min"
+    return f"{secs / 3600:,.1f} h"
 
 
 class CCP:
@@ -252,8 +363,9 @@ class CCP:
         b_vec = scipy.linalg.solve(m, ent)
         z = feats + beta * np.einsum("ast,tk->sak", trans, a_mat)
         c = beta * np.einsum("ast,t->sa", trans, b_vec)
-        theta, cov, ok = _logit_newton(z, c, panel.feasible, counts, np.zeros(feats.shape[2]))
-        return _finish("ccp", panel, a0, beta, feats, names, theta, cov, trans, ok)
+        theta, info, ok = _logit_newton(z, c, panel.feasible, counts, np.zeros(feats.shape[2]))
+        stopped = "" if ok else "the Newton iterations stopped before convergence"
+        return _finish("ccp", panel, a0, beta, feats, names, theta, info, trans, ok, stopped)
 
 
 class NFXP:
@@ -276,6 +388,11 @@ class NFXP:
         Starting values of the outer loop.
     method : {"newton", "contraction"}
         Inner solver.
+    max_memory : float, default 2 GiB
+        Refuse (before solving) a panel whose dense matrices would need more bytes.
+    max_seconds : float, default 1800
+        Refuse a panel whose estimated solving time exceeds this (measured from this
+        machine's speed on a small linear solve; an order-of-magnitude estimate).
     """
 
     def __init__(
@@ -286,12 +403,16 @@ class NFXP:
         features: FeatureFn | None = None,
         start: str = "ccp",
         method: str = "newton",
+        max_memory: float = 2 * 1024**3,
+        max_seconds: float = 1800.0,
     ) -> None:
         self.anchor = anchor
         self.discount = discount
         self.features = features
         self.start = start
         self.method = method
+        self.max_memory = max_memory
+        self.max_seconds = max_seconds
 
     def fit(self, panel: Panel) -> ChoiceResults:
         """Estimate ``theta`` on a panel."""
@@ -304,7 +425,24 @@ class NFXP:
             raise ValueError(f"start == {self.start!r}, must be 'ccp' or 'zero'.")
         if self.method not in ("newton", "contraction"):
             raise ValueError(f"method == {self.method!r}, must be 'newton' or 'contraction'.")
+        if not self.max_memory > 0 or not self.max_seconds > 0:
+            raise ValueError(
+                f"max_memory == {self.max_memory}, max_seconds == {self.max_seconds}; both "
+                "must be > 0."
+            )
         a0 = panel.check_anchor(self.anchor)
+        need, secs = nfxp_cost(panel.n_states, panel.n_actions)
+        if need > self.max_memory or secs > self.max_seconds:
+            raise DataValidationError(
+                f"NFXP on {panel.n_states:,} states and {panel.n_actions} actions needs about "
+                f"{need / 1024**3:,.2f} GiB and {_duration(secs)} on this machine (limits "
+                f"max_memory={self.max_memory / 1024**3:,.2f} GiB, max_seconds="
+                f"{self.max_seconds:g}); bin fine-grained state columns (bins=, --bins "
+                "COLUMN=N), use fewer state columns, or raise the limits."
+            )
+        logger.info(
+            "NFXP: %d states, about %.2f GiB, %s", panel.n_states, need / 1024**3, _duration(secs)
+        )
         feats, names = _features(panel, self.anchor, self.features)
         trans, _ = estimate_transitions(panel)
         s, a, w = _aggregate(panel)
@@ -334,7 +472,18 @@ class NFXP:
             theta0_v = np.zeros(feats.shape[2])
         out = maximize_bhhh(problem, theta0_v, np.zeros(0), free_psi=False)
         sc = out.scores
-        cov = np.asarray(np.linalg.pinv(sc.T @ (sc * w[:, None])), dtype=float)
+        info = sc.T @ (sc * w[:, None])
+        stopped = "" if out.converged else f"BHHH stopped after {out.n_iter} iterations"
         return _finish(
-            "nfxp", panel, a0, self.discount, feats, names, out.params, cov, trans, out.converged
+            "nfxp",
+            panel,
+            a0,
+            self.discount,
+            feats,
+            names,
+            out.params,
+            info,
+            trans,
+            out.converged,
+            stopped,
         )

@@ -16,9 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memberlab.choice import ChoiceResults, counterfactual
+from memberlab._errors import DataValidationError
+from memberlab.choice import DEFAULT_ALPHA, ChoiceResults, counterfactual, parse_changes
+from memberlab.choice import DEFAULT_MEMBERS as _DEFAULT_MEMBERS
+from memberlab.choice import DEFAULT_MONTHS as _DEFAULT_MONTHS
 
 __all__ = [
+    "DEFAULT_MEMBERS",
+    "DEFAULT_MONTHS",
+    "LEVEL",
     "MAX_MEMBERS",
     "MAX_MONTHS",
     "MAX_SHIFT",
@@ -31,7 +37,10 @@ __all__ = [
 MAX_MONTHS = 60
 MAX_MEMBERS = 20_000
 MAX_SHIFT = 100.0
-LEVEL = 0.95
+#: the library's defaults, so the service, the CLI and :func:`counterfactual` agree
+DEFAULT_MONTHS = _DEFAULT_MONTHS
+DEFAULT_MEMBERS = _DEFAULT_MEMBERS
+LEVEL = 1 - DEFAULT_ALPHA
 _CACHE_SIZE = 128
 
 
@@ -48,16 +57,7 @@ class ChoiceQuery:
     months: int
     members: int
     seed: int
-
-
-def _pairs(items: Sequence[str], name: str, example: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for item in items:
-        label, sep, value = item.partition("=")
-        if not sep or not label.strip() or not value.strip():
-            raise ChoiceQueryError(f"{name} == {item!r}, must look like {example}.")
-        out.append((label.strip(), value.strip()))
-    return out
+    price_change: tuple[tuple[str, float], ...] = ()
 
 
 def parse_query(
@@ -68,60 +68,37 @@ def parse_query(
     months: int,
     members: int,
     seed: int,
+    price_change: Sequence[str] = (),
 ) -> ChoiceQuery:
     """Check a query against the model: known actions, finite bounded deltas, prices.
 
     ``shift`` items are ``ACTION=DELTA`` (DELTA is added to the action's reward in every
-    state); ``price`` items are ``ACTION=STATE_COLUMN`` or ``ACTION=AMOUNT``.
+    state); ``price`` items are ``ACTION=STATE_COLUMN`` or ``ACTION=AMOUNT``;
+    ``price_change`` items ``ACTION=FACTOR`` (the action's price column times FACTOR).
+    Parsed by :func:`memberlab.choice.parse_changes`, as on the command line.
     """
-    actions = [str(a) for a in results.actions]
-    shifts: dict[str, float] = {}
-    for label, value in _pairs(shift, "shift", "ACTION=DELTA (e.g. monthly=-0.3)"):
-        if label not in actions:
-            raise ChoiceQueryError(f"shift: action {label!r} is not among {actions}.")
-        if label in shifts:
-            raise ChoiceQueryError(f"shift: action {label!r} is given twice.")
-        try:
-            delta = float(value)
-        except ValueError:
-            raise ChoiceQueryError(
-                f"shift {label}={value}: DELTA {value!r} is not a number."
-            ) from None
-        if not math.isfinite(delta) or abs(delta) > MAX_SHIFT:
-            raise ChoiceQueryError(
-                f"shift {label}={value}: DELTA == {delta}, must be finite and within "
-                f"[-{MAX_SHIFT:g}, {MAX_SHIFT:g}]."
-            )
-        shifts[label] = delta
-    prices: dict[str, str | float] = {}
-    for label, value in _pairs(price, "price", "ACTION=COLUMN or ACTION=AMOUNT"):
-        if label not in actions:
-            raise ChoiceQueryError(f"price: action {label!r} is not among {actions}.")
-        if label in prices:
-            raise ChoiceQueryError(f"price: action {label!r} is given twice.")
-        if value in results.state_cols:
-            prices[label] = value
-            continue
-        try:
-            amount = float(value)
-        except ValueError:
-            raise ChoiceQueryError(
-                f"price {label}={value}: {value!r} is neither a state column "
-                f"({results.state_cols}) nor a number."
-            ) from None
-        if not math.isfinite(amount):
-            raise ChoiceQueryError(f"price {label}={value}: amount must be finite.")
-        prices[label] = amount
+    try:
+        ch = parse_changes(
+            results,
+            shift=shift,
+            price=price,
+            price_change=price_change,
+            names=("shift", "price", "price_change"),
+            max_shift=MAX_SHIFT,
+        )
+    except DataValidationError as exc:
+        raise ChoiceQueryError(str(exc)) from None
     if not 1 <= months <= MAX_MONTHS:
         raise ChoiceQueryError(f"months == {months}, must be in [1, {MAX_MONTHS}].")
     if not 1 <= members <= MAX_MEMBERS:
         raise ChoiceQueryError(f"members == {members}, must be in [1, {MAX_MEMBERS}].")
     return ChoiceQuery(
-        shift=tuple(sorted(shifts.items())),
-        prices=tuple(sorted(prices.items())),
+        shift=tuple(sorted(ch.shift.items())),
+        prices=tuple(sorted(ch.prices.items())),
         months=months,
         members=members,
         seed=seed,
+        price_change=tuple(sorted(ch.price_change.items())),
     )
 
 
@@ -151,6 +128,7 @@ class ChoiceHolder:
             "n_states": int(r.n_states),
             "converged": bool(r.converged),
             "limits": {"months": MAX_MONTHS, "members": MAX_MEMBERS, "shift": MAX_SHIFT},
+            "defaults": {"months": DEFAULT_MONTHS, "members": DEFAULT_MEMBERS, "level": LEVEL},
         }
 
     def counterfactual(self, q: ChoiceQuery) -> dict[str, Any]:
@@ -167,36 +145,17 @@ class ChoiceHolder:
                 months=q.months,
                 n_members=q.members,
                 prices=dict(q.prices) or None,
-                alpha=1 - LEVEL,
+                price_change=dict(q.price_change) or None,
+                alpha=DEFAULT_ALPHA,
                 rng=q.seed,
             )
             has_prices = bool(q.prices)
-            shares = [
-                {
-                    "month": int(r["month"]),
-                    "action": str(r["action"]),
-                    **{
-                        k: _num(r[k])
-                        for k in (
-                            "baseline",
-                            "baseline_lower",
-                            "baseline_upper",
-                            "counterfactual",
-                            "counterfactual_lower",
-                            "counterfactual_upper",
-                            "difference",
-                            "difference_lower",
-                            "difference_upper",
-                        )
-                    },
-                }
-                for r in cf.shares.to_dict("records")
-            ]
+            rows = cf.to_dict()
             metrics = [
                 {
                     "month": int(r["month"]),
                     "scenario": str(r["scenario"]),
-                    "churn": _num(r["churn"]),
+                    **{k: _num(r[k]) for k in ("churn", "churn_lower", "churn_upper")},
                     **{
                         k: _num(r[k]) if has_prices else None
                         for k in ("revenue", "revenue_lower", "revenue_upper")
@@ -207,12 +166,15 @@ class ChoiceHolder:
             out = {
                 "shift": dict(q.shift),
                 "prices": dict(q.prices),
+                "price_change": dict(q.price_change),
+                "price_changes": rows["query"]["price_changes"],
                 "months": q.months,
                 "members": q.members,
                 "seed": q.seed,
                 "level": LEVEL,
                 "actions": [str(a) for a in self.results.actions],
-                "shares": shares,
+                "shares": rows["shares"],
+                "by_month": rows["months"],
                 "metrics": metrics,
                 "seconds": round(time.perf_counter() - t0, 4),
             }

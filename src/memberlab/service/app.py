@@ -30,7 +30,13 @@ from memberlab._errors import DataValidationError, MemberlabError, UnknownItemEr
 from memberlab.callouts import CalloutRecommender, Decision, Feedback
 from memberlab.layouts import LayoutPolicy
 from memberlab.policy import new_seed
-from memberlab.service._choice import ChoiceHolder, ChoiceQueryError, parse_query
+from memberlab.service._choice import (
+    DEFAULT_MEMBERS,
+    DEFAULT_MONTHS,
+    ChoiceHolder,
+    ChoiceQueryError,
+    parse_query,
+)
 from memberlab.service._layouts import LAYOUTS, LayoutsHolder, SpaceConflictError
 from memberlab.service._policy import KIND, CalloutsHolder, LeaseBusyError
 from memberlab.service._trainer import Trainer
@@ -681,8 +687,14 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             description="ACTION=STATE_COLUMN or ACTION=AMOUNT paid when choosing the action "
             "(repeatable); without it revenue is null.",
         ),
-        months: int = Query(12, description="Months to simulate (1 to 60)."),
-        members: int = Query(2000, description="Simulated members (1 to 20,000)."),
+        price_change: list[str] = Query(  # noqa: B008
+            [],
+            description="ACTION=FACTOR: the action's price (a state column given in "
+            "``price``) times FACTOR; utility through the price coefficient, revenue at the "
+            "new price (repeatable, e.g. price_change=monthly=1.2).",
+        ),
+        months: int = Query(DEFAULT_MONTHS, description="Months to simulate (1 to 60)."),
+        members: int = Query(DEFAULT_MEMBERS, description="Simulated members (1 to 20,000)."),
         seed: int = Query(0, ge=0, le=2**63 - 1, description="Random seed."),
         _: str = Depends(admin_scope),
     ) -> dict[str, Any]:
@@ -692,7 +704,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         holder = _choice_model()
         try:
             q = parse_query(
-                holder.results, shift=shift, price=price, months=months, members=members, seed=seed
+                holder.results,
+                shift=shift,
+                price=price,
+                price_change=price_change,
+                months=months,
+                members=members,
+                seed=seed,
             )
         except ChoiceQueryError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
