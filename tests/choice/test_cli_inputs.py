@@ -126,10 +126,13 @@ def test_rare_action_kept_on_purpose_is_not_trusted(frame, tmp_path, estimator) 
     was converged=True."""
     f = frame.copy()
     f.loc[17, "action"] = "gold"
+    # PQR needs the anchor's support, so it keeps the feasible sets (locked-in annual months
+    # cannot choose the anchor); row 17's set gains the declared action.
+    f.loc[17, "feasible"] = f.loc[17, "feasible"] + "|gold"
     p = _write(f, tmp_path / "p.csv")
     res = _fit(
         p, tmp_path / "o", "--actions", "none,monthly,annual,gold", "--estimator", estimator,
-        feasible=False,
+        feasible=estimator == "pqr",
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
@@ -170,7 +173,7 @@ def test_header_only_and_empty_files(frame, tmp_path) -> None:  # type: ignore[n
 @pytest.mark.parametrize("estimator", ["pqr", "ccp"])
 def test_cli_and_python_defaults_agree(frame, tmp_path, estimator) -> None:  # type: ignore[no-untyped-def]
     """Before: TabularPQR smoothed with 0 in Python and 0.5 from the CLI."""
-    from memberlab.choice import CCP, Panel, TabularPQR
+    from memberlab.choice import CCP, Panel, StructuralPQR
 
     sub = frame[frame["member"] < 800]
     p = _write(sub, tmp_path / "p.csv")
@@ -179,7 +182,7 @@ def test_cli_and_python_defaults_agree(frame, tmp_path, estimator) -> None:  # t
         sub, id="member", time="month", state=STATE.split(","), action="action",
         feasible="feasible",
     )  # fmt: skip
-    est = (TabularPQR if estimator == "pqr" else CCP)(anchor="none", discount=0.97)
+    est = (StructuralPQR if estimator == "pqr" else CCP)(anchor="none", discount=0.97)
     try:
         py = est.fit(panel).rewards_frame()
     except ValueError as exc:  # the library's default refuses this panel: so must the CLI

@@ -92,7 +92,7 @@ def test_tabular_summary_explains_missing_standard_errors(data) -> None:  # type
     assert len(f) == res.n_params and f["std_err"].isna().all()
     assert f.index[0].startswith(("monthly | status=", "annual | status="))
     assert "no analytic standard errors" in res.summary()
-    assert repr(res).startswith("<ChoiceResults: pqr on 252 states x 3 actions")
+    assert repr(res).startswith("<ChoiceResults: pqr-tabular on 252 states x 3 actions")
 
 
 def test_value_benefits_has_no_wtp_for_the_price(data) -> None:  # type: ignore[no-untyped-def]
