@@ -201,3 +201,20 @@ def test_progress_on_long_fits(frame, tmp_path, monkeypatch) -> None:  # type: i
     res = _fit(p, tmp_path / "o", "--estimator", "nfxp")
     assert res.exit_code == 0, res.output
     assert "progress [" in res.output and "decisions on" in res.output
+
+
+def test_python_pqr_fit_is_not_trusted_on_a_rare_action(frame) -> None:  # type: ignore[no-untyped-def]
+    """The library's PQR fits run the same trust checks as the CLI and CCP/NFXP."""
+    from memberlab import ConvergenceWarning
+    from memberlab.choice import Panel, StructuralPQR
+
+    f = frame.copy()
+    f.loc[17, "action"] = "gold"
+    f.loc[17, "feasible"] = f.loc[17, "feasible"] + "|gold"
+    panel = Panel.from_frame(
+        f, id="member", time="month", state=STATE.split(","), action="action",
+        feasible="feasible", actions=["none", "monthly", "annual", "gold"],
+    )  # fmt: skip
+    with pytest.warns(ConvergenceWarning, match="action 'gold' is chosen in only 1"):
+        res = StructuralPQR(anchor="none", discount=0.97).fit(panel)
+    assert res.converged is False

@@ -38,7 +38,7 @@ from sklearn.base import clone
 from memberlab._errors import AnchorSupportError, ConvergenceWarning, DataValidationError
 from memberlab._rng import RNGLike, as_generator
 from memberlab._typing import BoolArray, FloatArray, IntArray
-from memberlab.choice._panel import Panel, estimate_transitions
+from memberlab.choice._panel import Panel, estimate_transitions, panel_info
 from memberlab.choice._results import ChoiceResults
 from memberlab.choice._solve import small_blas
 
@@ -282,23 +282,26 @@ class TabularPQR:
     def _fit(self, panel: Panel, policy: FloatArray | None) -> ChoiceResults:
         a0, pol, trans, rewards, q, values = self._pq_steps(panel, policy)
         ll = _choice_loglik(panel, pol) + _transition_loglik(panel, trans)
-        return ChoiceResults(
-            estimator=self._name,
-            actions=list(panel.actions),
-            anchor=panel.actions[a0],
-            anchor_reward=float(self.anchor_reward),
-            discount=self.discount,
-            states=panel.states,
-            feasible=panel.feasible,
-            rewards=rewards,
-            q=q,
-            policy=pol,
-            values=values,
-            transitions=trans,
-            counts=panel.counts(),
-            first_states=panel.first_states(),
-            loglik=ll,
-            converged=True,
+        return _checked(
+            panel,
+            ChoiceResults(
+                estimator=self._name,
+                actions=list(panel.actions),
+                anchor=panel.actions[a0],
+                anchor_reward=float(self.anchor_reward),
+                discount=self.discount,
+                states=panel.states,
+                feasible=panel.feasible,
+                rewards=rewards,
+                q=q,
+                policy=pol,
+                values=values,
+                transitions=trans,
+                counts=panel.counts(),
+                first_states=panel.first_states(),
+                loglik=ll,
+                converged=True,
+            ),
         )
 
 
@@ -545,32 +548,35 @@ class StructuralPQR(TabularPQR):
         with np.errstate(divide="ignore"):
             logp = np.where(feas, np.log(np.maximum(sol.policy, 1e-300)), 0.0)
         ll = float((counts * logp).sum()) + _transition_loglik(panel, trans)
-        return ChoiceResults(
-            estimator=self._name,
-            actions=list(panel.actions),
-            anchor=panel.actions[a0],
-            anchor_reward=float(self.anchor_reward),
-            discount=self.discount,
-            states=panel.states,
-            feasible=feas,
-            rewards=rewards,
-            q=sol.q,
-            policy=sol.policy,
-            values=sol.values,
-            transitions=trans,
-            counts=counts,
-            first_states=panel.first_states(),
-            params=theta,
-            se=np.sqrt(np.abs(np.diag(cov))),
-            param_names=list(names),
-            loglik=ll,
-            converged=bool(sol.converged),
-            info={
-                "tau2": tau2,
-                "tau2_weights": tau2_w,
-                "n_cells": len(y),
-                "shrinkage": bool(self.shrinkage),
-            },
+        return _checked(
+            panel,
+            ChoiceResults(
+                estimator=self._name,
+                actions=list(panel.actions),
+                anchor=panel.actions[a0],
+                anchor_reward=float(self.anchor_reward),
+                discount=self.discount,
+                states=panel.states,
+                feasible=feas,
+                rewards=rewards,
+                q=sol.q,
+                policy=sol.policy,
+                values=sol.values,
+                transitions=trans,
+                counts=counts,
+                first_states=panel.first_states(),
+                params=theta,
+                se=np.sqrt(np.abs(np.diag(cov))),
+                param_names=list(names),
+                loglik=ll,
+                converged=bool(sol.converged),
+                info={
+                    "tau2": tau2,
+                    "tau2_weights": tau2_w,
+                    "n_cells": len(y),
+                    "shrinkage": bool(self.shrinkage),
+                },
+            ),
         )
 
 
@@ -827,22 +833,33 @@ class PQR:
         if n_s <= self.transitions_max_states:
             trans, _ = estimate_transitions(panel)
             ll += _transition_loglik(panel, trans)
-        return ChoiceResults(
-            estimator="pqr-fa",
-            actions=list(panel.actions),
-            anchor=panel.actions[a0],
-            anchor_reward=float(self.anchor_reward),
-            discount=self.discount,
-            states=panel.states,
-            feasible=feas,
-            rewards=rewards,
-            q=q,
-            policy=pol,
-            values=values,
-            transitions=trans,
-            counts=counts,
-            first_states=panel.first_states(),
-            loglik=ll,
-            converged=converged,
-            info={"n_q_iter": it},
+        return _checked(
+            panel,
+            ChoiceResults(
+                estimator="pqr-fa",
+                actions=list(panel.actions),
+                anchor=panel.actions[a0],
+                anchor_reward=float(self.anchor_reward),
+                discount=self.discount,
+                states=panel.states,
+                feasible=feas,
+                rewards=rewards,
+                q=q,
+                policy=pol,
+                values=values,
+                transitions=trans,
+                counts=counts,
+                first_states=panel.first_states(),
+                loglik=ll,
+                converged=converged,
+                info={"n_q_iter": it},
+            ),
         )
+
+
+def _checked(panel: Panel, res: ChoiceResults) -> ChoiceResults:
+    """Record the panel's facts and set ``converged`` false (with a warning) when untrusted."""
+    for key, val in panel_info(panel).items():
+        res.info.setdefault(key, val)
+    res.check_trust()
+    return res
