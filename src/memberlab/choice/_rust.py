@@ -121,15 +121,29 @@ class RustData:
     groups: tuple[int, ...]
 
 
-def rust_states(
-    frame: pd.DataFrame, *, groups: tuple[int, ...] = (1, 2, 3, 4), bins: int = 175
-) -> RustData:
-    """Discretise the bus panel as Rust (175 cells) or ruspy (90 bins) did.
+_RULES = ("rust", "ruspy")
 
-    ``bins=175``: Rust's cells of 450000/175 miles, 1-based cell ``k = ceil(m * 175 /
-    450000)``; after a replacement the increment is counted from cell 0 (Rust's
-    one-cell-higher landing point). ``bins=90``: ruspy's 5000-mile bins, state
-    ``floor(m / 5000)``; after a replacement the increment is ``ceil(m / 5000)``.
+
+def rust_states(
+    frame: pd.DataFrame,
+    *,
+    groups: tuple[int, ...] = (1, 2, 3, 4),
+    bins: int = 175,
+    rule: str = "rust",
+) -> RustData:
+    """Discretise the bus panel on Rust's grid of 175 or 90 cells over 0-450,000 miles.
+
+    ``rule="rust"`` (the default) is the discretisation of Rust's NFXP code on both grids:
+    the 1-based cell ``k = ceil(m * bins / 450000)`` (so a reading of exactly 70,000
+    miles is in cell 14 of the 90-cell grid, ``(65000, 70000]``), the state ``k - 1``
+    (0-based; a fresh engine's reading of 0 miles is state 0 too) and, after a
+    replacement, the increment ``k`` counted from cell 0 (Rust's one-cell-higher
+    landing point). ``rule="ruspy"`` is ruspy's: state ``floor(m * bins / 450000)`` and,
+    after a replacement, the increment ``ceil(m * bins / 450000)``. The two differ only
+    on readings that are an exact multiple of the cell width: on the 90-cell grid one
+    reading in groups 1-4 (bus 4339, month 15, 70,000 miles; none in group 4), which
+    turns two 1-cell moves into a 0- and a 2-cell move and is the whole 5-point gap
+    between ruspy's log-likelihood for groups 1-3 and 1-4 and Rust's (1987) Table IX.
 
     One observation per bus-month from the second month on, aligned as in Rust's NFXP
     code: the state of month ``t``, the decision taken in it (the replacement flag of
@@ -138,11 +152,25 @@ def rust_states(
     depend on the state), so pairing it with month ``t`` rather than ``t - 1`` leaves the
     transition likelihood unchanged; the choice likelihood runs over months 2..T. With
     this alignment and all observed increments kept (no lumping of the rare 4- and
-    5-cell moves), groups 1-4 at 175 cells give Rust's Table X to every printed digit
-    (N = 8,156, log-likelihood -8607.889).
+    5-cell moves), the default rule gives Rust's Table X (175 cells) and Table IX (90
+    cells) to every printed digit, e.g. groups 1-4 at 175 cells N = 8,156 and
+    log-likelihood -8607.889, at 90 cells -6055.250.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        From :func:`load_rust_bus`.
+    groups : tuple of int
+        Bus groups, a non-empty subset of 1..8.
+    bins : {175, 90}
+        Cells of ``450000 / bins`` miles.
+    rule : {"rust", "ruspy"}
+        Discretisation rule (see above).
     """
     if bins not in (175, 90):
         raise ValueError(f"bins == {bins}, must be 175 or 90.")
+    if rule not in _RULES:
+        raise ValueError(f"rule == {rule!r}, must be one of {_RULES}.")
     bad = sorted(set(groups) - set(range(1, 9)))
     if bad or not groups:
         raise ValueError(f"groups == {groups!r}, must be a non-empty subset of 1..8.")
@@ -150,12 +178,15 @@ def rust_states(
     miles = df["mileage_since_replacement"].to_numpy(dtype=float)
     bus = df["bus_id"].to_numpy()
     rep = df["replaced"].to_numpy().astype(np.int64)
-    if bins == 175:
-        cell = np.ceil(miles * 175 / 450_000).astype(np.int64)
+    scaled = miles * bins / 450_000
+    if rule == "rust":
+        cell = np.ceil(scaled).astype(np.int64)
+        state = np.maximum(cell - 1, 0)
         after = cell
     else:
-        cell = np.floor(miles / 5000).astype(np.int64)
-        after = np.ceil(miles / 5000).astype(np.int64)
+        cell = np.floor(scaled).astype(np.int64)
+        state = cell
+        after = np.ceil(scaled).astype(np.int64)
     same_prev = np.zeros(len(bus), dtype=bool)
     same_prev[1:] = bus[1:] == bus[:-1]
     next_rep = np.zeros(len(bus), dtype=np.int64)
@@ -168,7 +199,9 @@ def rust_states(
     keep = same_prev  # the first month of each bus has no increment into it
     if (inc[keep] < 0).any():
         raise DataValidationError("negative mileage increment in the bus data.")
-    return RustData(cell[keep], next_rep[keep], inc[keep], bins, tuple(groups))
+    if (state[keep] >= bins).any():
+        raise DataValidationError(f"mileage beyond the {bins}-cell grid (450,000 miles).")
+    return RustData(state[keep], next_rep[keep], inc[keep], bins, tuple(groups))
 
 
 def _increment_transitions(n_bins: int, n_inc: int) -> Any:
@@ -270,7 +303,6 @@ def fit_rust(
     method: str = "newton",
     start: tuple[float, float] = (10.0, 2.0),
     n_increments: int | None = None,
-    state_offset: int | None = None,
 ) -> RustResults:
     """Estimate Rust's model by NFXP: frequencies, then the partial, then the full likelihood.
 
@@ -299,8 +331,6 @@ def fit_rust(
     n_bins = data.n_bins
     if n_increments is None:
         n_increments = int(data.increments.max()) + 1
-    if state_offset is None:
-        state_offset = 1 if n_bins == 175 else 0
     n_inc = n_increments
     inc = np.minimum(data.increments, n_inc - 1)
     counts = np.bincount(inc, minlength=n_inc).astype(float)
@@ -327,7 +357,7 @@ def fit_rust(
         features=feats,
         feasible=feasible,
         discount=discount,
-        states=np.maximum(data.states - state_offset, 0),
+        states=data.states,
         actions=data.decisions,
         transitions=_increment_transitions(n_bins, n_inc),
         transition_loglik=tll,
@@ -418,8 +448,7 @@ def rust_pqr(
     if degree < 1:
         raise ValueError(f"degree == {degree}, must be >= 1.")
     n_bins = data.n_bins
-    offset = 1 if n_bins == 175 else 0
-    states = np.maximum(data.states - offset, 0)
+    states = data.states
     n_inc = int(data.increments.max()) + 1
     if theta3 is None:
         counts = np.bincount(data.increments, minlength=n_inc).astype(float)
