@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from memberlab._errors import ConvergenceWarning, DataValidationError
+from memberlab._rng import RNGLike, as_generator
 from memberlab._typing import FloatArray, IntArray
 from memberlab.choice._nfxp_core import NFXPProblem, maximize_bhhh
-from memberlab.choice._solve import small_blas
+from memberlab.choice._solve import small_blas, solve_values
 
 __all__ = [
     "RustData",
@@ -33,6 +34,7 @@ __all__ = [
     "load_rust_bus",
     "rust_pqr",
     "rust_states",
+    "simulate_rust",
 ]
 
 logger = logging.getLogger(__name__)
@@ -222,6 +224,83 @@ def _increment_transitions(n_bins: int, n_inc: int) -> Any:
     return fn
 
 
+def _cost_features(n_bins: int) -> FloatArray:
+    """``features[s, a] @ (RC, theta11)``: keep ``-0.001 theta11 s``, replace ``-RC``."""
+    feats = np.zeros((n_bins, 2, 2))
+    feats[:, 0, 1] = -0.001 * np.arange(n_bins, dtype=float)
+    feats[:, 1, 0] = -1.0
+    return feats
+
+
+def simulate_rust(
+    *,
+    rc: float,
+    theta11: float,
+    theta3: FloatArray | list[float] | tuple[float, ...],
+    discount: float,
+    n_buses: int = 50,
+    n_periods: int = 120,
+    n_bins: int = 175,
+    rng: RNGLike = None,
+) -> RustData:
+    """Simulate Zurcher's decisions from Rust's model with known parameters.
+
+    The design of the Monte Carlo of Su and Judd (2012) and Iskhakov, Lee, Rust,
+    Schjerning and Seo (2016): every bus starts with a new engine in cell 0; each month
+    the engine is replaced with the model's conditional choice probability at the
+    current cell; then the bus moves ``j`` cells with probability ``theta3[j]`` from cell
+    0 after a replacement, else from its cell, capped at the last cell (the model's
+    transition, so the estimator's specification is the true one).
+
+    Parameters
+    ----------
+    rc, theta11 : float
+        Replacement cost and cost slope (``c(x) = 0.001 theta11 x``).
+    theta3 : sequence of float
+        Increment probabilities (non-negative, summing to 1).
+    discount : float in [0, 1)
+    n_buses, n_periods : int
+        Panel size; one observation per bus-month (state, decision, increment).
+    n_bins : int
+        Number of mileage cells.
+    rng : int, Generator or None
+
+    Returns
+    -------
+    RustData
+        Bus-major (all months of bus 0, then bus 1, ...), ``groups=()``.
+    """
+    p = np.asarray(theta3, dtype=float)
+    if p.ndim != 1 or len(p) < 2 or (p < 0).any() or not np.isclose(p.sum(), 1.0):
+        raise ValueError(f"theta3 == {p.tolist()!r}, must be >= 2 probabilities summing to 1.")
+    if not 0.0 <= discount < 1.0:
+        raise ValueError(f"discount == {discount}, must be in [0, 1).")
+    for name, value in (("n_buses", n_buses), ("n_periods", n_periods)):
+        if value < 1:
+            raise ValueError(f"{name} == {value}, must be >= 1.")
+    if n_bins < len(p):
+        raise ValueError(f"n_bins == {n_bins}, must be >= len(theta3) == {len(p)}.")
+    gen = as_generator(rng)
+    rewards = _cost_features(n_bins) @ np.array([rc, theta11], dtype=float)
+    trans, _ = _increment_transitions(n_bins, len(p))(p[:-1])
+    with small_blas(n_bins):
+        sol = solve_values(rewards, trans, np.ones((n_bins, 2), dtype=bool), discount)
+    p_replace = sol.policy[:, 1]
+    cum = np.cumsum(p)
+    cum[-1] = 1.0
+    u = gen.random((n_periods, 2, n_buses))
+    states = np.empty((n_periods, n_buses), dtype=np.int64)
+    decisions = np.empty((n_periods, n_buses), dtype=np.int64)
+    increments = np.empty((n_periods, n_buses), dtype=np.int64)
+    x = np.zeros(n_buses, dtype=np.int64)
+    for t in range(n_periods):
+        d = (u[t, 0] < p_replace[x]).astype(np.int64)
+        j = np.minimum(np.searchsorted(cum, u[t, 1], side="right"), len(p) - 1)
+        states[t], decisions[t], increments[t] = x, d, j
+        x = np.minimum(np.where(d == 1, 0, x) + j, n_bins - 1)
+    return RustData(states.T.ravel(), decisions.T.ravel(), increments.T.ravel(), n_bins, groups=())
+
+
 @dataclass(frozen=True)
 class RustResults:
     """Estimates of Rust's model (full likelihood, Rust's third stage).
@@ -239,6 +318,10 @@ class RustResults:
     loglik : float
         Full log-likelihood (choices and transitions).
     loglik_choice, loglik_transition : float
+    stop : str
+        Why the full-likelihood iterations ended (see
+        :class:`memberlab.choice._nfxp_core.BHHHResult`): ``"tol"`` or ``"floor"`` when
+        converged.
     """
 
     rc: float
@@ -255,6 +338,7 @@ class RustResults:
     converged: bool
     n_iter: int
     values: FloatArray = field(repr=False)
+    stop: str = "tol"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary of the estimates."""
@@ -272,6 +356,7 @@ class RustResults:
             "loglik_transition": self.loglik_transition,
             "converged": self.converged,
             "n_iter": self.n_iter,
+            "stop": self.stop,
         }
 
     def summary(self) -> str:
@@ -335,10 +420,7 @@ def fit_rust(
     inc = np.minimum(data.increments, n_inc - 1)
     counts = np.bincount(inc, minlength=n_inc).astype(float)
     freq = counts / counts.sum()
-    grid = np.arange(n_bins, dtype=float)
-    feats = np.zeros((n_bins, 2, 2))
-    feats[:, 0, 1] = -0.001 * grid  # keep: -c(x) = -0.001 theta11 x
-    feats[:, 1, 0] = -1.0  # replace: -RC
+    feats = _cost_features(n_bins)
     feasible = np.ones((n_bins, 2), dtype=bool)
     last = n_inc - 1
 
@@ -372,7 +454,10 @@ def fit_rust(
             stacklevel=2,
         )
     with small_blas(n_bins):
-        stage2 = maximize_bhhh(problem, np.array(start, dtype=float), psi0, free_psi=False)
+        # the partial likelihood only gives the full likelihood its starting values
+        stage2 = maximize_bhhh(
+            problem, np.array(start, dtype=float), psi0, free_psi=False, tol=1e-6
+        )
         stage3 = maximize_bhhh(problem, stage2.params[:2], psi0, free_psi=True)
     params = stage3.params
     scores = stage3.scores
@@ -401,6 +486,7 @@ def fit_rust(
         ),
         n_iter=stage2.n_iter + stage3.n_iter,
         values=stage3.values,
+        stop=stage3.stop if stage2.converged else f"partial likelihood: {stage2.stop}",
     )
     logger.info("Rust NFXP: %s", json.dumps(res.to_dict()))
     return res
