@@ -231,6 +231,45 @@ def _econirl_table(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _print_results(records: list[dict[str, Any]], econ: list[dict[str, Any]]) -> None:
+    print()
+    print("memberlab fit_rust (full likelihood; bias and RMSE over converged runs; th3")
+    print("columns: largest |bias| and RMSE over theta3[0..3]; same% = data sets whose runs")
+    print("reached one maximum; floor = converged at the likelihood's rounding floor)")
+    n_starts = 1 + max(r["start"] for r in records)
+    for line in _table(records, n_starts):
+        print("  " + line)
+    bad = [r for r in records if r["error"] or not r["converged"]]
+    print(f"  non-converged runs: {len(bad)} of {len(records)}")
+    for r in bad[:10]:
+        print(f"    beta={r['beta']} rep={r['rep']} start={r['start']} {r['stop']} {r['error']}")
+    if not econ:
+        return
+    print()
+    print("econirl NFXP on the same data sets (one run each from econirl's starting values;")
+    print("partial likelihood, transitions fixed at the frequencies)")
+    for line in _econirl_table(econ):
+        print("  " + line)
+    mine = {(r["beta"], r["rep"]): r for r in records if r["start"] == 0}
+    print("  per data set, memberlab (first start) vs econirl:")
+    for r in econ:
+        m = mine.get((r["beta"], r["rep"]))
+        if m is None:
+            continue
+        print(
+            f"    beta={r['beta']} rep={r['rep']}: RC {m['rc']:.4f} vs {r['rc']:.4f}, theta11 "
+            f"{m['theta11']:.4f} vs {r['theta11']:.4f}, wall {m['wall']:.2f} s vs "
+            f"{r['wall']:.1f} s, cpu {m['cpu']:.2f} s vs {r['cpu']:.1f} s {r['error']}"
+        )
+
+
+def _read(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["kind"] == "memberlab"], [
+        r for r in rows if r["kind"] == "econirl"
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="10 data sets, 2 starts per beta.")
@@ -241,8 +280,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=2016)
     ap.add_argument("--econirl", type=int, default=0, help="Data sets per beta for econirl.")
     ap.add_argument("--econirl-betas", default="0.975,0.9999")
-    ap.add_argument("--json", type=Path, default=None, help="Write every run to this file.")
+    ap.add_argument(
+        "--jsonl", type=Path, default=None, help="Append every run to this file as it ends."
+    )
+    ap.add_argument(
+        "--summarise", type=Path, default=None, help="Print the tables of a --jsonl file."
+    )
     args = ap.parse_args(argv)
+    if args.summarise is not None:
+        _print_results(*_read(args.summarise))
+        return 0
     reps = args.replications or (10 if args.quick else 250)
     n_starts = args.starts or (2 if args.quick else 5)
     if not 1 <= n_starts <= len(STARTS):
@@ -260,90 +307,54 @@ def main(argv: list[str] | None = None) -> int:
         f"  {N_BUSES} buses x {N_PERIODS} months, {reps} data sets x {n_starts} starts per "
         f"beta, starts (RC, theta11) = {STARTS[:n_starts]}, workers={args.workers}"
     )
-    tasks = [
-        (beta, rep, seq, n_starts)
-        for i, beta in enumerate(BETAS)
-        if beta in betas
-        for rep, seq in enumerate(_seeds(args.seed, i, reps))
-    ]
-    print()
-    print("memberlab fit_rust (full likelihood; bias and RMSE over converged runs;")
-    print("th3 columns: largest |bias| and RMSE over theta3[0..3]; floor = converged at the")
-    print("likelihood's rounding floor, see maximize_bhhh; rows print as each beta finishes)")
+    seeds = {beta: _seeds(args.seed, i, reps) for i, beta in enumerate(BETAS) if beta in betas}
+    # replication-major, so that a run stopped early has every beta equally far along
+    tasks = [(beta, rep, seeds[beta][rep], n_starts) for rep in range(reps) for beta in seeds]
+    sink = args.jsonl.open("a") if args.jsonl else None
+
+    def keep(rec: dict[str, Any], kind: str) -> None:
+        rec["kind"] = kind
+        if sink:
+            sink.write(json.dumps(rec) + "\n")
+            sink.flush()
+
     t0 = time.perf_counter()
     records: list[dict[str, Any]] = []
-    header_done = False
-
-    def report(beta_rows: list[dict[str, Any]]) -> None:
-        nonlocal header_done
-        lines = _table(beta_rows, n_starts)
-        if not header_done:
-            print("  " + lines[0])
-            header_done = True
-        print("  " + lines[1], flush=True)
-
     pool = ProcessPoolExecutor(args.workers) if args.workers > 1 else None
     try:
-        results = pool.map(_run_dataset, tasks, chunksize=2) if pool else map(_run_dataset, tasks)
-        current: list[dict[str, Any]] = []
+        results = pool.map(_run_dataset, tasks) if pool else map(_run_dataset, tasks)
         for out in results:
-            if current and out[0]["beta"] != current[0]["beta"]:
-                report(current)
-                current = []
-            current.extend(out)
+            for rec in out:
+                keep(rec, "memberlab")
             records.extend(out)
-        if current:
-            report(current)
+        wall = time.perf_counter() - t0
+        econ: list[dict[str, Any]] = []
+        if args.econirl > 0:
+            try:
+                import econirl  # noqa: F401
+            except ImportError:
+                print("\neconirl: not installed (pip install memberlab[bench]); skipped")
+            else:
+                ebetas = [float(b) for b in args.econirl_betas.split(",")]
+                etasks = [
+                    (beta, rep, seeds[beta][rep])
+                    for beta in ebetas
+                    if beta in seeds
+                    for rep in range(min(args.econirl, reps))
+                ]
+                results_e = pool.map(_econirl_run, etasks) if pool else map(_econirl_run, etasks)
+                for rec in results_e:
+                    keep(rec, "econirl")
+                    econ.append(rec)
     finally:
         if pool:
             pool.shutdown()
-    wall = time.perf_counter() - t0
-    errors = [r for r in records if r["error"] or not r["converged"]]
-    print(f"  non-converged runs: {len(errors)}")
-    for r in errors[:10]:
-        print(
-            f"    beta={r['beta']} rep={r['rep']} start={r['start']} stop={r['stop']} {r['error']}"
-        )
-    print(f"  total wall time {wall:.0f} s for {len(records)} estimations")
-    econ: list[dict[str, Any]] = []
-    if args.econirl > 0:
-        try:
-            import econirl  # noqa: F401
-        except ImportError:
-            print("\neconirl: not installed (pip install memberlab[bench]); skipped")
-        else:
-            ebetas = [float(b) for b in args.econirl_betas.split(",")]
-            etasks = [
-                (beta, rep, seq)
-                for i, beta in enumerate(BETAS)
-                if beta in ebetas
-                for rep, seq in enumerate(_seeds(args.seed, i, reps)[: args.econirl])
-            ]
-            t1 = time.perf_counter()
-            with ProcessPoolExecutor(max(1, args.workers)) as pool:
-                econ = list(pool.map(_econirl_run, etasks))
-            print(
-                f"\neconirl NFXP on the first {args.econirl} data set(s) of beta in {ebetas} "
-                "(same data; one run each from econirl's starting values; partial "
-                "likelihood, transitions fixed at the frequencies)"
-            )
-            for line in _econirl_table(econ):
-                print("  " + line)
-            for r in econ:
-                if r["error"]:
-                    print(f"    beta={r['beta']} rep={r['rep']} {r['error']}")
-            mine = {(r["beta"], r["rep"]): r for r in records if r["start"] == 0}
-            print("  same data sets, memberlab (start 0) vs econirl:")
-            for r in econ:
-                m = mine[(r["beta"], r["rep"])]
-                print(
-                    f"    beta={r['beta']} rep={r['rep']}: RC {m['rc']:.4f} vs {r['rc']:.4f}, "
-                    f"theta11 {m['theta11']:.4f} vs {r['theta11']:.4f}, "
-                    f"{m['wall']:.2f} s vs {r['wall']:.1f} s"
-                )
-            print(f"  econirl wall time {time.perf_counter() - t1:.0f} s")
-    if args.json:
-        args.json.write_text(json.dumps({"memberlab": records, "econirl": econ}, indent=1))
+        if sink:
+            sink.close()
+    _print_results(records, econ)
+    print(f"\n  memberlab: {len(records)} estimations, {wall:.0f} s wall, {args.workers} workers")
+    if econ:
+        print(f"  econirl: {len(econ)} estimations, {time.perf_counter() - t0 - wall:.0f} s wall")
     return 0
 
 
