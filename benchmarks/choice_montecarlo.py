@@ -239,6 +239,12 @@ def _print_results(records: list[dict[str, Any]], econ: list[dict[str, Any]]) ->
     n_starts = 1 + max(r["start"] for r in records)
     for line in _table(records, n_starts):
         print("  " + line)
+    print(f"  theta3 per cell over converged runs, bias / RMSE (truth {TRUE_THETA3[:4]}):")
+    for beta in sorted({r["beta"] for r in records}):
+        th3 = np.array([r["theta3"] for r in records if r["beta"] == beta and r["converged"]])
+        b3, e3 = _bias_rmse(th3[:, :4], np.array(TRUE_THETA3[:4]))
+        cells = "  ".join(f"{b:+.5f} / {e:.5f}" for b, e in zip(b3, e3, strict=True))
+        print(f"  {beta:>7}  {cells}")
     bad = [r for r in records if r["error"] or not r["converged"]]
     print(f"  non-converged runs: {len(bad)} of {len(records)}")
     for r in bad[:10]:
