@@ -270,10 +270,22 @@ def _print_results(records: list[dict[str, Any]], econ: list[dict[str, Any]]) ->
 
 
 def _read(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Records of a --jsonl file; of a stopped run, the data sets complete at every beta."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["kind"] == "memberlab"], [
-        r for r in rows if r["kind"] == "econirl"
-    ]
+    mine = [r for r in rows if r["kind"] == "memberlab"]
+    n_starts = 1 + max(r["start"] for r in mine)
+    betas = sorted({r["beta"] for r in mine})
+    count: dict[tuple[float, int], int] = {}
+    for r in mine:
+        count[(r["beta"], r["rep"])] = count.get((r["beta"], r["rep"]), 0) + 1
+    reps = {k[1] for k in count}
+    done = {i for i in reps if all(count.get((b, i), 0) == n_starts for b in betas)}
+    kept = [r for r in mine if r["rep"] in done]
+    print(
+        f"{path}: {len(mine)} runs; {len(done)} data set(s) x {n_starts} start(s) complete "
+        f"for every beta in {betas}: {len(kept)} runs tabulated"
+    )
+    return kept, [r for r in rows if r["kind"] == "econirl"]
 
 
 def main(argv: list[str] | None = None) -> int:
