@@ -50,6 +50,7 @@ from memberlab.choice._rust import (
     load_rust_bus,
     rust_pqr,
     rust_states,
+    simulate_rust,
 )
 from memberlab.choice._solve import Solution, solve_values
 
@@ -97,6 +98,7 @@ __all__ = [
     "rust_pqr",
     "rust_states",
     "sample_next",
+    "simulate_rust",
     "solve_values",
     "value_benefits",
 ]

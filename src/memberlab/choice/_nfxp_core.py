@@ -5,7 +5,10 @@ parameters ``psi`` (Rust's mileage increments) whose own likelihood (the transit
 of the full likelihood) is given per observation.
 
 Scores use the implicit function theorem on ``V = T(V; theta, psi)``:
-``dV = (I - beta P_pi)^{-1} sum_a pi_a (dr_a + beta dP_a V)``.
+``dV = (I - beta P_pi)^{-1} sum_a pi_a (dr_a + beta dP_a V)``. Choice probabilities do
+not change when a constant is added to ``dV``, so with stochastic transitions the solve
+uses the relative form ``(I - (I - 1 e_0') beta P_pi) dW = (I - 1 e_0') rhs``, whose
+conditioning does not degrade as ``beta -> 1`` (see :mod:`memberlab.choice._solve`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ import scipy.linalg
 
 from memberlab._errors import ConvergenceWarning
 from memberlab._typing import BoolArray, FloatArray, IntArray
-from memberlab.choice._solve import policy_transition, solve_values
+from memberlab.choice._solve import (
+    is_stochastic,
+    policy_transition,
+    relative_jacobian,
+    solve_values,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,15 +105,18 @@ def nfxp_loglik(
     pol_f = np.where(problem.feasible, pol, 0.0)
     rhs_theta = np.einsum("sa,sak->sk", pol_f, feats)  # (S, K)
     if n_psi:
-        dpv = beta * np.einsum("last,t->lsa", dtrans, sol.values)  # (L, S, A)
+        dpv = beta * np.swapaxes(dtrans @ sol.values, 1, 2)  # (L, S, A)
         rhs_psi = np.einsum("sa,lsa->sl", pol_f, dpv)  # (S, L)
         rhs = np.concatenate([rhs_theta, rhs_psi], axis=1)
     else:
         rhs = rhs_theta
     if beta > 0:
-        jac = np.eye(n_states) - beta * policy_transition(trans, pol)
-        dv = scipy.linalg.solve(jac, rhs)  # (S, K + L)
-        pdv = beta * np.einsum("ast,tk->sak", trans, dv)  # (S, A, K + L)
+        p_pi = policy_transition(trans, pol)
+        if is_stochastic(trans, problem.feasible):
+            dv = scipy.linalg.solve(relative_jacobian(beta, p_pi), rhs - rhs[0][None, :])
+        else:
+            dv = scipy.linalg.solve(np.eye(n_states) - beta * p_pi, rhs)  # (S, K + L)
+        pdv = beta * np.swapaxes(trans @ dv, 0, 1)  # (S, A, K + L)
     else:
         pdv = np.zeros((n_states, n_actions, rhs.shape[1]))
     dq = pdv.copy()
@@ -121,7 +132,13 @@ def nfxp_loglik(
 
 @dataclass(frozen=True, slots=True)
 class BHHHResult:
-    """Outcome of :func:`maximize_bhhh`."""
+    """Outcome of :func:`maximize_bhhh`.
+
+    ``stop`` says why the iterations ended: ``"tol"`` (the decrement fell below ``tol``),
+    ``"floor"`` (no step improves the likelihood and the decrement is below
+    ``floor_tol``: the maximum to the precision of the likelihood), ``"line search"``
+    or ``"max_iter"`` (not converged).
+    """
 
     params: FloatArray
     loglik: float
@@ -130,6 +147,7 @@ class BHHHResult:
     n_iter: int
     converged: bool
     inner_converged: bool
+    stop: str = "tol"
 
 
 def maximize_bhhh(
@@ -139,10 +157,17 @@ def maximize_bhhh(
     *,
     free_psi: bool,
     tol: float = 1e-10,
+    floor_tol: float = 1e-6,
     max_iter: int = 200,
     newton_switch: float = 1e-1,
+    max_step: float = 10.0,
 ) -> BHHHResult:
-    """Maximise the NFXP likelihood by BHHH with step halving.
+    """Maximise the NFXP likelihood by BHHH with step control.
+
+    Each iteration takes the BHHH direction (the outer product of the scores as the
+    Hessian), or near the optimum a Newton direction, scaled down so that no parameter
+    moves by more than ``max_step * max(1, |x|)``, and halves the step until the
+    likelihood does not fall (at most 40 times).
 
     Parameters
     ----------
@@ -150,9 +175,16 @@ def maximize_bhhh(
         Whether the transition parameters are estimated jointly (Rust's third stage).
     tol : float
         Stop when the BHHH decrement ``g' H^{-1} g`` falls below ``tol``.
+    floor_tol : float
+        When no step improves the likelihood (its rounding noise has been reached), the
+        point counts as the maximum if the decrement is below ``floor_tol`` (``1e-6``:
+        a predicted gain of ``5e-7`` in the log-likelihood, parameters within about
+        ``1e-3`` standard errors of the exact maximum).
     newton_switch : float
         Below this decrement, take Newton steps with a finite-difference Hessian of the
         analytic gradient (BHHH alone converges only linearly near the optimum).
+    max_step : float
+        Largest move of a parameter in one step, relative to ``max(1, |x|)``.
     """
     n_theta = len(theta0)
     theta = np.array(theta0, dtype=float)
@@ -161,19 +193,19 @@ def maximize_bhhh(
     if not np.isfinite(cur.ll):
         raise ValueError("the likelihood is not finite at the starting values.")
     converged = False
+    stop = "max_iter"
     it = 0
     n_free = n_theta + (len(psi) if free_psi else 0)
+    wts = np.ones(len(problem.states)) if problem.weights is None else problem.weights
 
     def grad_at(x: FloatArray) -> FloatArray:
         t_ = x[:n_theta]
         p_ = x[n_theta:] if free_psi else psi
         ev = nfxp_loglik(problem, t_, p_, init=cur.values)
-        wts = np.ones(len(ev.scores)) if problem.weights is None else problem.weights
         return np.asarray(wts @ ev.scores[:, :n_free])
 
     for it in range(1, max_iter + 1):
         sc = cur.scores[:, :n_free]
-        wts = np.ones(len(sc)) if problem.weights is None else problem.weights
         g = wts @ sc
         h = sc.T @ (sc * wts[:, None])
         try:
@@ -183,23 +215,25 @@ def maximize_bhhh(
         dec = float(g @ step)
         logger.debug("BHHH iter %d ll=%.6f decrement=%.3g", it, cur.ll, dec)
         if dec < tol:
-            converged = True
+            converged, stop = True, "tol"
             break
+        x0 = np.concatenate([theta, psi])[:n_free]
         if dec < newton_switch:
             # near the optimum BHHH converges only linearly; take Newton steps on a
-            # Hessian from central differences of the analytic gradient
-            x0 = np.concatenate([theta, psi])[:n_free]
+            # Hessian from forward differences of the analytic gradient (one likelihood
+            # evaluation per parameter)
             hess = np.empty((n_free, n_free))
             for k in range(n_free):
-                eps = 1e-5 * max(1.0, abs(x0[k]))
+                eps = 1e-6 * max(1.0, abs(x0[k]))
                 e = np.zeros(n_free)
                 e[k] = eps
-                hess[:, k] = (grad_at(x0 + e) - grad_at(x0 - e)) / (2 * eps)
+                hess[:, k] = (grad_at(x0 + e) - g) / eps
             hess = 0.5 * (hess + hess.T)
             if np.all(np.isfinite(hess)) and np.all(np.linalg.eigvalsh(hess) < 0):
                 with contextlib.suppress(np.linalg.LinAlgError):
                     step = np.linalg.solve(-hess, g)
-        lam = 1.0
+        ratio = float(np.max(np.abs(step) / (max_step * np.maximum(1.0, np.abs(x0)))))
+        lam = 1.0 / ratio if ratio > 1.0 else 1.0
         improved = False
         for _ in range(40):
             t_new = theta + lam * step[:n_theta]
@@ -211,12 +245,16 @@ def maximize_bhhh(
                 break
             lam *= 0.5
         if not improved:
+            if dec < floor_tol:
+                converged, stop = True, "floor"
+            else:
+                stop = "line search"
             break
     if not converged:
         warnings.warn(
-            f"BHHH stopped after {it} iterations without meeting tol={tol}.",
+            f"BHHH stopped ({stop}) after {it} iterations without meeting tol={tol}.",
             ConvergenceWarning,
             stacklevel=2,
         )
     params = np.concatenate([theta, psi])
-    return BHHHResult(params, cur.ll, cur.scores, cur.values, it, converged, cur.converged)
+    return BHHHResult(params, cur.ll, cur.scores, cur.values, it, converged, cur.converged, stop)

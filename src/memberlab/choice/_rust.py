@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from memberlab._errors import ConvergenceWarning, DataValidationError
+from memberlab._rng import RNGLike, as_generator
 from memberlab._typing import FloatArray, IntArray
 from memberlab.choice._nfxp_core import NFXPProblem, maximize_bhhh
-from memberlab.choice._solve import small_blas
+from memberlab.choice._solve import small_blas, solve_values
 
 __all__ = [
     "RustData",
@@ -33,6 +34,7 @@ __all__ = [
     "load_rust_bus",
     "rust_pqr",
     "rust_states",
+    "simulate_rust",
 ]
 
 logger = logging.getLogger(__name__)
@@ -121,15 +123,29 @@ class RustData:
     groups: tuple[int, ...]
 
 
-def rust_states(
-    frame: pd.DataFrame, *, groups: tuple[int, ...] = (1, 2, 3, 4), bins: int = 175
-) -> RustData:
-    """Discretise the bus panel as Rust (175 cells) or ruspy (90 bins) did.
+_RULES = ("rust", "ruspy")
 
-    ``bins=175``: Rust's cells of 450000/175 miles, 1-based cell ``k = ceil(m * 175 /
-    450000)``; after a replacement the increment is counted from cell 0 (Rust's
-    one-cell-higher landing point). ``bins=90``: ruspy's 5000-mile bins, state
-    ``floor(m / 5000)``; after a replacement the increment is ``ceil(m / 5000)``.
+
+def rust_states(
+    frame: pd.DataFrame,
+    *,
+    groups: tuple[int, ...] = (1, 2, 3, 4),
+    bins: int = 175,
+    rule: str = "rust",
+) -> RustData:
+    """Discretise the bus panel on Rust's grid of 175 or 90 cells over 0-450,000 miles.
+
+    ``rule="rust"`` (the default) is the discretisation of Rust's NFXP code on both grids:
+    the 1-based cell ``k = ceil(m * bins / 450000)`` (so a reading of exactly 70,000
+    miles is in cell 14 of the 90-cell grid, ``(65000, 70000]``), the state ``k - 1``
+    (0-based; a fresh engine's reading of 0 miles is state 0 too) and, after a
+    replacement, the increment ``k`` counted from cell 0 (Rust's one-cell-higher
+    landing point). ``rule="ruspy"`` is ruspy's: state ``floor(m * bins / 450000)`` and,
+    after a replacement, the increment ``ceil(m * bins / 450000)``. The two differ only
+    on readings that are an exact multiple of the cell width: on the 90-cell grid one
+    reading in groups 1-4 (bus 4339, month 15, 70,000 miles; none in group 4), which
+    turns two 1-cell moves into a 0- and a 2-cell move and is the whole 5-point gap
+    between ruspy's log-likelihood for groups 1-3 and 1-4 and Rust's (1987) Table IX.
 
     One observation per bus-month from the second month on, aligned as in Rust's NFXP
     code: the state of month ``t``, the decision taken in it (the replacement flag of
@@ -138,11 +154,25 @@ def rust_states(
     depend on the state), so pairing it with month ``t`` rather than ``t - 1`` leaves the
     transition likelihood unchanged; the choice likelihood runs over months 2..T. With
     this alignment and all observed increments kept (no lumping of the rare 4- and
-    5-cell moves), groups 1-4 at 175 cells give Rust's Table X to every printed digit
-    (N = 8,156, log-likelihood -8607.889).
+    5-cell moves), the default rule gives Rust's Table X (175 cells) and Table IX (90
+    cells) to every printed digit, e.g. groups 1-4 at 175 cells N = 8,156 and
+    log-likelihood -8607.889, at 90 cells -6055.250.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        From :func:`load_rust_bus`.
+    groups : tuple of int
+        Bus groups, a non-empty subset of 1..8.
+    bins : {175, 90}
+        Cells of ``450000 / bins`` miles.
+    rule : {"rust", "ruspy"}
+        Discretisation rule (see above).
     """
     if bins not in (175, 90):
         raise ValueError(f"bins == {bins}, must be 175 or 90.")
+    if rule not in _RULES:
+        raise ValueError(f"rule == {rule!r}, must be one of {_RULES}.")
     bad = sorted(set(groups) - set(range(1, 9)))
     if bad or not groups:
         raise ValueError(f"groups == {groups!r}, must be a non-empty subset of 1..8.")
@@ -150,12 +180,15 @@ def rust_states(
     miles = df["mileage_since_replacement"].to_numpy(dtype=float)
     bus = df["bus_id"].to_numpy()
     rep = df["replaced"].to_numpy().astype(np.int64)
-    if bins == 175:
-        cell = np.ceil(miles * 175 / 450_000).astype(np.int64)
+    scaled = miles * bins / 450_000
+    if rule == "rust":
+        cell = np.ceil(scaled).astype(np.int64)
+        state = np.maximum(cell - 1, 0)
         after = cell
     else:
-        cell = np.floor(miles / 5000).astype(np.int64)
-        after = np.ceil(miles / 5000).astype(np.int64)
+        cell = np.floor(scaled).astype(np.int64)
+        state = cell
+        after = np.ceil(scaled).astype(np.int64)
     same_prev = np.zeros(len(bus), dtype=bool)
     same_prev[1:] = bus[1:] == bus[:-1]
     next_rep = np.zeros(len(bus), dtype=np.int64)
@@ -168,7 +201,9 @@ def rust_states(
     keep = same_prev  # the first month of each bus has no increment into it
     if (inc[keep] < 0).any():
         raise DataValidationError("negative mileage increment in the bus data.")
-    return RustData(cell[keep], next_rep[keep], inc[keep], bins, tuple(groups))
+    if (state[keep] >= bins).any():
+        raise DataValidationError(f"mileage beyond the {bins}-cell grid (450,000 miles).")
+    return RustData(state[keep], next_rep[keep], inc[keep], bins, tuple(groups))
 
 
 def _increment_transitions(n_bins: int, n_inc: int) -> Any:
@@ -189,6 +224,83 @@ def _increment_transitions(n_bins: int, n_inc: int) -> Any:
     return fn
 
 
+def _cost_features(n_bins: int) -> FloatArray:
+    """``features[s, a] @ (RC, theta11)``: keep ``-0.001 theta11 s``, replace ``-RC``."""
+    feats = np.zeros((n_bins, 2, 2))
+    feats[:, 0, 1] = -0.001 * np.arange(n_bins, dtype=float)
+    feats[:, 1, 0] = -1.0
+    return feats
+
+
+def simulate_rust(
+    *,
+    rc: float,
+    theta11: float,
+    theta3: FloatArray | list[float] | tuple[float, ...],
+    discount: float,
+    n_buses: int = 50,
+    n_periods: int = 120,
+    n_bins: int = 175,
+    rng: RNGLike = None,
+) -> RustData:
+    """Simulate Zurcher's decisions from Rust's model with known parameters.
+
+    The design of the Monte Carlo of Su and Judd (2012) and Iskhakov, Lee, Rust,
+    Schjerning and Seo (2016): every bus starts with a new engine in cell 0; each month
+    the engine is replaced with the model's conditional choice probability at the
+    current cell; then the bus moves ``j`` cells with probability ``theta3[j]`` from cell
+    0 after a replacement, else from its cell, capped at the last cell (the model's
+    transition, so the estimator's specification is the true one).
+
+    Parameters
+    ----------
+    rc, theta11 : float
+        Replacement cost and cost slope (``c(x) = 0.001 theta11 x``).
+    theta3 : sequence of float
+        Increment probabilities (non-negative, summing to 1).
+    discount : float in [0, 1)
+    n_buses, n_periods : int
+        Panel size; one observation per bus-month (state, decision, increment).
+    n_bins : int
+        Number of mileage cells.
+    rng : int, Generator or None
+
+    Returns
+    -------
+    RustData
+        Bus-major (all months of bus 0, then bus 1, ...), ``groups=()``.
+    """
+    p = np.asarray(theta3, dtype=float)
+    if p.ndim != 1 or len(p) < 2 or (p < 0).any() or not np.isclose(p.sum(), 1.0):
+        raise ValueError(f"theta3 == {p.tolist()!r}, must be >= 2 probabilities summing to 1.")
+    if not 0.0 <= discount < 1.0:
+        raise ValueError(f"discount == {discount}, must be in [0, 1).")
+    for name, value in (("n_buses", n_buses), ("n_periods", n_periods)):
+        if value < 1:
+            raise ValueError(f"{name} == {value}, must be >= 1.")
+    if n_bins < len(p):
+        raise ValueError(f"n_bins == {n_bins}, must be >= len(theta3) == {len(p)}.")
+    gen = as_generator(rng)
+    rewards = _cost_features(n_bins) @ np.array([rc, theta11], dtype=float)
+    trans, _ = _increment_transitions(n_bins, len(p))(p[:-1])
+    with small_blas(n_bins):
+        sol = solve_values(rewards, trans, np.ones((n_bins, 2), dtype=bool), discount)
+    p_replace = sol.policy[:, 1]
+    cum = np.cumsum(p)
+    cum[-1] = 1.0
+    u = gen.random((n_periods, 2, n_buses))
+    states = np.empty((n_periods, n_buses), dtype=np.int64)
+    decisions = np.empty((n_periods, n_buses), dtype=np.int64)
+    increments = np.empty((n_periods, n_buses), dtype=np.int64)
+    x = np.zeros(n_buses, dtype=np.int64)
+    for t in range(n_periods):
+        d = (u[t, 0] < p_replace[x]).astype(np.int64)
+        j = np.minimum(np.searchsorted(cum, u[t, 1], side="right"), len(p) - 1)
+        states[t], decisions[t], increments[t] = x, d, j
+        x = np.minimum(np.where(d == 1, 0, x) + j, n_bins - 1)
+    return RustData(states.T.ravel(), decisions.T.ravel(), increments.T.ravel(), n_bins, groups=())
+
+
 @dataclass(frozen=True)
 class RustResults:
     """Estimates of Rust's model (full likelihood, Rust's third stage).
@@ -206,6 +318,10 @@ class RustResults:
     loglik : float
         Full log-likelihood (choices and transitions).
     loglik_choice, loglik_transition : float
+    stop : str
+        Why the full-likelihood iterations ended (see
+        :class:`memberlab.choice._nfxp_core.BHHHResult`): ``"tol"`` or ``"floor"`` when
+        converged.
     """
 
     rc: float
@@ -222,6 +338,7 @@ class RustResults:
     converged: bool
     n_iter: int
     values: FloatArray = field(repr=False)
+    stop: str = "tol"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary of the estimates."""
@@ -239,6 +356,7 @@ class RustResults:
             "loglik_transition": self.loglik_transition,
             "converged": self.converged,
             "n_iter": self.n_iter,
+            "stop": self.stop,
         }
 
     def summary(self) -> str:
@@ -270,7 +388,6 @@ def fit_rust(
     method: str = "newton",
     start: tuple[float, float] = (10.0, 2.0),
     n_increments: int | None = None,
-    state_offset: int | None = None,
 ) -> RustResults:
     """Estimate Rust's model by NFXP: frequencies, then the partial, then the full likelihood.
 
@@ -299,16 +416,11 @@ def fit_rust(
     n_bins = data.n_bins
     if n_increments is None:
         n_increments = int(data.increments.max()) + 1
-    if state_offset is None:
-        state_offset = 1 if n_bins == 175 else 0
     n_inc = n_increments
     inc = np.minimum(data.increments, n_inc - 1)
     counts = np.bincount(inc, minlength=n_inc).astype(float)
     freq = counts / counts.sum()
-    grid = np.arange(n_bins, dtype=float)
-    feats = np.zeros((n_bins, 2, 2))
-    feats[:, 0, 1] = -0.001 * grid  # keep: -c(x) = -0.001 theta11 x
-    feats[:, 1, 0] = -1.0  # replace: -RC
+    feats = _cost_features(n_bins)
     feasible = np.ones((n_bins, 2), dtype=bool)
     last = n_inc - 1
 
@@ -327,7 +439,7 @@ def fit_rust(
         features=feats,
         feasible=feasible,
         discount=discount,
-        states=np.maximum(data.states - state_offset, 0),
+        states=data.states,
         actions=data.decisions,
         transitions=_increment_transitions(n_bins, n_inc),
         transition_loglik=tll,
@@ -342,7 +454,10 @@ def fit_rust(
             stacklevel=2,
         )
     with small_blas(n_bins):
-        stage2 = maximize_bhhh(problem, np.array(start, dtype=float), psi0, free_psi=False)
+        # the partial likelihood only gives the full likelihood its starting values
+        stage2 = maximize_bhhh(
+            problem, np.array(start, dtype=float), psi0, free_psi=False, tol=1e-6
+        )
         stage3 = maximize_bhhh(problem, stage2.params[:2], psi0, free_psi=True)
     params = stage3.params
     scores = stage3.scores
@@ -371,6 +486,7 @@ def fit_rust(
         ),
         n_iter=stage2.n_iter + stage3.n_iter,
         values=stage3.values,
+        stop=stage3.stop if stage2.converged else f"partial likelihood: {stage2.stop}",
     )
     logger.info("Rust NFXP: %s", json.dumps(res.to_dict()))
     return res
@@ -418,8 +534,7 @@ def rust_pqr(
     if degree < 1:
         raise ValueError(f"degree == {degree}, must be >= 1.")
     n_bins = data.n_bins
-    offset = 1 if n_bins == 175 else 0
-    states = np.maximum(data.states - offset, 0)
+    states = data.states
     n_inc = int(data.increments.max()) + 1
     if theta3 is None:
         counts = np.bincount(data.increments, minlength=n_inc).astype(float)
