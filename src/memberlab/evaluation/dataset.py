@@ -167,7 +167,8 @@ class BanditDataset:
                 i = _first_bad(dup)
                 raise DataValidationError(
                     f"column {names['position']!r} row {i}: decision {key['d'].iloc[i]!r} "
-                    f"has position {self.position[i]} twice; positions must be distinct within a decision."
+                    f"has position {self.position[i]} twice; positions must be distinct "
+                    "within a decision."
                 )
 
     def contexts(self) -> list[dict[str, Any]]:
