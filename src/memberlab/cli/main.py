@@ -12,6 +12,8 @@ import typer
 
 from memberlab import __version__
 from memberlab.cli import choice as _choice
+from memberlab.cli import evaluate as _evaluate
+from memberlab.cli import logs as _logs
 from memberlab.cli import service as _service
 from memberlab.cli import simulate as _simulate
 
@@ -23,6 +25,8 @@ app = typer.Typer(
 )
 app.add_typer(_choice.app, name="choice")
 app.add_typer(_simulate.app, name="simulate")
+app.add_typer(_logs.app, name="logs")
+app.add_typer(_evaluate.app, name="evaluate")
 _service.register(app)
 
 
