@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,11 @@ import pyarrow.parquet as pq
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
-from _service_server import start_server  # noqa: E402
+from _service_server import start_server
 
-from memberlab.evaluation import BanditDataset, UniformPolicy, evaluate  # noqa: E402
-from memberlab.store import Store  # noqa: E402
-from memberlab.store._export import export_page  # noqa: E402
+from memberlab.evaluation import BanditDataset, UniformPolicy, evaluate
+from memberlab.store import Store
+from memberlab.store._export import export_page
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 ITEMS = {
@@ -41,7 +41,7 @@ TRUTH = {
 
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(t, tz=UTC).isoformat()
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
