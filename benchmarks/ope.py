@@ -232,7 +232,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("--baseline-resamples", type=int, default=3)
-    ap.add_argument("--export-n", type=int, default=None)
+    ap.add_argument("--export-n", type=int, default=None, help="0 skips the export part")
     args = ap.parse_args()
     warnings.simplefilter("ignore", UntrustworthyEstimateWarning)
     print_banner("off-policy evaluation at scale", ("memberlab", "numpy", "pandas", "pyarrow"))
@@ -241,7 +241,9 @@ def main() -> None:
         return
     n = args.n or (10**5 if args.quick else 10**7)
     t_ours, t_base = bench_estimates(n, args.bootstrap, args.baseline_resamples)
-    bench_export(args.export_n or (10**4 if args.quick else 10**6))
+    n_export = args.export_n if args.export_n is not None else (10**4 if args.quick else 10**6)
+    if n_export > 0:
+        bench_export(n_export)
     print(json.dumps({"n": n, "seconds_ours": t_ours, "seconds_pandas": t_base}))
 
 

@@ -134,7 +134,7 @@ def test_serve_export_evaluate(sqlite_url: str, tmp_path: Path) -> None:
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps({"grid": {"prior_variance": [0.05, 1.0]}}))
     proc = _cli("evaluate", "logs", str(out), "--candidates", str(settings), "--draws", "100",
-                "--json")  # fmt: skip
+                "--importance", "--json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
     assert len(res["candidates"]) == 2 and res["best"]["name"] in {
@@ -144,6 +144,9 @@ def test_serve_export_evaluate(sqlite_url: str, tmp_path: Path) -> None:
         ipw = cand["estimates"][0]
         assert ipw["estimator"] == "IPS" and ipw["lower"] <= ipw["value"] <= ipw["upper"]
         assert cand["n"] == 200  # evaluated on the later half only
+    (imp,) = res["importance"]  # one context feature group: the page
+    assert imp["group"] == "ctx.page" and 0 <= imp["score"] <= 100
+    assert all(isinstance(imp[k], float) for k in ("value_change", "loglik_change"))
     proc = _cli("evaluate", "logs", str(out), "--policy", "uniform", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["estimates"][0]["value"] == pytest.approx(rep.estimates[0].value)

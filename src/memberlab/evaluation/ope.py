@@ -293,8 +293,7 @@ def _bootstrap(
 ) -> FloatArray:
     """Bootstrap replicates of ``mean(a) + mean(b) / mean(d)`` over resampled decisions."""
     cols = [x for x in (a, b, d) if x is not None]
-    stacked = np.column_stack(cols)
-    uniq, counts = np.unique(stacked, axis=0, return_counts=True)
+    uniq, counts = _distinct_rows(cols)
     k = uniq.shape[0]
     j = 0
     ua = uniq[:, j] if a is not None else None
@@ -319,6 +318,20 @@ def _bootstrap(
                 val = val + ((c @ ub) / n) / den
         out[s : s + m] = val
     return out
+
+
+def _distinct_rows(cols: list[FloatArray]) -> tuple[FloatArray, np.ndarray]:
+    """Distinct rows of the stacked columns and their counts (hash-based, O(n))."""
+    code = np.zeros(cols[0].shape[0], dtype=np.int64)
+    for c in cols:
+        cj, uj = pd.factorize(c, sort=False)
+        code = code * len(uj) + cj
+        code, _ = pd.factorize(code, sort=False)  # keep the codes small (no overflow)
+    code = np.asarray(code)
+    counts = np.bincount(code)
+    first = np.full(counts.shape[0], -1, dtype=np.int64)
+    first[code[::-1]] = np.arange(code.shape[0] - 1, -1, -1)
+    return np.column_stack([c[first] for c in cols]), counts
 
 
 def _eb_lower(terms: FloatArray, level: float) -> float:
