@@ -98,6 +98,12 @@ def test_uniform_on_random_obd_equals_on_policy(obd_wheel: Path) -> None:
     assert rep.estimates[0].ess == pytest.approx(10_000)
     for e in rep.estimates:
         assert e.lower <= rep.on_policy <= e.upper, e
+    # per position: uniform IPW at each position is that position's mean click
+    per = evaluate(ds, UniformPolicy(), estimators=["ipw"], by_position=True).by_position
+    assert [e.extra["position"] for e in per] == [0, 1, 2]
+    for e in per:
+        clicks = ds.reward[ds.position == e.extra["position"]]
+        assert e.value == pytest.approx(clicks.mean(), rel=1e-12) and e.n == clicks.size
 
 
 def _world(seed: int = 7) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
