@@ -147,6 +147,17 @@ def test_serve_export_evaluate(sqlite_url: str, tmp_path: Path) -> None:
     (imp,) = res["importance"]  # one context feature group: the page
     assert imp["group"] == "ctx.page" and 0 <= imp["score"] <= 100
     assert all(isinstance(imp[k], float) for k in ("value_change", "loglik_change"))
+    # the live policy's snapshot as the target: served after training, it prefers "good"
+    store = Store(sqlite_url)
+    snap = store.load_snapshot("callouts")
+    store.close()
+    assert snap is not None
+    (tmp_path / "snap.bin").write_bytes(snap.data)
+    proc = _cli("evaluate", "logs", str(out), "--policy", str(tmp_path / "snap.bin"),
+                "--estimators", "ipw,snipw", "--draws", "200", "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    snap_est = json.loads(proc.stdout)["estimates"][1]
+    assert snap_est["estimator"] == "SNIPS" and snap_est["value"] > truth  # beats uniform
     proc = _cli("evaluate", "logs", str(out), "--policy", "uniform", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["estimates"][0]["value"] == pytest.approx(rep.estimates[0].value)
