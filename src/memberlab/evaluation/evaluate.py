@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.base import clone, is_classifier
 from sklearn.model_selection import KFold
 
-from memberlab._errors import DataValidationError
+from memberlab._errors import DataValidationError, UnknownItemError
 from memberlab._rng import RNGLike, as_generator, spawn
 from memberlab._typing import FloatArray
 from memberlab.evaluation.dataset import BanditDataset
@@ -78,7 +78,10 @@ class OPEReport:
         for e in self.estimates:
             if canonical_estimator(e.estimator) == canonical_estimator(estimator):
                 return e
-        raise KeyError(estimator)
+        raise UnknownItemError(
+            f"estimator {estimator!r} is not in this report; it has "
+            f"{[e.estimator for e in self.estimates]}."
+        )
 
 
 def _features(data: BanditDataset, rows: np.ndarray, actions: np.ndarray) -> FloatArray:

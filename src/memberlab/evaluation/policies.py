@@ -9,6 +9,7 @@ estimated by seeded Monte Carlo on the logged contexts and candidate sets.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -146,8 +147,6 @@ class RecommenderPolicy:
         L = data.len_list
         out = np.zeros((data.n_rounds, data.n_actions))
         groups: dict[str, list[int]] = {}
-        import json
-
         for i, c in enumerate(contexts):
             cand = tuple(cands[i]) if cands is not None and cands[i] else ()
             key = json.dumps([c, cand], sort_keys=True, default=str)
