@@ -164,7 +164,7 @@ def _export_child(url: str, out: str, naive: bool, q: mp.Queue) -> None:
         frame.to_parquet(out)
         n = len(frame)
     else:
-        n = export_parquet(store, out, kind="callouts", batch_size=50_000)
+        n = export_parquet(store, out, kind="callouts", batch_size=5_000)
     dt = time.perf_counter() - t0
     cpu = time.process_time() - c0
     _, peak = tracemalloc.get_traced_memory()
@@ -187,9 +187,7 @@ def bench_export(n: int) -> None:
             p.start()
             res = q.get()
             p.join()
-            label = (
-                "all rows in memory + to_parquet" if naive else "export_parquet (batches of 50k)"
-            )
+            label = "all rows in memory + to_parquet" if naive else "export_parquet (batches of 5k)"
             size = os.path.getsize(f"{tmp}/out{naive}.parquet") / 2**20
             print(
                 f"  {label:<34} {res['rows']:>9,} rows  {res['seconds']:7.1f} s "

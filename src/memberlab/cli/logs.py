@@ -44,7 +44,7 @@ def export(
     until: str | None = typer.Option(None, help="Only rows before this time (ISO 8601)."),
     out: Path = typer.Option(..., help="Parquet file to write."),
     database_url: str | None = typer.Option(None, help=_DB_HELP),
-    batch_size: int = typer.Option(50_000, min=1, help="Rows per query and row group."),
+    batch_size: int = typer.Option(5_000, min=1, help="Rows per query and row group."),
 ) -> None:
     """Export one row per served choice (pending and closed) to a Parquet file."""
     from sqlalchemy.exc import SQLAlchemyError

@@ -352,7 +352,10 @@ class BanditDataset:
         if b"memberlab" in raw_meta:
             meta.update(json.loads(raw_meta[b"memberlab"]))
         if not include_pending:
-            frame = frame[frame["status"] == "closed"].reset_index(drop=True)
+            frame = frame[frame["status"] == "closed"]
+        if "ts" in frame.columns:  # the export is in key order; rounds go in time order
+            frame = frame.sort_values(["ts", "decision_id", "position"], kind="stable")
+        frame = frame.reset_index(drop=True)
         if frame.empty:
             raise DataValidationError(
                 f"{path} has no closed rows to evaluate (status 'closed'); wait for the "

@@ -5,10 +5,12 @@ a layout decision) to its decision: decision id, time, unit id (when the request
 one), the context (as JSON and flattened into ``ctx.<key>`` columns), the candidates,
 the served item or layout, its position, the logged propensity, policy version, seed,
 reward and status (``pending`` while the attribution window is open, ``closed`` once the
-trainer applied it). Rows come in keyset-paged batches ordered by
-``(ts, decision_id, item_id)``, so memory stays bounded by the batch size whatever the
-table size; :func:`export_page` is the same query one page at a time (for an HTTP
-endpoint), :func:`export_parquet` streams every page to a Parquet file.
+trainer applied it). Rows come in keyset-paged batches ordered by the impressions'
+primary key ``(decision_id, item_id)`` (an index range scan per page, never a sort;
+readers order by ``ts``), so memory stays bounded by the batch size whatever the table
+size, and a page-through sees every row that existed when it started.
+:func:`export_page` is the same query one page at a time (for an HTTP endpoint);
+:func:`export_parquet` streams every page to a Parquet file.
 
 The decisions table does not record a request's explicit candidate list: when a request
 relied on the catalogue, its candidates were the items active at that moment, which this
@@ -162,14 +164,15 @@ def _row(r: Any, kind: str, catalog: list[dict[str, Any]]) -> dict[str, Any]:
         candidates = None
     closed = int(r.status) == 1
     prop = r.propensity
-    unit = getattr(r, "unit_id", None)
+    m = r._mapping
+    unit = m.get("unit_id")
     if unit is None:
         unit = ctx.get("unit_id") if isinstance(ctx.get("unit_id"), str) else None
     return {
         "decision_id": r.decision_id,
         "ts": float(r.ts),
         "unit_id": unit,
-        "assignment": getattr(r, "assignment", None),
+        "assignment": m.get("assignment"),
         "kind": kind,
         "space": r.space,
         "context": json.dumps(ctx, sort_keys=True, separators=(",", ":")),
@@ -192,9 +195,10 @@ def iter_export(
     space: str | None = None,
     since: float | None = None,
     until: float | None = None,
-    batch_size: int = 10_000,
+    batch_size: int = 5_000,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Batches of export rows (dicts; ``_ctx`` holds the context dict), oldest first.
+    """Batches of export rows (dicts; ``_ctx`` holds the context dict), in primary-key
+    order.
 
     Parameters
     ----------
@@ -302,7 +306,7 @@ def export_parquet(
     space: str | None = None,
     since: float | None = None,
     until: float | None = None,
-    batch_size: int = 50_000,
+    batch_size: int = 5_000,
 ) -> int:
     """Write the export to a Parquet file in batches; returns the rows written.
 
