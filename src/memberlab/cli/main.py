@@ -12,6 +12,9 @@ import typer
 
 from memberlab import __version__
 from memberlab.cli import choice as _choice
+from memberlab.cli import evaluate as _evaluate
+from memberlab.cli import experiment as _experiment
+from memberlab.cli import logs as _logs
 from memberlab.cli import service as _service
 from memberlab.cli import simulate as _simulate
 
@@ -23,6 +26,9 @@ app = typer.Typer(
 )
 app.add_typer(_choice.app, name="choice")
 app.add_typer(_simulate.app, name="simulate")
+app.add_typer(_logs.app, name="logs")
+app.add_typer(_evaluate.app, name="evaluate")
+app.add_typer(_experiment.app, name="experiment")
 _service.register(app)
 
 

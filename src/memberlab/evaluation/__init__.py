@@ -1,25 +1,66 @@
-"""Off-policy evaluation on logged decisions (IPS, SNIPS, DM, DR with intervals).
+"""Off-policy evaluation and experiment readouts on logged decisions.
+
+- :class:`BanditDataset` and :func:`load_obd`: logged feedback from a DataFrame, a
+  ``memberlab logs export`` file or the Open Bandit Dataset;
+- :mod:`memberlab.evaluation.ope`: IPS, SNIPS, DM, DR, SNDR, Switch-DR and DR-OS on
+  per-decision vectors, with normal, bootstrap and empirical-Bernstein intervals.
 
 Regret harnesses against simulators live next to their simulators
 (:func:`memberlab.callouts.simulator.run_policy`).
 """
 
+from memberlab.evaluation.dataset import (
+    OBD_BEHAVIORS,
+    OBD_CAMPAIGNS,
+    BanditDataset,
+    fetch_obd_wheel,
+    load_obd,
+)
+from memberlab.evaluation.evaluate import OPEReport, evaluate, fit_reward_model
 from memberlab.evaluation.ope import (
+    ESTIMATORS,
     OBD_COLUMNS,
     OPEResult,
+    UntrustworthyEstimateWarning,
+    canonical_estimator,
     direct_method,
     doubly_robust,
+    estimate,
     estimate_all,
     ips,
     snips,
 )
+from memberlab.evaluation.policies import (
+    FixedPolicy,
+    LoggedPolicy,
+    RecommenderPolicy,
+    TargetPolicy,
+    UniformPolicy,
+)
 
 __all__ = [
+    "ESTIMATORS",
+    "OBD_BEHAVIORS",
+    "OBD_CAMPAIGNS",
     "OBD_COLUMNS",
+    "BanditDataset",
+    "FixedPolicy",
+    "LoggedPolicy",
+    "OPEReport",
     "OPEResult",
+    "RecommenderPolicy",
+    "TargetPolicy",
+    "UniformPolicy",
+    "UntrustworthyEstimateWarning",
+    "canonical_estimator",
     "direct_method",
     "doubly_robust",
+    "estimate",
     "estimate_all",
+    "evaluate",
+    "fetch_obd_wheel",
+    "fit_reward_model",
     "ips",
+    "load_obd",
     "snips",
 ]

@@ -1,0 +1,182 @@
+"""``memberlab evaluate``: off-policy evaluation on the Open Bandit Dataset or exported logs."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+
+app = typer.Typer(
+    help="Off-policy evaluation: Open Bandit Dataset files or `memberlab logs export` output.",
+    no_args_is_help=True,
+)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    from memberlab import MemberlabError
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except (MemberlabError, FileNotFoundError, ValueError, KeyError, OSError) as exc:
+        _fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
+
+
+def _clean(x: Any) -> Any:
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_clean(v) for v in x]
+    return x
+
+
+def _table(report: dict[str, Any]) -> str:
+    head = (
+        f"{'estimator':<10} {'value':>10} {'se':>9} {'lower':>10} {'upper':>10} "
+        f"{'ess':>9} {'max w':>8}"
+    )
+    lines = [head]
+    for e in report["estimates"]:
+        lines.append(
+            f"{e['estimator']:<10} {e['value']:>10.5f} {e['se']:>9.5f} {e['lower']:>10.5f} "
+            f"{e['upper']:>10.5f} {e['ess']:>9.1f} {e['max_weight']:>8.2f}"
+            + (f"  ! {e['warning']}" if e.get("warning") else "")
+        )
+    lines.append(f"n = {report['n']}, on-policy (mean logged reward) = {report['on_policy']:.5f}")
+    return "\n".join(lines)
+
+
+def _run(
+    data: Any,
+    policy: Any,
+    estimators: str,
+    bootstrap: int,
+    seed: int,
+    level: float,
+    clip: float | None,
+    by_position: bool,
+) -> dict[str, Any]:
+    from memberlab.evaluation import UntrustworthyEstimateWarning, evaluate
+
+    names = [e for e in estimators.split(",") if e.strip()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrustworthyEstimateWarning)
+        rep = evaluate(
+            data, policy, estimators=names, level=level, clip=clip,
+            interval="bootstrap" if bootstrap > 0 else "normal",
+            n_bootstrap=max(bootstrap, 2), rng=seed, by_position=by_position,
+        )  # fmt: skip
+    return rep.to_dict()
+
+
+@app.command("obd")
+def obd(
+    path: Path = typer.Argument(..., help="The obd folder (or the obp wheel)."),
+    behavior: str = typer.Option("random", help="Logging policy: random or bts."),
+    campaign: str = typer.Option("all", help="all, men or women."),
+    policy: str = typer.Option("uniform", help="Target policy: uniform, logged or fixed:ITEM."),
+    estimators: str = typer.Option("ipw,snipw,dm,dr", help="Comma-separated obp names."),
+    bootstrap: int = typer.Option(0, min=0, help="Bootstrap resamples (0 = normal interval)."),
+    seed: int = typer.Option(0, help="Seed of the reward-model folds and the bootstrap."),
+    level: float = typer.Option(0.95, help="Interval level."),
+    clip: float | None = typer.Option(None, help="Cap on the importance weights."),
+    by_position: bool = typer.Option(False, help="Also estimate each position separately."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Evaluate a target policy on Open Bandit Dataset logs."""
+    from memberlab.evaluation import load_obd
+    from memberlab.evaluation.policies import policy_from_name
+
+    with _user_errors():
+        data = load_obd(path, behavior=behavior, campaign=campaign)
+        out = _run(data, policy_from_name(policy), estimators, bootstrap, seed, level, clip,
+                   by_position)  # fmt: skip
+    _emit(out, as_json)
+
+
+def _emit(out: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(_clean(out), indent=2))
+    elif "candidates" in out:
+        for c in out["candidates"]:
+            typer.echo(f"== {c['name']}")
+            typer.echo(_table(c))
+        typer.echo(f"best: {out['best']['name']}")
+    else:
+        typer.echo(_table(out))
+
+
+@app.command("logs")
+def logs(
+    file: Path = typer.Argument(..., help="A `memberlab logs export` Parquet file."),
+    policy: str = typer.Option(
+        "uniform", help="uniform, logged, fixed:ITEM, a recommender snapshot file or settings.json."
+    ),
+    candidates: Path | None = typer.Option(None, help="Settings JSON: candidates or a grid."),
+    estimators: str = typer.Option("ipw,snipw,dr", help="Comma-separated obp names."),
+    bootstrap: int = typer.Option(0, min=0, help="Bootstrap resamples (0 = normal interval)."),
+    seed: int = typer.Option(0, help="Seed of the Monte Carlo, the folds and the bootstrap."),
+    level: float = typer.Option(0.95, help="Interval level."),
+    clip: float | None = typer.Option(None, help="Cap on the importance weights."),
+    draws: int = typer.Option(200, min=1, help="Monte Carlo draws per context (snapshots)."),
+    train_fraction: float = typer.Option(0.5, help="Share of the logs candidates refit on."),
+    select_by: str = typer.Option("snipw", help="Estimator that picks the best candidate."),
+    importance: bool = typer.Option(False, help="Feature-group importance (leave one out)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Evaluate a policy, or compare candidate settings, on exported service logs."""
+    from memberlab.evaluation import BanditDataset, RecommenderPolicy
+    from memberlab.evaluation.candidates import compare_candidates, expand_grid, feature_importance
+    from memberlab.evaluation.policies import policy_from_name
+
+    with _user_errors():
+        data = BanditDataset.from_export(file)
+        settings_file = candidates
+        if settings_file is None and policy.endswith(".json"):
+            settings_file = Path(policy)
+        if settings_file is not None:
+            grid = expand_grid(json.loads(Path(settings_file).read_text()))
+            names = [e for e in estimators.split(",") if e.strip()]
+            kw: dict[str, Any] = {"level": level, "clip": clip}
+            if bootstrap:
+                kw |= {"interval": "bootstrap", "n_bootstrap": bootstrap}
+            results, best = compare_candidates(
+                data, grid, train_fraction=train_fraction, estimators=names, n_draws=draws,
+                select_by=select_by, rng=seed, **kw,
+            )  # fmt: skip
+            out: dict[str, Any] = {
+                "candidates": [r.to_dict() for r in results],
+                "best": {"name": best.name, "settings": best.settings},
+                "select_by": select_by,
+                "train_fraction": train_fraction,
+            }
+            if importance:
+                out["importance"] = feature_importance(
+                    data, settings=best.settings, train_fraction=train_fraction, rng=seed
+                )
+        else:
+            if Path(policy).is_file():
+                from memberlab.callouts import CalloutRecommender
+
+                target: Any = RecommenderPolicy(
+                    CalloutRecommender.load(policy), n_draws=draws, rng=seed, name=policy
+                )
+            else:
+                target = policy_from_name(policy)
+            out = _run(data, target, estimators, bootstrap, seed, level, clip, False)
+    _emit(out, as_json)

@@ -1,0 +1,65 @@
+"""``memberlab logs``: export the service's logged decisions for offline evaluation."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="The service's decision logs: export them to Parquet.", no_args_is_help=True)
+
+_DB_HELP = "SQLAlchemy URL or SQLite path (default: MEMBERLAB_DATABASE_URL or ./memberlab.db)."
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def parse_time(text: str | None, name: str) -> float | None:
+    """Epoch seconds from an ISO 8601 time (UTC when no zone) or a number of seconds."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"--{name} == {text!r}: must be an ISO 8601 time or epoch seconds.")
+        raise  # unreachable
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.timestamp()
+
+
+@app.command("export")
+def export(
+    kind: str = typer.Option("callouts", help="callouts or layouts."),
+    space: str | None = typer.Option(None, help="Layout space (default: every space)."),
+    since: str | None = typer.Option(None, help="Only rows at or after this time (ISO 8601)."),
+    until: str | None = typer.Option(None, help="Only rows before this time (ISO 8601)."),
+    out: Path = typer.Option(..., help="Parquet file to write."),
+    database_url: str | None = typer.Option(None, help=_DB_HELP),
+    batch_size: int = typer.Option(5_000, min=1, help="Rows per query and row group."),
+) -> None:
+    """Export one row per served choice (pending and closed) to a Parquet file."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from memberlab import MemberlabError
+    from memberlab.store import Store
+    from memberlab.store._export import export_parquet
+
+    t0, t1 = parse_time(since, "since"), parse_time(until, "until")
+    try:
+        store = Store(database_url or os.environ.get("MEMBERLAB_DATABASE_URL"), migrate=False)
+        n = export_parquet(
+            store, out, kind=kind, space=space, since=t0, until=t1, batch_size=batch_size
+        )
+    except (MemberlabError, OSError, ValueError, SQLAlchemyError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"wrote {n} rows to {out}")

@@ -1,0 +1,378 @@
+"""Read-only export of logged decisions, one row per served choice, in bounded memory.
+
+A row joins an impression (one served item of a callouts decision, or the one layout of
+a layout decision) to its decision: decision id, time, unit id (when the request sent
+one), the context (as JSON and flattened into ``ctx.<key>`` columns), the candidates,
+the served item or layout, its position, the logged propensity, policy version, seed,
+reward and status (``pending`` while the attribution window is open, ``closed`` once the
+trainer applied it). Rows come in keyset-paged batches ordered by the impressions'
+primary key ``(decision_id, item_id)`` (an index range scan per page, never a sort;
+readers order by ``ts``), so memory stays bounded by the batch size whatever the table
+size, and a page-through sees every row that existed when it started.
+:func:`export_page` is the same query one page at a time (for an HTTP endpoint);
+:func:`export_parquet` streams every page to a Parquet file.
+
+The decisions table does not record a request's explicit candidate list: when a request
+relied on the catalogue, its candidates were the items active at that moment, which this
+module reconstructs from the items table (items created by then and not retired before, by the
+wall clock of the server, whatever time the client sent);
+the file's metadata says so (``candidates_source``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from memberlab._errors import DataValidationError
+from memberlab.store import _schema as s
+
+__all__ = [
+    "EXPORT_SCHEMA_VERSION",
+    "ExportCursor",
+    "export_page",
+    "export_parquet",
+    "iter_export",
+]
+
+log = logging.getLogger(__name__)
+
+EXPORT_SCHEMA_VERSION = 1
+_KINDS = ("callouts", "layouts")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportCursor:
+    """Where the next page starts: the sort key of the last row returned."""
+
+    ts: float
+    decision_id: str
+    item_id: str
+
+    def encode(self) -> str:
+        return json.dumps([self.ts, self.decision_id, self.item_id], separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str) -> ExportCursor:
+        try:
+            ts, did, item = json.loads(text)
+            return cls(float(ts), str(did), str(item))
+        except (ValueError, TypeError) as exc:
+            raise DataValidationError(
+                f"cursor == {text!r} is not a cursor of this export."
+            ) from exc
+
+
+def _check(kind: str, since: float | None, until: float | None) -> None:
+    if kind not in _KINDS:
+        raise DataValidationError(f"kind == {kind!r}, must be one of {_KINDS}.")
+    if since is not None and until is not None and until < since:
+        raise DataValidationError(f"until == {until} is before since == {since}.")
+
+
+def _query(
+    kind: str,
+    space: str | None,
+    since: float | None,
+    until: float | None,
+    after: ExportCursor | None,
+    limit: int,
+) -> sa.Select[Any]:
+    i, d = s.impressions, s.decisions
+    cols = [
+        i.c.decision_id,
+        i.c.item_id,
+        i.c.space,
+        i.c.propensity,
+        i.c.ts,
+        i.c.status,
+        i.c.reward,
+        i.c.policy_version.label("imp_version"),
+        d.c.context,
+        d.c.served,
+        d.c.policy_version,
+        d.c.seed,
+        d.c.created_at.label("logged_at"),
+    ]
+    # columns a newer schema may add (the holdout's unit id and arm)
+    for extra in ("unit_id", "assignment"):
+        if extra in d.c:
+            cols.append(d.c[extra])
+    q = sa.select(*cols).select_from(i.join(d, d.c.decision_id == i.c.decision_id))
+    q = q.where(i.c.kind == kind)
+    if space is not None:
+        q = q.where(i.c.space == space)
+    if since is not None:
+        q = q.where(i.c.ts >= since)
+    if until is not None:
+        q = q.where(i.c.ts < until)
+    if after is not None:
+        q = q.where(
+            sa.tuple_(i.c.ts, i.c.decision_id, i.c.item_id)
+            > sa.tuple_(
+                sa.literal(after.ts), sa.literal(after.decision_id), sa.literal(after.item_id)
+            )
+        )
+    return q.order_by(i.c.ts, i.c.decision_id, i.c.item_id).limit(limit)
+
+
+def _catalog(store: Any, kind: str) -> list[dict[str, Any]]:
+    t = s.items
+    with store._tx(write=False) as conn:
+        rows = conn.execute(sa.select(t).where(t.c.kind == kind).order_by(t.c.item_id)).all()
+    return [
+        {
+            "item_id": r.item_id,
+            "attributes": dict(r.attributes),
+            "active": bool(r.active),
+            "created_at": float(r.created_at),
+            "updated_at": float(r.updated_at),
+        }
+        for r in rows
+    ]
+
+
+def _candidates_at(catalog: list[dict[str, Any]], ts: float) -> list[str]:
+    return [
+        it["item_id"]
+        for it in catalog
+        if it["created_at"] <= ts and (it["active"] or it["updated_at"] > ts)
+    ]
+
+
+def _row(r: Any, kind: str, catalog: list[dict[str, Any]]) -> dict[str, Any]:
+    ctx = r.context if isinstance(r.context, dict) else json.loads(r.context)
+    served = r.served if not isinstance(r.served, str) else json.loads(r.served)
+    if kind == "callouts":
+        item = r.item_id
+        position = served.index(item) if item in served else 0
+        cands = _candidates_at(catalog, float(r.logged_at))  # wall clock, as the items'
+        for x in served:  # served items were candidates, whatever the catalogue says
+            if x not in cands:
+                cands.append(x)
+        candidates: list[str] | None = cands
+    else:
+        item = json.dumps(served, sort_keys=True, separators=(",", ":"))
+        position = 0
+        candidates = None
+    closed = int(r.status) == 1
+    prop = r.propensity
+    m = r._mapping
+    unit = m.get("unit_id")
+    if unit is None:
+        unit = ctx.get("unit_id") if isinstance(ctx.get("unit_id"), str) else None
+    return {
+        "decision_id": r.decision_id,
+        "ts": float(r.ts),
+        "unit_id": unit,
+        "assignment": m.get("assignment"),
+        "kind": kind,
+        "space": r.space,
+        "context": json.dumps(ctx, sort_keys=True, separators=(",", ":")),
+        "_ctx": ctx,
+        "candidates": candidates,
+        "item": item,
+        "position": int(position),
+        "propensity": None if prop is None or not math.isfinite(prop) else float(prop),
+        "policy_version": int(r.policy_version),
+        "seed": int(r.seed),
+        "reward": float(r.reward) if closed and r.reward is not None else None,
+        "status": "closed" if closed else "pending",
+    }
+
+
+def iter_export(
+    store: Any,
+    *,
+    kind: str = "callouts",
+    space: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    batch_size: int = 5_000,
+) -> Iterator[list[dict[str, Any]]]:
+    """Batches of export rows (dicts; ``_ctx`` holds the context dict), in primary-key
+    order.
+
+    Parameters
+    ----------
+    store : Store
+    kind : {"callouts", "layouts"}
+    space : str, optional
+        Layout space (or ``""`` for callouts); default every space.
+    since, until : float, optional
+        Epoch seconds: rows with ``since <= ts < until``.
+    batch_size : int
+        Rows per query; memory is bounded by it.
+    """
+    _check(kind, since, until)
+    if batch_size < 1:
+        raise DataValidationError(f"batch_size == {batch_size}, must be >= 1.")
+    catalog = _catalog(store, kind)
+    after: ExportCursor | None = None
+    while True:
+        with store._tx(write=False) as conn:
+            rows = conn.execute(_query(kind, space, since, until, after, batch_size)).all()
+        if not rows:
+            return
+        yield [_row(r, kind, catalog) for r in rows]
+        last = rows[-1]
+        after = ExportCursor(float(last.ts), last.decision_id, last.item_id)
+        if len(rows) < batch_size:
+            return
+
+
+def export_page(
+    store: Any,
+    *,
+    kind: str = "callouts",
+    space: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    cursor: str | None = None,
+    limit: int = 1000,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of export rows (JSON-ready) and the cursor of the next (None at the end).
+
+    For the admin endpoint that pages through the export: pass the returned cursor back
+    to get the next page.
+    """
+    _check(kind, since, until)
+    if not 1 <= limit <= 100_000:
+        raise DataValidationError(f"limit == {limit}, must be in [1, 100000].")
+    after = ExportCursor.decode(cursor) if cursor else None
+    catalog = _catalog(store, kind)
+    with store._tx(write=False) as conn:
+        rows = conn.execute(_query(kind, space, since, until, after, limit)).all()
+    out = []
+    for r in rows:
+        row = _row(r, kind, catalog)
+        row["context"] = row.pop("_ctx")
+        out.append(row)
+    nxt = None
+    if len(rows) == limit:
+        last = rows[-1]
+        nxt = ExportCursor(float(last.ts), last.decision_id, last.item_id).encode()
+    return out, nxt
+
+
+def _first_pass(store: Any, kind: str, **kw: Any) -> tuple[dict[str, str], int]:
+    """Each context key's column type over the export (number, list or string), and the
+    longest ranked list."""
+    kinds: dict[str, set[str]] = {}
+    len_list = 1
+    for batch in iter_export(store, kind=kind, **kw):
+        for row in batch:
+            len_list = max(len_list, row["position"] + 1)
+            for k, v in row["_ctx"].items():
+                if isinstance(v, bool) or v is None:
+                    t = "string"
+                elif isinstance(v, int | float):
+                    t = "number"
+                elif isinstance(v, list):
+                    t = "list"
+                else:
+                    t = "string"
+                kinds.setdefault(k, set()).add(t)
+    out = {k: (next(iter(t)) if len(t) == 1 else "string") for k, t in sorted(kinds.items())}
+    return out, len_list
+
+
+def _ctx_value(v: Any, t: str) -> Any:
+    if v is None:
+        return None
+    if t == "number":
+        return float(v)
+    if t == "list":
+        return [str(x) for x in v]
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list | dict):
+        return json.dumps(v, sort_keys=True)
+    return str(v)
+
+
+def export_parquet(
+    store: Any,
+    path: str | os.PathLike[str],
+    *,
+    kind: str = "callouts",
+    space: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    batch_size: int = 5_000,
+) -> int:
+    """Write the export to a Parquet file in batches; returns the rows written.
+
+    Two passes over the rows, each in bounded memory: the first finds the context keys
+    and their types (so the file has one fixed schema), the second writes row groups
+    with :class:`pyarrow.parquet.ParquetWriter`. The file's metadata (key
+    ``memberlab``) holds the filters, the item catalogue and ``len_list``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    kw: dict[str, Any] = {"space": space, "since": since, "until": until}
+    ctx_kinds, len_list = _first_pass(store, kind, batch_size=batch_size, **kw)
+    ctx_types = {"number": pa.float64(), "list": pa.list_(pa.string()), "string": pa.string()}
+    fields = [
+        pa.field("decision_id", pa.string()),
+        pa.field("ts", pa.float64()),
+        pa.field("time", pa.timestamp("us", tz="UTC")),
+        pa.field("unit_id", pa.string()),
+        pa.field("assignment", pa.string()),
+        pa.field("kind", pa.string()),
+        pa.field("space", pa.string()),
+        pa.field("context", pa.string()),
+        *[pa.field(f"ctx.{k}", ctx_types[t]) for k, t in ctx_kinds.items()],
+        pa.field("candidates", pa.list_(pa.string())),
+        pa.field("item", pa.string()),
+        pa.field("position", pa.int32()),
+        pa.field("propensity", pa.float64()),
+        pa.field("policy_version", pa.int64()),
+        pa.field("seed", pa.int64()),
+        pa.field("reward", pa.float64()),
+        pa.field("status", pa.string()),
+    ]
+    catalog = _catalog(store, kind)
+    meta = {
+        "schema": EXPORT_SCHEMA_VERSION,
+        "kind": kind,
+        "space": space,
+        "since": since,
+        "until": until,
+        "items": catalog if kind == "callouts" else [],
+        "candidates_source": "catalog" if kind == "callouts" else None,
+        "context_kinds": ctx_kinds,
+        "len_list": len_list,
+    }
+    schema = pa.schema(fields).with_metadata({"memberlab": json.dumps(meta)})
+    n = 0
+    tmp = f"{os.fspath(path)}.part"
+    writer = pq.ParquetWriter(tmp, schema)
+    try:
+        for batch in iter_export(store, kind=kind, batch_size=batch_size, **kw):
+            cols: dict[str, list[Any]] = {f.name: [] for f in fields}
+            for row in batch:
+                ctx = row["_ctx"]
+                for name in cols:
+                    if name.startswith("ctx."):
+                        key = name[4:]
+                        cols[name].append(_ctx_value(ctx.get(key), ctx_kinds[key]))
+                    elif name == "time":
+                        cols[name].append(int(row["ts"] * 1e6))
+                    else:
+                        cols[name].append(row[name])
+            writer.write_table(pa.table(cols, schema=schema))
+            n += len(batch)
+    finally:
+        writer.close()
+    os.replace(tmp, path)
+    log.info("exported %d %s rows to %s", n, kind, path)
+    return n
