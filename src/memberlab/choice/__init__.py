@@ -15,6 +15,7 @@ and Rust's (1987) bus-engine data.
 True
 """
 
+from memberlab.choice._bootstrap import BootstrapResults, bootstrap_replicates, load_bootstrap
 from memberlab.choice._counterfactual import (
     CounterfactualResult,
     bootstrap,
@@ -46,6 +47,7 @@ __all__ = [
     "NFXP",
     "PQR",
     "SCHEMA_VERSION",
+    "BootstrapResults",
     "ChoiceResults",
     "CounterfactualResult",
     "MembershipEnv",
@@ -56,10 +58,12 @@ __all__ = [
     "Solution",
     "TabularPQR",
     "bootstrap",
+    "bootstrap_replicates",
     "counterfactual",
     "estimate_transitions",
     "fit_rust",
     "linear_features",
+    "load_bootstrap",
     "load_rust_bus",
     "pqr_tabular",
     "price_shift",
