@@ -452,7 +452,9 @@ class RayExecutor(Executor):
                     try:
                         results[i] = ray.get(ref)
                     except ray.exceptions.RayTaskError as exc:
-                        cause = exc.as_instanceof_cause()
+                        cause = getattr(exc, "cause", None)
+                        if not isinstance(cause, BaseException):
+                            cause = exc.as_instanceof_cause()
                         raise TaskFailedError.from_task(
                             i, total, _describe(tasks[i]), cause
                         ) from exc
@@ -464,7 +466,7 @@ class RayExecutor(Executor):
                         progress(done, total)
         except BaseException:
             for ref in pending:
-                ray.cancel(ref, force=True)
+                ray.cancel(ref, force=False)  # queued ones; running ones finish
             raise
         return results
 
