@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import jobtasks
 import numpy as np
 import pytest
 
-import jobtasks
 from memberlab import DataValidationError
 from memberlab.jobs import Executor, TaskFailedError, get_executor, task_seeds
 

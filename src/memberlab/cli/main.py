@@ -12,6 +12,7 @@ import typer
 
 from memberlab import __version__
 from memberlab.cli import choice as _choice
+from memberlab.cli import jobs as _jobs
 from memberlab.cli import service as _service
 from memberlab.cli import simulate as _simulate
 
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(_choice.app, name="choice")
 app.add_typer(_simulate.app, name="simulate")
+app.add_typer(_jobs.app, name="jobs")
 _service.register(app)
 
 
