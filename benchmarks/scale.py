@@ -123,8 +123,11 @@ def write_ope_logs(d: Path, n_files: int, rows: int) -> list[str]:
     return out
 
 
-def build_jobs(quick: bool, tmp: Path) -> dict[str, tuple[Callable[[Executor], Any], int]]:
-    """Each job as ``run(executor) -> comparable result`` and its number of tasks."""
+def build_jobs(
+    quick: bool, tmp: Path
+) -> dict[str, tuple[Callable[[Executor], Any], int, float, str]]:
+    """Each job as ``run(executor) -> comparable result``, its number of tasks, and its
+    work in units (for the per-unit cost) with the unit's name."""
     s = 0.25 if quick else 1.0
     panel = make_panel(int(3000 * s))
     ccp = CCP(anchor="none", discount=0.97)
@@ -176,11 +179,36 @@ def build_jobs(quick: bool, tmp: Path) -> dict[str, tuple[Callable[[Executor], A
 
     n_groups = -(-len(members) // int(250 * s))
     return {
-        f"bootstrap (CCP, {n_boot} replicates, {panel.n_members} members)": (boot, n_boot),
-        f"counterfactual ({n_cf} members, 12 months)": (cf, -(-n_cf // shard)),
-        f"OPE (4 files x {int(60_000 * s)} decisions, 50 replicates)": (ope, 4),
-        f"scoring ({len(members)} members x 30 callouts)": (score, n_groups),
-        f"prior refit + replay ({len(log)} impressions, 8 shards)": (refit, 16),
+        f"bootstrap (CCP, {n_boot} replicates, {panel.n_members} members)": (
+            boot,
+            n_boot,
+            n_boot * panel.n_obs,
+            "replicate x member-month",
+        ),
+        f"counterfactual ({n_cf} members, 12 months)": (
+            cf,
+            -(-n_cf // shard),
+            n_cf * 12,
+            "member-month (both scenarios)",
+        ),
+        f"OPE (4 files x {int(60_000 * s)} decisions, 50 replicates)": (
+            ope,
+            4,
+            4 * int(60_000 * s) * 51,
+            "decision x replicate",
+        ),
+        f"scoring ({len(members)} members x 30 callouts)": (
+            score,
+            n_groups,
+            len(members) * 30,
+            "member x callout",
+        ),
+        f"prior refit + replay ({len(log)} impressions, 8 shards)": (
+            refit,
+            16,
+            len(log),
+            "impression (shadow + replay)",
+        ),
     }
 
 
@@ -226,10 +254,17 @@ def main() -> None:
     results: dict[str, Any] = {"jobs": {}, "overhead": {}, "startup": {}}
     ref: dict[str, Any] = {}
     serial = SerialExecutor()
-    for name, (run, n_tasks) in jobs.items():
+    for name, (run, n_tasks, units, unit) in jobs.items():
+        run(serial)  # warm caches and imports, as the pools are warmed
         t, out, ld = timed(lambda run=run: run(serial), args.repeat)
         ref[name] = out
-        results["jobs"][name] = {"tasks": n_tasks, "serial": t, "serial_load": ld}
+        results["jobs"][name] = {
+            "tasks": n_tasks,
+            "serial": t,
+            "serial_load": ld,
+            "units": units,
+            "unit": unit,
+        }
         print(f"{name}: serial {t:.2f}s (load {ld:.1f})", flush=True)
     n_over = 100 if args.quick else 400
     for bname, make in backends:
@@ -240,17 +275,22 @@ def main() -> None:
             ex.map(noop, range(2 * w))
             results["startup"][f"{bname}/{w}"] = time.perf_counter() - t0
             try:
-                for name, (run, _) in jobs.items():
+                for name, (run, *_) in jobs.items():
                     run(ex)  # warm: workers import the job's modules
                     t, out, ld = timed(lambda run=run, ex=ex: run(ex), args.repeat)
-                    same = bool(np.array_equal(out, ref[name]))
+                    bits = bool(np.array_equal(out, ref[name]))
+                    close = bool(np.allclose(out, ref[name], rtol=1e-12, atol=0))
+                    same = "bit-identical" if bits else ("within 1e-12" if close else "DIFFERENT")
                     results["jobs"][name][f"{bname}/{w}"] = t
                     results["jobs"][name][f"{bname}/{w}_load"] = ld
                     results["jobs"][name][f"{bname}/{w}_same"] = same
-                    print(
-                        f"{name}: {bname} x{w} {t:.2f}s (load {ld:.1f}) same as serial: {same}",
-                        flush=True,
-                    )
+                    if not bits:
+                        rel = np.max(
+                            np.abs(out - ref[name]) / np.maximum(np.abs(ref[name]), 1e-300)
+                        )
+                        results["jobs"][name][f"{bname}/{w}_maxrel"] = float(rel)
+                        same += f" (max relative difference {rel:.1e})"
+                    print(f"{name}: {bname} x{w} {t:.2f}s (load {ld:.1f}) {same}", flush=True)
                 results["overhead"][f"{bname}/{w}"] = overhead(ex, n_over)
             finally:
                 ex.close()
@@ -276,6 +316,16 @@ def main() -> None:
         b, w = key.split("/")
         st = results["startup"].get(key, 0.0)
         print(f"| {b} | {w} | {st:.2f} | {1e3 * plain:.3f} | {1e3 * shared:.3f} |")
+    print()
+    print("| job | unit | serial cost per unit (us) | same as serial |")
+    print("| --- | --- | --- | --- |")
+    for name, r in results["jobs"].items():
+        sames = sorted(
+            {str(r[f"{b}/{w}_same"]).split(" (")[0] for b, _ in backends for w in (1, 2)}
+        )
+        print(
+            f"| {name} | {r['unit']} | {1e6 * r['serial'] / r['units']:.3f} | {', '.join(sames)} |"
+        )
     print(f"\nuptime load average (1 min) at end: {load():.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
