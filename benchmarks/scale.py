@@ -129,9 +129,9 @@ def build_jobs(
     """Each job as ``run(executor) -> comparable result``, its number of tasks, and its
     work in units (for the per-unit cost) with the unit's name."""
     s = 0.25 if quick else 1.0
-    panel = make_panel(int(3000 * s))
+    panel = make_panel(int(12_000 * s))
     ccp = CCP(anchor="none", discount=0.97)
-    n_boot = 8
+    n_boot = 16
     fitted = TabularPQR(anchor="none", discount=0.97, smoothing=0.5).fit(panel)
     n_cf, shard = int(400_000 * s), int(50_000 * s)
     ope_files = write_ope_logs(tmp, 4, int(60_000 * s))

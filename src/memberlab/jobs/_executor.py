@@ -265,6 +265,7 @@ class ProcessExecutor(Executor):
             n = _check_workers(self.workers)
             ctx = multiprocessing.get_context("spawn")
             self._pool = cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx)
+        if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="memberlab-jobs-")
 
     def close(self) -> None:
