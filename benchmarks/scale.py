@@ -240,12 +240,17 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="runs per timing (minimum kept)")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray backend")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    ap.add_argument(
+        "--only", nargs="*", default=None, help="run only the jobs whose name starts so"
+    )
     args = ap.parse_args()
     for line in machine_lines(("memberlab", "numpy", "scipy", "pandas", "pyarrow", "ray")):
         print(line)
     print(f"uptime load average (1 min) at start: {load():.2f}")
     tmp = Path(tempfile.mkdtemp(prefix="memberlab-scale-"))
     jobs = build_jobs(args.quick, tmp)
+    if args.only:
+        jobs = {k: v for k, v in jobs.items() if any(k.startswith(o) for o in args.only)}
     backends: list[tuple[str, Callable[[int], Executor]]] = [
         ("processes", lambda w: ProcessExecutor(workers=w))
     ]

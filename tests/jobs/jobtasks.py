@@ -32,3 +32,12 @@ def die_on_three(x: int) -> int:
         os._exit(7)
     time.sleep(0.2)
     return x
+
+
+def spin(seconds: float) -> float:
+    """Busy CPU for about ``seconds`` of process time."""
+    t0 = time.process_time()
+    x = 0.0
+    while time.process_time() - t0 < seconds:
+        x += 1.0
+    return x
