@@ -212,13 +212,16 @@ def build_jobs(
     }
 
 
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any, float]:
-    best, out, ld = float("inf"), None, load()
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any, float, float]:
+    """Minimum wall time over ``repeat`` runs, the result, the load, and the minimum
+    CPU time of this process (the whole job's CPU when it runs serially)."""
+    best, cpu, out, ld = float("inf"), float("inf"), None, load()
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
         best = min(best, time.perf_counter() - t0)
-    return best, out, ld
+        cpu = min(cpu, time.process_time() - c0)
+    return best, out, ld, cpu
 
 
 def overhead(ex: Executor, n_tasks: int) -> tuple[float, float]:
@@ -238,7 +241,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small workloads (smoke run)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per timing (minimum kept)")
-    ap.add_argument("--no-ray", action="store_true", help="skip the Ray backend")
+    ap.add_argument("--backends", nargs="*", default=["processes", "ray"], help="besides serial")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     ap.add_argument(
         "--only", nargs="*", default=None, help="run only the jobs whose name starts so"
@@ -251,21 +254,22 @@ def main() -> None:
     jobs = build_jobs(args.quick, tmp)
     if args.only:
         jobs = {k: v for k, v in jobs.items() if any(k.startswith(o) for o in args.only)}
-    backends: list[tuple[str, Callable[[int], Executor]]] = [
-        ("processes", lambda w: ProcessExecutor(workers=w))
-    ]
-    if not args.no_ray:
-        backends.append(("ray", lambda w: RayExecutor(workers=w)))
+    makers: dict[str, Callable[[int], Executor]] = {
+        "processes": lambda w: ProcessExecutor(workers=w),
+        "ray": lambda w: RayExecutor(workers=w),
+    }
+    backends = [(b, makers[b]) for b in args.backends]
     results: dict[str, Any] = {"jobs": {}, "overhead": {}, "startup": {}}
     ref: dict[str, Any] = {}
     serial = SerialExecutor()
     for name, (run, n_tasks, units, unit) in jobs.items():
         run(serial)  # warm caches and imports, as the pools are warmed
-        t, out, ld = timed(lambda run=run: run(serial), args.repeat)
+        t, out, ld, cpu = timed(lambda run=run: run(serial), args.repeat)
         ref[name] = out
         results["jobs"][name] = {
             "tasks": n_tasks,
             "serial": t,
+            "serial_cpu": cpu,
             "serial_load": ld,
             "units": units,
             "unit": unit,
@@ -282,7 +286,7 @@ def main() -> None:
             try:
                 for name, (run, *_) in jobs.items():
                     run(ex)  # warm: workers import the job's modules
-                    t, out, ld = timed(lambda run=run, ex=ex: run(ex), args.repeat)
+                    t, out, ld, _ = timed(lambda run=run, ex=ex: run(ex), args.repeat)
                     bits = bool(np.array_equal(out, ref[name]))
                     close = bool(np.allclose(out, ref[name], rtol=1e-12, atol=0))
                     same = "bit-identical" if bits else ("within 1e-12" if close else "DIFFERENT")
@@ -322,15 +326,14 @@ def main() -> None:
         st = results["startup"].get(key, 0.0)
         print(f"| {b} | {w} | {st:.2f} | {1e3 * plain:.3f} | {1e3 * shared:.3f} |")
     print()
-    print("| job | unit | serial cost per unit (us) | same as serial |")
-    print("| --- | --- | --- | --- |")
+    print("| job | unit | serial wall per unit (us) | serial CPU per unit (us) | same as serial |")
+    print("| --- | --- | --- | --- | --- |")
     for name, r in results["jobs"].items():
         sames = sorted(
             {str(r[f"{b}/{w}_same"]).split(" (")[0] for b, _ in backends for w in (1, 2)}
         )
-        print(
-            f"| {name} | {r['unit']} | {1e6 * r['serial'] / r['units']:.3f} | {', '.join(sames)} |"
-        )
+        wall, cpu = 1e6 * r["serial"] / r["units"], 1e6 * r["serial_cpu"] / r["units"]
+        print(f"| {name} | {r['unit']} | {wall:.3f} | {cpu:.3f} | {', '.join(sames) or '-'} |")
     print(f"\nuptime load average (1 min) at end: {load():.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
