@@ -102,6 +102,7 @@ def test_jobs_counterfactual_and_ope(panel_csv: Path, tmp_path: Path) -> None:
     assert set(table.index) == {"IPS", "SNIPS"} and (table["n"] == 1600).all()
 
 
+@pytest.mark.filterwarnings("ignore::memberlab.ConvergenceWarning")
 def test_jobs_score_and_refit_priors(tmp_path: Path) -> None:
     items = [{"item_id": f"i{j}", "benefit": b} for j, b in enumerate(["video", "music", "deals"])]
     rec = CalloutRecommender(catalog=Catalog.from_records(items), rng=0)
