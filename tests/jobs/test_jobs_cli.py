@@ -141,3 +141,15 @@ def test_jobs_score_and_refit_priors(tmp_path: Path) -> None:
     assert meta["n_rows"] == 300 and meta["n_shards"] == 2
     post = pd.read_parquet(tmp_path / "refit" / "posterior.parquet")
     assert (post["var"] > 0).all() and (post["var"] <= post["prior_var"] + 1e-12).all()
+
+
+def test_a_failing_task_is_one_clear_error_naming_it(tmp_path: Path) -> None:
+    good = pd.DataFrame({"reward": [1.0, 0.0], "propensity": 0.5, "target_propensity": 0.5})
+    good.to_parquet(tmp_path / "a.parquet", index=False)
+    good.drop(columns="propensity").to_parquet(tmp_path / "b.parquet", index=False)
+    res = runner.invoke(
+        app, ["jobs", "ope", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")]
+    )
+    assert res.exit_code == 2
+    assert "error: task 1 of 2" in res.output and "b.parquet" in res.output
+    assert "propensity" in res.output and "Traceback" not in res.output
