@@ -13,6 +13,7 @@ __all__ = [
     "MemberlabError",
     "NotFittedError",
     "SchemaVersionError",
+    "TaskFailedError",
     "UnknownItemError",
 ]
 
@@ -42,6 +43,32 @@ class AnchorSupportError(DataValidationError):
 
 class SchemaVersionError(MemberlabError, ValueError):
     """A saved file has a schema version this release cannot read."""
+
+
+class TaskFailedError(MemberlabError, RuntimeError):
+    """A task of an offline job raised, or the worker running it died.
+
+    Attributes
+    ----------
+    task_index : int
+        Position of the failed task in the job's task list.
+    task : str
+        A short ``repr`` of the task.
+    """
+
+    def __init__(self, message: str, *, task_index: int = -1, task: str = "") -> None:
+        super().__init__(message)
+        self.task_index = task_index
+        self.task = task
+
+    @classmethod
+    def from_task(cls, index: int, total: int, task: str, cause: BaseException) -> TaskFailedError:
+        """The error for task ``index`` of ``total`` failing with ``cause``."""
+        return cls(
+            f"task {index} of {total} ({task}) failed: {type(cause).__name__}: {cause}",
+            task_index=index,
+            task=task,
+        )
 
 
 class ConvergenceWarning(UserWarning):

@@ -15,6 +15,7 @@ and Rust's (1987) bus-engine data.
 True
 """
 
+from memberlab.choice._bootstrap import BootstrapResults, bootstrap_replicates, load_bootstrap
 from memberlab.choice._bus import BusEnv
 from memberlab.choice._counterfactual import (
     DEFAULT_ALPHA,
@@ -63,6 +64,7 @@ __all__ = [
     "NFXP",
     "PQR",
     "SCHEMA_VERSION",
+    "BootstrapResults",
     "BusEnv",
     "Changes",
     "ChoiceResults",
@@ -78,11 +80,13 @@ __all__ = [
     "TabularPQR",
     "apply_bins",
     "bootstrap",
+    "bootstrap_replicates",
     "counterfactual",
     "deep_pqr",
     "estimate_transitions",
     "fit_rust",
     "linear_features",
+    "load_bootstrap",
     "load_rust_bus",
     "make_estimator",
     "parse_changes",

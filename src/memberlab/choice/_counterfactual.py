@@ -941,14 +941,13 @@ def bootstrap(
     n_boot : int
     rng : int, Generator or None
         Child generators are spawned per replicate.
+
+    To run the replicates on local processes or Ray, see
+    :func:`memberlab.choice.bootstrap_replicates` (this is its serial form).
     """
-    if n_boot < 1:
-        raise ValueError(f"n_boot == {n_boot}, must be >= 1.")
-    out = []
-    for i, g in enumerate(spawn(rng, n_boot)):
-        logger.info("bootstrap replicate %d/%d", i + 1, n_boot)
-        out.append(fit(panel.resample(g)))
-    return out
+    from memberlab.choice._bootstrap import bootstrap_replicates
+
+    return bootstrap_replicates(fit, panel, n_boot=n_boot, rng=rng)
 
 
 def reward_intervals(

@@ -14,6 +14,8 @@ from typing import Any
 
 import typer
 
+from memberlab.cli import _jobs
+
 app = typer.Typer(
     help="Membership choice: fit PQR, CCP or NFXP; counterfactuals; Rust's bus data.",
     no_args_is_help=True,
@@ -169,9 +171,19 @@ def fit(
         "--smoothing",
         help="Pseudo-count per feasible action in the policy (pqr, ccp) [default: the library's].",
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the pqr-fa learners."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the pqr-fa learners and the bootstrap."),
+    bootstrap: int = typer.Option(
+        0, "--bootstrap", min=0, help="Bootstrap replicates over members (0: none)."
+    ),
+    executor: str = _jobs.executor_option(),
+    workers: int | None = _jobs.workers_option(),
+    ray_address: str | None = _jobs.ray_address_option(),
 ) -> None:
     """Fit a model on a panel; write the results, summary.json and rewards.csv to OUT.
+
+    With ``--bootstrap B`` also refit on B member-resampled panels (on the chosen
+    executor; the replicates do not depend on it) and write reward_intervals.csv,
+    coef_intervals.csv and the replicates (bootstrap/) to OUT.
 
     CCP and NFXP use a linear-in-state-features reward per non-anchor action (an
     intercept and one slope per state column; categorical columns one-hot coded).
@@ -229,6 +241,10 @@ def fit(
         summ = res.summary_dict()
         (Path(out) / "summary.json").write_text(json.dumps(summ, indent=2, default=_clean))
         res.rewards_frame().to_csv(Path(out) / "rewards.csv", index=False)
+        if bootstrap:
+            _jobs.run_bootstrap(
+                est.fit, p, res, out, bootstrap, seed, executor, workers, ray_address
+            )
     typer.echo(res.summary())
     typer.echo(f"wrote {out}/results.json, arrays.npz, summary.json, rewards.csv")
 

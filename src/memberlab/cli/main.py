@@ -14,6 +14,7 @@ from memberlab import __version__
 from memberlab.cli import choice as _choice
 from memberlab.cli import evaluate as _evaluate
 from memberlab.cli import experiment as _experiment
+from memberlab.cli import jobs as _jobs
 from memberlab.cli import logs as _logs
 from memberlab.cli import service as _service
 from memberlab.cli import simulate as _simulate
@@ -29,6 +30,7 @@ app.add_typer(_simulate.app, name="simulate")
 app.add_typer(_logs.app, name="logs")
 app.add_typer(_evaluate.app, name="evaluate")
 app.add_typer(_experiment.app, name="experiment")
+app.add_typer(_jobs.app, name="jobs")
 _service.register(app)
 
 
