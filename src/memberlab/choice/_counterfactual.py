@@ -870,6 +870,13 @@ def counterfactual(
             }
             for c in changes
         ],
+        # members on a plan by month (churn's denominator), so shards combine exactly
+        "on_plan": {name: scen[name][2].sum(axis=0).tolist() for name in scen},
+        # per-member standard deviation of revenue by month (ddof=1), for pooled intervals
+        "revenue_sd": {
+            name: scen[name][1].std(axis=0, ddof=1 if n_members > 1 else 0).tolist()
+            for name in scen
+        },
     }
     return CounterfactualResult(pd.DataFrame(rows), pd.DataFrame(met), info)
 

@@ -47,11 +47,10 @@ def _shard(
         results, shift, n_members=n, n_boot=1, rng=np.random.default_rng(seed), **kwargs
     )
     keep = ["month", "action", "baseline", "counterfactual"]
-    return (
-        n,
-        cf.shares[keep],
-        cf.metrics[["month", "scenario", "revenue", "revenue_upper", "churn"]],
-    )
+    met = cf.metrics[["month", "scenario", "revenue", "churn"]].copy()
+    for key in ("on_plan", "revenue_sd"):
+        met[key] = np.concatenate([cf.info[key]["baseline"], cf.info[key]["counterfactual"]])
+    return n, cf.shares[keep], met
 
 
 def simulate_counterfactual(
@@ -149,37 +148,23 @@ def _combine(
     shares["difference_lower"] = sd - z * se_d
     shares["difference_upper"] = sd + z * se_d
 
-    anchor = results.actions[results.action_index(results.anchor)]
     rows = []
     met0 = parts[0][2]
-    z_cf = 1.959963984540054  # the level of choice.counterfactual's revenue interval
-    for scen, col in (("baseline", "baseline"), ("counterfactual", "counterfactual")):
+    for scen in ("baseline", "counterfactual"):
         m_rows = (met0["scenario"] == scen).to_numpy()
         months = met0.loc[m_rows, "month"].to_numpy()
         rev = np.array([p[2].loc[m_rows, "revenue"].to_numpy() for p in parts])  # (K, T)
-        rev_se = (
-            np.array(
-                [
-                    (p[2].loc[m_rows, "revenue_upper"] - p[2].loc[m_rows, "revenue"]).to_numpy()
-                    for p in parts
-                ]
-            )
-            / z_cf
-        )
+        rev_sd = np.array([p[2].loc[m_rows, "revenue_sd"].to_numpy() for p in parts])
         churn = np.array([p[2].loc[m_rows, "churn"].to_numpy() for p in parts])
-        anchor_share = np.array(
-            [p[1].loc[p[1]["action"] == anchor, col].to_numpy() for p in parts]
-        )  # (K, T)
+        on = np.array([p[2].loc[m_rows, "on_plan"].to_numpy() for p in parts])  # (K, T)
         mean = frac @ rev
         # pooled variance: within-shard sums of squares plus between-shard spread
-        s2 = (rev_se**2) * n[:, None]  # per-member variance (ddof=1) of each shard
+        s2 = rev_sd**2  # per-member variance (ddof=1) of each shard
         ss = ((n[:, None] - 1) * s2).sum(axis=0) + (n[:, None] * (rev - mean) ** 2).sum(axis=0)
         se = np.sqrt(ss / max(total - 1, 1.0) / total)
-        # members on a plan in month t: those whose month t-1 choice was not the anchor
-        on = np.zeros_like(anchor_share)
-        on[:, 1:] = np.rint(n[:, None] * (1.0 - anchor_share[:, :-1]))
-        left = churn * np.maximum(on, 1.0)
-        ch = left.sum(axis=0) / np.maximum(on.sum(axis=0), 1.0)
+        # churn = leavers / members on a plan, both summed over shards
+        left = churn * on
+        ch = left.sum(axis=0) / np.maximum(on.sum(axis=0), 1e-300)
         for t in range(len(months)):
             rows.append(
                 {
