@@ -27,17 +27,27 @@ def _keys(
 
 @pytest.mark.parametrize("data_dir", [None, "elsewhere"])
 def test_keys_and_serve_use_the_same_default_database(tmp_path: Path, data_dir: str | None) -> None:
-    # an empty MEMBERLAB_DATA_DIR counts as unset: ./data in the working directory
-    env = {"MEMBERLAB_DATA_DIR": str(tmp_path / data_dir) if data_dir else ""}
-    done = _keys("admin", tmp_path, env)
+    """The default SQLite file is one place per user, whatever the working directory:
+    $MEMBERLAB_DATA_DIR if set, else $XDG_DATA_HOME/memberlab. Keys made in one
+    directory work for a server started in another (they used to get 401), and the
+    server says at start-up which database it uses."""
+    xdg = tmp_path / "xdg"
+    env = {
+        "MEMBERLAB_DATA_DIR": str(tmp_path / data_dir) if data_dir else "",
+        "XDG_DATA_HOME": str(xdg),
+    }
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir()
+    there.mkdir()
+    done = _keys("admin", here, env)
     assert done.returncode == 0, done.stderr
     key = done.stdout.strip()
     assert key.startswith("mlk_admin_") and "\n" not in key
-    expected = tmp_path / (data_dir or "data") / "memberlab.db"
+    expected = (tmp_path / data_dir if data_dir else xdg / "memberlab") / "memberlab.db"
     assert expected.exists()
-    server = start_server(
-        None, str(tmp_path / "serve.log"), "--train-interval", "0", env=env, cwd=str(tmp_path)
-    )
+    assert not (here / "data").exists()
+    log = tmp_path / "serve.log"
+    server = start_server(None, str(log), "--train-interval", "0", env=env, cwd=str(there))
     try:
         r = httpx.get(
             f"{server.base_url}/v1/admin/stats", headers={"Authorization": f"Bearer {key}"}
@@ -45,8 +55,9 @@ def test_keys_and_serve_use_the_same_default_database(tmp_path: Path, data_dir: 
         assert r.status_code == 200, r.text
     finally:
         server.stop()
-    bad = _keys("root", tmp_path, env)
-    assert bad.returncode != 0 and "scope" in (bad.stderr + bad.stdout)
+    assert f"database sqlite:///{expected}" in log.read_text()
+    bad = _keys("root", here, env)
+    assert bad.returncode == 2 and "scope" in bad.stderr
 
 
 @pytest.mark.parametrize("world", ["catalog", "simulator"])

@@ -10,8 +10,9 @@ import typer
 keys_app = typer.Typer(help="API keys (stored hashed; printed once).", no_args_is_help=True)
 
 _DB_HELP = (
-    "SQLAlchemy URL, e.g. postgresql://user@host/db. Default: SQLite at "
-    "$MEMBERLAB_DATA_DIR/memberlab.db (./data/memberlab.db)."
+    "SQLAlchemy URL, e.g. postgresql://user@host/db (env MEMBERLAB_DATABASE_URL). Default: "
+    "SQLite memberlab.db in the user data directory: $MEMBERLAB_DATA_DIR, else "
+    "$XDG_DATA_HOME/memberlab, else ~/.local/share/memberlab (never the working directory)."
 )
 
 
@@ -38,8 +39,9 @@ def serve(
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
     """Run the decision service (uvicorn; several worker processes with --workers)."""
+    from memberlab.service._checks import check_crosses
     from memberlab.service.settings import Settings
-    from memberlab.store import Store, normalize_url
+    from memberlab.store import Store, display_url, normalize_url
 
     model_dir = choice_model or os.environ.get("MEMBERLAB_CHOICE_MODEL") or None
     if model_dir is not None:  # load once here, so a bad directory fails before serving
@@ -67,7 +69,12 @@ def serve(
         if value is not None:
             os.environ[f"MEMBERLAB_{name.upper()}"] = str(value)
     store = Store(settings.database_url)  # create or migrate the schema once
-    store.close()
+    try:
+        problem = check_crosses(settings.crosses, store.list_items())
+    finally:
+        store.close()
+    if problem:
+        raise typer.BadParameter(problem, param_hint="--crosses")
     _check_bindable(host, port)
     trainer = None
     if settings.train_interval > 0:
@@ -84,7 +91,11 @@ def serve(
             daemon=True,
         )
         trainer.start()
-    typer.echo(f"memberlab serving on http://{host}:{port} ({workers} worker(s))", err=True)
+    typer.echo(
+        f"memberlab serving on http://{host}:{port} ({workers} worker(s)); "
+        f"database {display_url(settings.database_url)}",
+        err=True,
+    )
     try:
         _run_uvicorn(host, port, workers, log_level)
     finally:
@@ -145,6 +156,46 @@ def keys_create(
         typer.echo(store.create_api_key(scope, label=label))
     finally:
         store.close()
+
+
+@keys_app.command("list")
+def keys_list(database_url: str | None = typer.Option(None, help=_DB_HELP)) -> None:
+    """List the keys: prefix, scope, created, state and label (never the key itself)."""
+    import datetime as dt
+
+    from memberlab.store import Store, display_url
+
+    store = Store(database_url or os.environ.get("MEMBERLAB_DATABASE_URL"))
+    try:
+        rows = store.list_api_keys()
+    finally:
+        store.close()
+    typer.echo(f"# database {display_url(store.url)}: {len(rows)} key(s)", err=True)
+    for k in rows:
+        created = dt.datetime.fromtimestamp(k.created_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        state = "revoked" if k.revoked else "active"
+        typer.echo(f"{k.prefix}\t{k.scope}\t{created}\t{state}\t{k.label}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: str = typer.Argument(..., help="The key, or the prefix 'memberlab keys list' shows."),
+    database_url: str | None = typer.Option(None, help=_DB_HELP),
+) -> None:
+    """Revoke a key. Running servers refuse it within their key cache TTL
+    (MEMBERLAB_KEY_CACHE_TTL, default 5 s) on every worker."""
+    from memberlab.store import Store
+
+    store = Store(database_url or os.environ.get("MEMBERLAB_DATABASE_URL"))
+    try:
+        n = store.revoke_api_key(key)
+    finally:
+        store.close()
+    if n == 0:
+        raise typer.BadParameter(
+            f"no active key {key!r} (see 'memberlab keys list').", param_hint="KEY"
+        )
+    typer.echo(f"revoked {n} key(s)")
 
 
 def demo(

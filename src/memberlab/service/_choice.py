@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from memberlab._errors import ChoiceQueryError
 from memberlab.choice import ChoiceResults, counterfactual
 
 __all__ = [
@@ -33,10 +34,6 @@ MAX_MEMBERS = 20_000
 MAX_SHIFT = 100.0
 LEVEL = 0.95
 _CACHE_SIZE = 128
-
-
-class ChoiceQueryError(ValueError):
-    """A counterfactual query the model cannot answer; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from memberlab._errors import MemberlabError, UnknownItemError
+from memberlab._errors import SpaceConflictError, UnknownItemError
 from memberlab.layouts import LayoutPolicy, LayoutSpace
 from memberlab.service._policy import lease
 from memberlab.service.settings import Settings
@@ -22,10 +22,6 @@ __all__ = ["LAYOUTS", "LayoutsHolder", "SpaceConflictError"]
 
 LAYOUTS = "layouts"
 T = TypeVar("T")
-
-
-class SpaceConflictError(MemberlabError):
-    """A layout space exists with a different definition."""
 
 
 class LayoutsHolder:

@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from memberlab._errors import LeaseBusyError, StaleSnapshotError
 from memberlab.callouts import CalloutRecommender, Catalog
 from memberlab.service.settings import Settings
-from memberlab.store import StaleSnapshotError, Store
+from memberlab.store import Store
 
 __all__ = ["CalloutsHolder", "LeaseBusyError", "holder_id", "lease"]
 
@@ -29,10 +30,6 @@ log = logging.getLogger(__name__)
 
 KIND = "callouts"
 T = TypeVar("T")
-
-
-class LeaseBusyError(RuntimeError):
-    """Another process holds the trainer lease."""
 
 
 def holder_id() -> str:

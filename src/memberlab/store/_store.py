@@ -24,11 +24,18 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from memberlab._errors import DataValidationError, MemberlabError, SchemaVersionError
+from memberlab._errors import (
+    DataValidationError,
+    MissingDependencyError,
+    SchemaVersionError,
+    StaleSnapshotError,
+    StoreUnavailableError,
+)
 from memberlab.store import _schema as s
 
 __all__ = [
     "SCOPES",
+    "ApiKeyRecord",
     "DecisionRecord",
     "DueImpression",
     "EventRecord",
@@ -37,7 +44,9 @@ __all__ = [
     "StaleSnapshotError",
     "Store",
     "StoreStats",
+    "data_dir",
     "default_database_url",
+    "display_url",
     "normalize_url",
 ]
 
@@ -79,14 +88,32 @@ def _begin_immediate(conn: sa.Connection) -> None:
             pause = min(pause * 1.5, 0.002)
 
 
-class StaleSnapshotError(MemberlabError, RuntimeError):
-    """Another writer published the snapshot version this one meant to publish."""
+def data_dir() -> Path:
+    """The per-user data directory of memberlab, the same for every command.
+
+    ``$MEMBERLAB_DATA_DIR`` if set (and not empty); else ``$XDG_DATA_HOME/memberlab``;
+    else ``~/.local/share/memberlab``. It never depends on the working directory.
+    """
+    explicit = os.environ.get("MEMBERLAB_DATA_DIR")
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return (base / "memberlab").resolve()
 
 
 def default_database_url() -> str:
-    """SQLite file ``memberlab.db`` in ``$MEMBERLAB_DATA_DIR`` (default ``./data``)."""
-    data_dir = Path(os.environ.get("MEMBERLAB_DATA_DIR") or "data")
-    return f"sqlite:///{(data_dir / 'memberlab.db').resolve()}"
+    """The SQLite file ``memberlab.db`` in :func:`data_dir`."""
+    return f"sqlite:///{data_dir() / 'memberlab.db'}"
+
+
+def display_url(url: str | None) -> str:
+    """The database URL as shown to people: the default resolved, the password masked.
+
+    >>> display_url("postgresql://ann:secret@db:5432/prod")
+    'postgresql+psycopg://ann:***@db:5432/prod'
+    """
+    return sa.make_url(normalize_url(url)).render_as_string(hide_password=True)
 
 
 def normalize_url(url: str | None) -> str:
@@ -105,6 +132,17 @@ def normalize_url(url: str | None) -> str:
     if "://" not in url:  # a bare path means a SQLite file
         return f"sqlite:///{Path(url).resolve()}"
     return url
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """An API key as listed: its first 16 characters, never the key itself."""
+
+    prefix: str
+    scope: str
+    label: str
+    created_at: float
+    revoked: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +214,13 @@ class StoreStats:
     extra: dict[str, float] = field(default_factory=dict)
 
 
+def _reason(exc: sa.exc.DBAPIError) -> str:
+    """The driver's own first line of a database error (no SQL, no SQLAlchemy footer)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def _hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
@@ -242,9 +287,15 @@ class Store:
                     conn.exec_driver_sql(f"BEGIN {mode}")
 
         elif self.dialect == "postgresql":
-            self.engine = sa.create_engine(
-                parsed, pool_size=pool_size, max_overflow=pool_size, pool_recycle=300
-            )
+            try:
+                self.engine = sa.create_engine(
+                    parsed, pool_size=pool_size, max_overflow=pool_size, pool_recycle=300
+                )
+            except ImportError as exc:
+                raise MissingDependencyError(
+                    f"database URL {display_url(self.url)!r} needs the PostgreSQL driver "
+                    f'psycopg ({exc}); install it with: pip install "memberlab[postgres]"'
+                ) from None
         else:
             raise DataValidationError(
                 f"database URL {parsed.render_as_string(hide_password=True)!r} is neither "
@@ -253,7 +304,13 @@ class Store:
         self._ph = "?" if self.dialect == "sqlite" else "%s"  # the driver's placeholder
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         if migrate:
-            self.migrate()
+            try:
+                self.migrate()
+            except sa.exc.OperationalError as exc:
+                self.engine.dispose()
+                raise StoreUnavailableError(
+                    f"cannot open the database {display_url(self.url)!r}: {_reason(exc)}"
+                ) from None
 
     def __repr__(self) -> str:
         shown = sa.make_url(self.url).render_as_string(hide_password=True)
@@ -360,14 +417,41 @@ class Store:
             return None
         return str(row.scope)
 
-    def revoke_api_key(self, key: str) -> bool:
+    def list_api_keys(self) -> list[ApiKeyRecord]:
+        """Every key (never the key itself: its prefix, scope, label and state), oldest first."""
+        k = s.api_keys
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                sa.select(k.c.prefix, k.c.scope, k.c.label, k.c.created_at, k.c.revoked).order_by(
+                    k.c.created_at, k.c.prefix
+                )
+            ).all()
+        return [
+            ApiKeyRecord(r.prefix, r.scope, r.label, float(r.created_at), bool(r.revoked))
+            for r in rows
+        ]
+
+    def revoke_api_key(self, key: str) -> int:
+        """Revoke a key, given in full or by the prefix :meth:`list_api_keys` shows.
+
+        Returns the number of keys revoked (0: no such key, or already revoked). A prefix
+        that matches several keys is refused with :class:`DataValidationError`.
+        """
+        k = s.api_keys
         with self._tx() as conn:
-            r = conn.execute(
-                sa.update(s.api_keys)
-                .where(s.api_keys.c.key_hash == _hash_key(key))
-                .values(revoked=True)
-            )
-        return bool(r.rowcount)
+            if key.startswith(_KEY_PREFIX + "_") and len(key) > 16:
+                where = k.c.key_hash == _hash_key(key)
+            else:
+                n = conn.execute(
+                    sa.select(sa.func.count()).select_from(k).where(k.c.prefix == key)
+                ).scalar()
+                if int(n or 0) > 1:
+                    raise DataValidationError(
+                        f"key prefix {key!r} matches {n} keys; give the whole key."
+                    )
+                where = k.c.prefix == key
+            r = conn.execute(sa.update(k).where(where, k.c.revoked.is_(False)).values(revoked=True))
+        return int(r.rowcount or 0)
 
     # -- items --------------------------------------------------------------------------
 
@@ -601,6 +685,32 @@ class Store:
             )
             for r in rows
         ]
+
+    def next_deadline(self, kind: str | None = None) -> float | None:
+        """When the earliest open attribution window closes (``None``: none is open)."""
+        i = s.impressions
+        q = sa.select(sa.func.min(i.c.deadline)).where(i.c.status == 0)
+        if kind:
+            q = q.where(i.c.kind == kind)
+        with self._tx(write=False) as conn:
+            v = conn.execute(q).scalar()
+        return None if v is None else float(v)
+
+    def retire_space(self, kind: str, space: str) -> int:
+        """Delete the snapshots of ``(kind, space)`` and drop its open impressions.
+
+        Logged decisions and events stay in the log; dropped impressions get status 2
+        (never trained on). Returns the number dropped.
+        """
+        i, t = s.impressions, s.snapshots
+        with self._tx() as conn:
+            r = conn.execute(
+                sa.update(i)
+                .where(i.c.kind == kind, i.c.space == space, i.c.status == 0)
+                .values(status=2, closed_at=time.time())
+            )
+            conn.execute(sa.delete(t).where(t.c.kind == kind, t.c.space == space))
+        return int(r.rowcount or 0)
 
     def closed_impressions(self, kind: str, space: str = "") -> list[DueImpression]:
         """Every impression whose feedback has been applied, in the order it closed."""
