@@ -27,8 +27,6 @@ import os
 import platform
 import random
 import secrets
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -38,7 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from memberlab.service.demo import CATALOG, CROSSES, free_port, shopper
+from memberlab.service import launch
+from memberlab.service.demo import CATALOG, CROSSES, shopper
+from memberlab.service.launch import Server
 from memberlab.store import Store
 
 HOST = "127.0.0.1"  # never anything else
@@ -211,18 +211,8 @@ CLICK_RATE = 0.2
 TRAIN_INTERVAL = 1.0
 
 
-def start_server(url: str, workers: int, log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "memberlab.cli.main",
-        "serve",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--database-url",
+def start_server(url: str, workers: int, log: Path) -> Server:
+    return launch.start_server(
         url,
         "--workers",
         str(workers),
@@ -232,20 +222,9 @@ def start_server(url: str, workers: int, log: Path) -> tuple[subprocess.Popen[by
         str(TRAIN_INTERVAL),
         "--crosses",
         CROSSES,
-    ]
-    out = open(log, "wb")  # noqa: SIM115 - closed when the process ends
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    import httpx
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://{HOST}:{port}/healthz", timeout=1).status_code == 200:
-                return proc, port
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise RuntimeError(f"server did not start; see {log}")
+        host=HOST,
+        log_path=log,
+    )
 
 
 def run_one(backend: str, url: str, rate: float, duration: float, workers: int) -> Result:
@@ -253,7 +232,8 @@ def run_one(backend: str, url: str, rate: float, duration: float, workers: int) 
     key = store.create_api_key("admin", label="bench")
     store.close()
     log = Path(tempfile.gettempdir()) / f"memberlab-bench-{backend}.log"
-    proc, port = start_server(url, workers, log)
+    server = start_server(url, workers, log)
+    port = server.port
     try:
         import httpx
 
@@ -274,8 +254,7 @@ def run_one(backend: str, url: str, rate: float, duration: float, workers: int) 
         print(f"  server counts: {stats}")
         return res
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=20)
+        server.stop(timeout=20)
 
 
 def machine() -> str:

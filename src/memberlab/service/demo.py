@@ -10,16 +10,12 @@ printing here: each round is reported to a callback (the CLI renders it).
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import math
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +23,7 @@ import httpx
 import numpy as np
 
 from memberlab._rng import as_generator
+from memberlab.service.launch import free_port, running_server
 from memberlab.store import Store
 
 __all__ = [
@@ -36,6 +33,7 @@ __all__ = [
     "DemoRound",
     "DemoSummary",
     "SimulatorWorld",
+    "free_port",
     "run",
     "running_server",
 ]
@@ -247,53 +245,6 @@ class DemoSummary:
     served_share: dict[str, float]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def running_server(
-    database_url: str, *, args: tuple[str, ...] = (), timeout: float = 60.0
-) -> Iterator[str]:
-    """``memberlab serve`` in a subprocess on a free port; yields its base URL."""
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "memberlab.cli.main",
-        "serve",
-        "--port",
-        str(port),
-        "--database-url",
-        database_url,
-        *args,
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"memberlab serve exited with {proc.returncode}: {err}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("memberlab serve did not become healthy in time.")
-            time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def run(
     *,
     rounds: int = 12,
@@ -329,7 +280,8 @@ def run(
         admin = store.create_api_key("admin", label="demo")
         store.close()
         args = ("--attribution-window", "300", "--train-interval", "0", "--crosses", truth.crosses)
-        with running_server(database_url, args=args) as base:
+        with running_server(database_url, *args) as server:
+            base = server.base_url
             if on_start is not None:
                 on_start(base, database_url)
             headers = {"Authorization": f"Bearer {admin}"}

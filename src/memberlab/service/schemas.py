@@ -97,6 +97,13 @@ class ItemOut(BaseModel):
     mean: float | None = Field(default=None, description="Posterior mean click rate.")
     lower: float | None = Field(default=None, description="Lower end of the 95% interval.")
     upper: float | None = Field(default=None, description="Upper end of the 95% interval.")
+    observations: int = Field(default=0, description="Closed impressions of this item.")
+    clicks: int = Field(default=0, description="Of those, impressions with a positive reward.")
+    enough_data: bool = Field(
+        default=False,
+        description="observations >= the service's min_observations; when false the "
+        "estimate is mostly the prior and the dashboard says 'too few observations'.",
+    )
 
 
 class ItemWrittenOut(ItemOut):
@@ -304,7 +311,12 @@ class LayoutSpaceOut(BaseModel):
     policy_version: int
     created: bool = False
     changed: bool = Field(default=False, description="An existing space gained slots or variants.")
-    leaderboard: list[dict[str, Any]] = Field(default_factory=list)
+    leaderboard: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Top layouts by posterior mean, each with observations (closed "
+        "impressions of that layout) and enough_data (observations >= min_observations).",
+    )
+    min_observations: int = 0
 
 
 class LayoutDecisionIn(_In):

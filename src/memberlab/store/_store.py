@@ -686,6 +686,21 @@ class Store:
             for r in rows
         ]
 
+    def outcome_counts(self, kind: str, space: str = "") -> dict[str, tuple[int, int]]:
+        """Closed impressions and positives per item id: ``{item: (closed, positives)}``."""
+        i = s.impressions
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                sa.select(
+                    i.c.item_id,
+                    sa.func.count(),
+                    sa.func.sum(sa.case((i.c.reward > 0, 1), else_=0)),
+                )
+                .where(i.c.kind == kind, i.c.space == space, i.c.status == 1)
+                .group_by(i.c.item_id)
+            ).all()
+        return {str(r[0]): (int(r[1]), int(r[2] or 0)) for r in rows}
+
     def next_deadline(self, kind: str | None = None) -> float | None:
         """When the earliest open attribution window closes (``None``: none is open)."""
         i = s.impressions

@@ -68,8 +68,14 @@ def _rates(svc: Services) -> tuple[dict[str, tuple[Any, Any, Any]], int]:
     return svc.callouts.call(rates)
 
 
-def _item_out(row: Any, table: dict[str, tuple[Any, Any, Any]]) -> ItemOut:
+def _item_out(
+    row: Any,
+    table: dict[str, tuple[Any, Any, Any]],
+    counts: dict[str, tuple[int, int]],
+    min_obs: int,
+) -> ItemOut:
     m, lo, hi = table.get(row.item_id, (None, None, None))
+    n, clicks = counts.get(row.item_id, (0, 0))
     return ItemOut(
         item_id=row.item_id,
         attributes=row.attributes,
@@ -77,6 +83,9 @@ def _item_out(row: Any, table: dict[str, tuple[Any, Any, Any]]) -> ItemOut:
         mean=finite_or_none(m),
         lower=finite_or_none(lo),
         upper=finite_or_none(hi),
+        observations=n,
+        clicks=clicks,
+        enough_data=n >= min_obs,
     )
 
 
@@ -85,7 +94,11 @@ def list_items(svc: Svc, _: AdminKey) -> ItemsOut:
     """Every item with its posterior mean click rate and 95% interval."""
     rows = svc.store.list_items(kind=KIND)
     table, version = _rates(svc)
-    return ItemsOut(items=[_item_out(r, table) for r in rows], policy_version=version)
+    counts = svc.store.outcome_counts(KIND)
+    min_obs = svc.settings.min_observations
+    return ItemsOut(
+        items=[_item_out(r, table, counts, min_obs) for r in rows], policy_version=version
+    )
 
 
 @router.get("/{item_id}", response_model=ItemOut, responses=_NOT_FOUND)
@@ -95,4 +108,4 @@ def get_item(item_id: ItemPath, svc: Svc, _: AdminKey) -> ItemOut:
     if not rows:
         raise UnknownItemError(f"item {item_id!r} does not exist.")
     table, _version = _rates(svc)
-    return _item_out(rows[0], table)
+    return _item_out(rows[0], table, svc.store.outcome_counts(KIND), svc.settings.min_observations)

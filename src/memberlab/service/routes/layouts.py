@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from typing import Any
@@ -99,14 +100,22 @@ def get_layout_space(space: SpacePath, svc: Svc, _: AdminKey) -> LayoutSpaceOut:
         return [e.to_dict() for e in policy.leaderboard(top=10)]
 
     entries, version = svc.layouts.call(space, board)
-    clean = [
-        {k: finite_or_none(v) if isinstance(v, float) else v for k, v in e.items()} for e in entries
-    ]
+    seen: dict[str, int] = {}
+    for d in svc.store.closed_impressions(LAYOUTS, space):
+        key = json.dumps(d.served, sort_keys=True)
+        seen[key] = seen.get(key, 0) + 1
+    min_obs = svc.settings.min_observations
+    clean = []
+    for e in entries:
+        row = {k: finite_or_none(v) if isinstance(v, float) else v for k, v in e.items()}
+        n = seen.get(json.dumps(e.get("layout"), sort_keys=True), 0)
+        clean.append({**row, "observations": n, "enough_data": n >= min_obs})
     return LayoutSpaceOut(
         space=space,
         definition=svc.layouts.spec(space),
         policy_version=version,
         leaderboard=clean,
+        min_observations=min_obs,
     )
 
 
