@@ -62,20 +62,70 @@ def test_keys_and_serve_use_the_same_default_database(tmp_path: Path, data_dir: 
 
 @pytest.mark.parametrize("world", ["catalog", "simulator"])
 def test_demo_runs_end_to_end(tmp_path: Path, world: str) -> None:
-    """``memberlab demo`` starts its own server, learns and prints a summary."""
+    """``memberlab demo`` starts its own server, learns, says what it shows, compares the
+    truth with the posterior for the same shopper context, and writes a PNG."""
     cmd = ["demo", "--rounds", "3", "--shoppers", "60", "--world", world]
     done = subprocess.run(
-        [sys.executable, "-m", "memberlab.cli.main", *cmd],
+        [sys.executable, "-m", "memberlab.cli.main", *cmd, "--plot", str(tmp_path / "d.png")],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=180,
-        env={**os.environ, "COLUMNS": "120"},
+        env={**os.environ, "COLUMNS": "160"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout
+    out = " ".join(done.stdout.split())
     assert "summary" in out and "180 decisions" in out
     assert ("free-delivery" if world == "catalog" else "item00000") in out
+    assert "true probability that depends on their context" in out
+    assert "for one shopper: member=" in out
+    assert "coverage: 95% intervals contain the true click rate for" in out
+    png = tmp_path / "d.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_demo_keep_serving_leaves_the_dashboard_up(tmp_path: Path) -> None:
+    import signal
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "memberlab.cli.main",
+            "demo",
+            "--rounds",
+            "1",
+            "--shoppers",
+            "20",
+            "--keep-serving",
+            "--plot",
+            str(tmp_path / "d.png"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        assert proc.stdout is not None
+        seen: list[str] = []
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith("mlk_admin_"):
+                break
+        text = "".join(seen)
+        assert "the service stays up" in text, text[-2000:]
+        url = next(w for w in text.split() if w.endswith("/dashboard"))
+        key = seen[-1].strip()
+        assert httpx.get(url).status_code == 200
+        stats = httpx.get(
+            url.replace("/dashboard", "/v1/admin/stats"), headers={"Authorization": f"Bearer {key}"}
+        )
+        assert stats.status_code == 200 and stats.json()["decisions"] == 20
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
 
 
 def test_serve_refuses_an_address_in_use_before_starting_anything(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import typer
@@ -199,8 +200,8 @@ def keys_revoke(
 
 
 def demo(
-    rounds: int = typer.Option(20, min=1, help="Rounds of simulated shoppers."),
-    shoppers: int = typer.Option(300, min=10, help="Shoppers per round."),
+    rounds: int = typer.Option(12, min=1, help="Rounds of simulated shoppers."),
+    shoppers: int = typer.Option(200, min=10, help="Shoppers per round."),
     seed: int = typer.Option(0, help="Seed of the simulated shoppers."),
     database_url: str | None = typer.Option(
         None, help="Database for the demo service (default: SQLite in a temporary folder)."
@@ -209,6 +210,14 @@ def demo(
         "catalog",
         help="catalog: the sample benefit catalog with a known click model; simulator: "
         "random items and truth from memberlab.callouts.simulator.CalloutWorld.",
+    ),
+    plot: Path = typer.Option(
+        Path("memberlab-demo.png"),
+        help="Where to write the PNG (learning curve; truth "
+        "against the posterior for one shopper).",
+    ),
+    keep_serving: bool = typer.Option(
+        False, help="Leave the service up afterwards; print the dashboard URL and an admin key."
     ),
 ) -> None:
     """Run the service on a free port and teach it callouts from simulated shoppers."""
@@ -222,8 +231,14 @@ def demo(
 
     console = Console()
     console.print(
-        f"[bold]memberlab demo[/] ({world}): {rounds} rounds x "
-        f"{shoppers} simulated shoppers (seed {seed}); clicks arrive with delays."
+        f"[bold]memberlab demo[/] ({world}): a real 'memberlab serve' on a free port, "
+        f"{rounds} rounds x {shoppers} simulated shoppers (seed {seed}).\n"
+        "Each shopper gets a callout from POST /v1/callouts/decisions; they click with a "
+        "known true probability that depends on their context, after a random delay; "
+        "clicks go to POST /v1/events and a trainer step (POST /v1/admin/train) closes "
+        "the windows after each round. 'CTR policy' is the expected click rate of what "
+        "the service served, against the best item per shopper (oracle) and a uniform "
+        "random choice."
     )
 
     def started(base: str, url: str) -> None:
@@ -238,6 +253,17 @@ def demo(
             f"  {r.random_ctr:7.3f}  {r.closed:7d}  {r.policy_version:7d}  {r.seconds:4.1f}"
         )
 
+    def hold(dashboard: str, key: str) -> None:
+        console.print(
+            f"[bold]the service stays up[/]: open {dashboard} and paste the admin key\n{key}\n"
+            "(Ctrl-C stops it; the demo's database is removed then)."
+        )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            console.print("stopping the service.")
+
     summary = _demo.run(
         rounds=rounds,
         shoppers=shoppers,
@@ -246,25 +272,28 @@ def demo(
         on_round=report,
         on_start=started,
         world=world,
+        plot=plot,
+        keep_serving=hold if keep_serving else None,
     )
-    table = Table(title="Learned (GET /v1/callouts/items) vs true click rates")
-    for col in (
-        "item",
-        "truth",
-        "observed (n)",
-        "posterior",
-        "95% interval",
-    ):
+    ctx = ", ".join(f"{k}={v}" for k, v in summary.context.items())
+    table = Table(title=f"True click rate against the service's posterior, for one shopper: {ctx}")
+    for col in ("item", "truth", "posterior", f"{summary.level:.0%} interval", "covers"):
         table.add_column(col, justify="right" if col != "item" else "left")
-    for it in sorted(summary.items, key=lambda x: -x["truth"]):
+    for it in sorted(summary.rates, key=lambda x: -x["truth"]):
+        inside = it["lower"] is not None and it["lower"] <= it["truth"] <= it["upper"]
         table.add_row(
             it["item_id"],
             f"{it['truth']:.3f}",
-            f"{it['observed']:.3f} ({it['served']})",
             "-" if it["mean"] is None else f"{it['mean']:.3f}",
             "-" if it["lower"] is None else f"[{it['lower']:.3f}, {it['upper']:.3f}]",
+            "yes" if inside else "no",
         )
     console.print(table)
+    console.print(
+        f"coverage: {summary.level:.0%} intervals contain the true click rate for "
+        f"{summary.coverage:.0%} of (shopper, item) pairs over {summary.n_coverage_contexts} "
+        "shoppers drawn from the population (honest intervals: close to the level)."
+    )
     first, last = summary.rounds[0], summary.rounds[-1]
     regret_first = first.oracle_ctr - first.ctr
     regret_last = last.oracle_ctr - last.ctr
@@ -278,11 +307,8 @@ def demo(
         f"events, {summary.stats['pending']} pending, policy version "
         f"{summary.stats['policy_version']}; {summary.seconds:.1f} s in all."
     )
-    console.print(
-        "truth: mean click rate over shoppers; observed: clicks per impression served; "
-        "posterior: the model's rate for a shopper with no context features (the policy "
-        "itself personalises through context x benefit crosses)."
-    )
+    if summary.plot:
+        console.print(f"plot written to {summary.plot}")
 
 
 def register(app: typer.Typer) -> None:

@@ -31,6 +31,9 @@ __all__ = [
     "LayoutSpaceIn",
     "LayoutSpaceOut",
     "PriorOut",
+    "RateOut",
+    "RatesIn",
+    "RatesOut",
     "RefitIn",
     "RefitOut",
     "ServedItemOut",
@@ -126,6 +129,29 @@ class DecisionIn(_In):
     candidates: Annotated[list[ItemId], Field(min_length=1, max_length=1000)] | None = None
     k: int = Field(1, ge=1, le=100)
     timestamp: Timestamp | None = Field(default=None, description="ISO 8601 time of the request.")
+
+
+class RatesIn(_In):
+    context: Annotated[dict[Key, Value], Field(max_length=100)] = Field(
+        default_factory=dict,
+        examples=[{"member": True, "page": "films", "interests": ["video"]}],
+        description="The shopper context the click rates are for.",
+    )
+    level: float = Field(0.95, gt=0, lt=1, strict=False, description="Interval level.")
+
+
+class RateOut(BaseModel):
+    item_id: str
+    mean: float | None = Field(description="Posterior predictive click rate in this context.")
+    lower: float | None
+    upper: float | None
+
+
+class RatesOut(BaseModel):
+    context: dict[str, Any]
+    level: float
+    items: list[RateOut]
+    policy_version: int
 
 
 class ServedItemOut(BaseModel):

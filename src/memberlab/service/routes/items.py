@@ -12,9 +12,19 @@ from memberlab.service._checks import check_crosses
 from memberlab.service._policy import KIND
 from memberlab.service.deps import AdminKey, Services, Svc
 from memberlab.service.routes._common import ItemPath, responses
-from memberlab.service.schemas import ItemIn, ItemOut, ItemsOut, ItemWrittenOut, finite_or_none
+from memberlab.service.schemas import (
+    ItemIn,
+    ItemOut,
+    ItemsOut,
+    ItemWrittenOut,
+    RateOut,
+    RatesIn,
+    RatesOut,
+    finite_or_none,
+)
 
 router = APIRouter(tags=["callouts"])
+rates_router = APIRouter(tags=["callouts"])
 _NOT_FOUND = responses(_404="Unknown item.")
 
 
@@ -109,3 +119,26 @@ def get_item(item_id: ItemPath, svc: Svc, _: AdminKey) -> ItemOut:
         raise UnknownItemError(f"item {item_id!r} does not exist.")
     table, _version = _rates(svc)
     return _item_out(rows[0], table, svc.store.outcome_counts(KIND), svc.settings.min_observations)
+
+
+@rates_router.post("/rates", response_model=RatesOut)
+def click_rates(body: RatesIn, svc: Svc, _: AdminKey) -> RatesOut:
+    """Posterior click rate of every active item for one shopper context, with an
+    equal-tailed credible interval at ``level`` (no exploration noise)."""
+
+    def rates(rec: CalloutRecommender) -> list[RateOut]:
+        if not rec.catalog.active_ids():
+            return []
+        df = rec.click_rates(body.context, level=body.level)
+        return [
+            RateOut(
+                item_id=str(r.item_id),
+                mean=finite_or_none(r.mean),
+                lower=finite_or_none(r.lower),
+                upper=finite_or_none(r.upper),
+            )
+            for r in df.itertuples(index=False)
+        ]
+
+    out, version = svc.callouts.call(rates)
+    return RatesOut(context=body.context, level=body.level, items=out, policy_version=version)
