@@ -15,13 +15,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-__all__ = ["Server", "free_port", "running_server", "start_server"]
+__all__ = ["Server", "free_port", "running_server", "start_command", "start_server"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -97,10 +97,6 @@ def start_server(
         log is in the message).
     """
     port = free_port(host) if port is None else port
-    if log_path is None:
-        fd, name = tempfile.mkstemp(prefix="memberlab-serve-", suffix=".log")
-        os.close(fd)
-        log_path = name
     cmd = [
         sys.executable,
         "-m",
@@ -113,9 +109,31 @@ def start_server(
         *(["--database-url", database_url] if database_url else []),
         *args,
     ]
+    return start_command(
+        cmd, host=host, port=port, log_path=log_path, timeout=timeout, env=env, cwd=cwd
+    )
+
+
+def start_command(
+    cmd: Sequence[str],
+    *,
+    host: str,
+    port: int,
+    log_path: str | Path | None = None,
+    timeout: float = 60.0,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    health: str = "/healthz",
+) -> Server:
+    """Start any HTTP server command listening on ``host:port`` in a process group of its
+    own, and wait until ``health`` answers 200 (see :func:`start_server`)."""
+    if log_path is None:
+        fd, name = tempfile.mkstemp(prefix="memberlab-serve-", suffix=".log")
+        os.close(fd)
+        log_path = name
     with open(log_path, "ab") as log:  # the child keeps its own descriptor
         proc = subprocess.Popen(
-            cmd,
+            list(cmd),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -126,17 +144,14 @@ def start_server(
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(
-                f"memberlab serve exited with {proc.returncode}:\n{server.log()[-3000:]}"
-            )
+            raise RuntimeError(f"{cmd[2:4]} exited with {proc.returncode}:\n{server.log()[-3000:]}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.base_url}/healthz", timeout=2.0).status_code == 200:
+            if httpx.get(f"{server.base_url}{health}", timeout=2.0).status_code == 200:
                 return server
         if time.monotonic() > deadline:
             server.kill()
             raise RuntimeError(
-                f"memberlab serve on port {port} not healthy after {timeout} s:\n"
-                f"{server.log()[-3000:]}"
+                f"server on port {port} not healthy after {timeout} s:\n{server.log()[-3000:]}"
             )
         time.sleep(0.1)
 
