@@ -236,7 +236,9 @@ class RefitOut(BaseModel):
 
 
 class TrafficRow(BaseModel):
-    start: float
+    start: float | None = Field(
+        description="Bucket start (epoch seconds); null if a tiny bucket overflows."
+    )
     item_id: str
     count: int
 

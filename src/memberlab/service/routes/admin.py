@@ -98,7 +98,7 @@ def traffic(
     rows = svc.store.traffic(KIND, bucket=bucket)
     return TrafficOut(
         bucket=bucket,
-        rows=[TrafficRow(start=b, item_id=item, count=n) for b, item, n in rows],
+        rows=[TrafficRow(start=finite_or_none(b), item_id=item, count=n) for b, item, n in rows],
     )
 
 
