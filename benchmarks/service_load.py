@@ -15,6 +15,7 @@ whose p99 stays under ``--p99-target`` ms.
     .venv/bin/python benchmarks/service_load.py                      # 60 s at 500/s, both
     .venv/bin/python benchmarks/service_load.py --duration 15 --backend sqlite
     .venv/bin/python benchmarks/service_load.py --sweep --duration 20
+    .venv/bin/python benchmarks/service_load.py --compare --duration 10   # vs minimal FastAPI
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import os
 import platform
 import random
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from memberlab.service.demo import CATALOG, CROSSES, free_port, shopper
+from memberlab.service import launch
+from memberlab.service.demo import CATALOG, CROSSES, shopper
+from memberlab.service.launch import Server
 from memberlab.store import Store
 
 HOST = "127.0.0.1"  # never anything else
@@ -211,18 +213,8 @@ CLICK_RATE = 0.2
 TRAIN_INTERVAL = 1.0
 
 
-def start_server(url: str, workers: int, log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "memberlab.cli.main",
-        "serve",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--database-url",
+def start_server(url: str, workers: int, log: Path) -> Server:
+    return launch.start_server(
         url,
         "--workers",
         str(workers),
@@ -232,20 +224,95 @@ def start_server(url: str, workers: int, log: Path) -> tuple[subprocess.Popen[by
         str(TRAIN_INTERVAL),
         "--crosses",
         CROSSES,
-    ]
-    out = open(log, "wb")  # noqa: SIM115 - closed when the process ends
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    import httpx
+        host=HOST,
+        log_path=log,
+    )
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://{HOST}:{port}/healthz", timeout=1).status_code == 200:
-                return proc, port
-        if proc.poll() is not None:
+
+def run_baseline(rate: float, duration: float, workers: int) -> Result:
+    """The same load on :mod:`_baseline_app` (fixed answers), same uvicorn settings."""
+    port = launch.free_port(HOST)
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "_baseline_app:create_app",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
+    log = Path(tempfile.gettempdir()) / "memberlab-bench-baseline.log"
+    here = str(Path(__file__).resolve().parent)
+    path = os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])
+    server = launch.start_command(cmd, host=HOST, port=port, log_path=log, env={"PYTHONPATH": path})
+    try:
+        asyncio.run(drive(port, "none", min(rate, 200), 2.0, Result("baseline", rate, 2.0)))
+        res = Result("baseline", rate, duration)
+        asyncio.run(drive(port, "none", rate, duration, res))
+        res.error_samples = res.error_samples[:5]
+        return res
+    finally:
+        server.stop(timeout=20)
+
+
+SWEEP = (25, 50, 100, 200, 300, 400, 600, 800, 1000, 1300, 1600, 2000, 2500, 3200)
+
+
+def sweep(name: str, run: Any, target: float) -> tuple[float | None, list[dict[str, Any]]]:
+    """Rates in :data:`SWEEP` until p99 >= target ms or an error: the highest that held."""
+    best, rows = None, []
+    for rate in SWEEP:
+        res = run(rate)
+        s = res.summary()
+        rows.append(s)
+        ok = s["decision_p99_ms"] < target and s["errors"] == 0
+        print(f"  {name} {rate:5d}/s: p99 {s['decision_p99_ms']:7.1f} ms, errors {s['errors']}")
+        if not ok:
             break
-        time.sleep(0.1)
-    raise RuntimeError(f"server did not start; see {log}")
+        best = rate
+    return best, rows
+
+
+def compare(args: Any, tmp: str) -> None:
+    """memberlab serve (SQLite, events and trainer running) against the minimal FastAPI
+    endpoint, 1 and 2 workers: the highest rate with p99 < target for each, and ratios."""
+    out: dict[tuple[str, int], float | None] = {}
+    for workers in (1, 2):
+
+        def ml(rate: float, workers: int = workers) -> Result:
+            url = f"sqlite:///{tmp}/cmp-{workers}-{int(rate)}.db"
+            return run_one("sqlite", url, rate, args.duration, workers)
+
+        print(f"workers {workers}: memberlab serve (SQLite, trainer every {TRAIN_INTERVAL} s)")
+        out["memberlab", workers], _ = sweep("memberlab", ml, args.p99_target)
+        print(f"workers {workers}: minimal FastAPI endpoint, same uvicorn settings")
+        out["baseline", workers], _ = sweep(
+            "baseline", lambda r, w=workers: run_baseline(r, args.duration, w), args.p99_target
+        )
+    print(
+        f"\nhighest decision rate with p99 < {args.p99_target:g} ms and no errors "
+        f"({args.duration:g} s per rate; rates tried: {list(SWEEP)}):"
+    )
+    print("| workers | memberlab serve | minimal FastAPI | ratio |")
+    print("|---|---|---|---|")
+    for workers in (1, 2):
+        m, b = out["memberlab", workers], out["baseline", workers]
+        ratio = f"{m / b:.2f}" if m and b else "-"
+        print(f"| {workers} | {m} | {b} | {ratio} |")
+    m1, m2 = out["memberlab", 1], out["memberlab", 2]
+    b1, b2 = out["baseline", 1], out["baseline", 2]
+    if m1 and m2:
+        print(f"scaling 1 -> 2 workers: memberlab {m2 / m1:.2f}x", end="")
+        print(f", baseline {b2 / b1:.2f}x" if b1 and b2 else "")
 
 
 def run_one(backend: str, url: str, rate: float, duration: float, workers: int) -> Result:
@@ -253,7 +320,8 @@ def run_one(backend: str, url: str, rate: float, duration: float, workers: int) 
     key = store.create_api_key("admin", label="bench")
     store.close()
     log = Path(tempfile.gettempdir()) / f"memberlab-bench-{backend}.log"
-    proc, port = start_server(url, workers, log)
+    server = start_server(url, workers, log)
+    port = server.port
     try:
         import httpx
 
@@ -274,8 +342,7 @@ def run_one(backend: str, url: str, rate: float, duration: float, workers: int) 
         print(f"  server counts: {stats}")
         return res
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=20)
+        server.stop(timeout=20)
 
 
 def machine() -> str:
@@ -330,10 +397,19 @@ def main() -> None:
     ap.add_argument("--train-interval", type=float, default=1.0, help="0: no background trainer")
     ap.add_argument("--sweep", action="store_true", help="find the highest rate with p99 < target")
     ap.add_argument("--p99-target", type=float, default=50.0, help="ms, for --sweep")
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="sweep memberlab serve (SQLite) and a minimal FastAPI endpoint, 1 and 2 workers",
+    )
     args = ap.parse_args()
     CLICK_RATE = args.click_rate
     TRAIN_INTERVAL = args.train_interval
     print(f"machine: {machine()}")
+    if args.compare:
+        with tempfile.TemporaryDirectory(prefix="memberlab-bench-") as tmp:
+            compare(args, tmp)
+        return
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     tmp = tempfile.TemporaryDirectory(prefix="memberlab-bench-")
     schemas: list[str] = []

@@ -8,12 +8,24 @@ from __future__ import annotations
 
 __all__ = [
     "AnchorSupportError",
+    "AuthError",
+    "ChoiceQueryError",
+    "ConflictError",
     "ConvergenceWarning",
     "DataValidationError",
+    "ForbiddenError",
+    "LeaseBusyError",
     "MemberlabError",
+    "MissingDependencyError",
+    "NoChoiceModelError",
+    "NoItemsError",
     "NotFittedError",
     "SchemaVersionError",
+    "SpaceConflictError",
+    "StaleSnapshotError",
+    "StoreUnavailableError",
     "TaskFailedError",
+    "UnknownDecisionError",
     "UnknownItemError",
 ]
 
@@ -33,6 +45,18 @@ class UnknownItemError(MemberlabError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownDecisionError(UnknownItemError):
+    """An event names a decision id that was never logged."""
+
+    def __init__(self, message: str, detail: object = None) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class NoChoiceModelError(UnknownItemError):
+    """A membership counterfactual was asked of a service started without a choice model."""
+
+
 class NotFittedError(MemberlabError, RuntimeError):
     """A results attribute was asked for before ``fit`` ran."""
 
@@ -43,6 +67,46 @@ class AnchorSupportError(DataValidationError):
 
 class SchemaVersionError(MemberlabError, ValueError):
     """A saved file has a schema version this release cannot read."""
+
+
+class ChoiceQueryError(DataValidationError):
+    """A counterfactual query the choice model cannot answer; the message says why."""
+
+
+class MissingDependencyError(MemberlabError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class StoreUnavailableError(MemberlabError, ConnectionError):
+    """The database cannot be opened or reached (wrong URL, server down, no database)."""
+
+
+class ConflictError(MemberlabError, RuntimeError):
+    """The request conflicts with the current state (HTTP 409)."""
+
+
+class SpaceConflictError(ConflictError):
+    """A layout space exists with a definition the request cannot be reconciled with."""
+
+
+class NoItemsError(ConflictError):
+    """There is nothing to choose from: no active item."""
+
+
+class StaleSnapshotError(MemberlabError, RuntimeError):
+    """Another writer published the snapshot version this one meant to publish."""
+
+
+class LeaseBusyError(MemberlabError, RuntimeError):
+    """Another process holds the trainer lease; retry shortly."""
+
+
+class AuthError(MemberlabError, PermissionError):
+    """A missing, unknown or revoked API key (HTTP 401)."""
+
+
+class ForbiddenError(AuthError):
+    """A valid key whose scope does not allow the call (HTTP 403)."""
 
 
 class TaskFailedError(MemberlabError, RuntimeError):

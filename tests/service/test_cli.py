@@ -27,17 +27,27 @@ def _keys(
 
 @pytest.mark.parametrize("data_dir", [None, "elsewhere"])
 def test_keys_and_serve_use_the_same_default_database(tmp_path: Path, data_dir: str | None) -> None:
-    # an empty MEMBERLAB_DATA_DIR counts as unset: ./data in the working directory
-    env = {"MEMBERLAB_DATA_DIR": str(tmp_path / data_dir) if data_dir else ""}
-    done = _keys("admin", tmp_path, env)
+    """The default SQLite file is one place per user, whatever the working directory:
+    $MEMBERLAB_DATA_DIR if set, else $XDG_DATA_HOME/memberlab. Keys made in one
+    directory work for a server started in another (they used to get 401), and the
+    server says at start-up which database it uses."""
+    xdg = tmp_path / "xdg"
+    env = {
+        "MEMBERLAB_DATA_DIR": str(tmp_path / data_dir) if data_dir else "",
+        "XDG_DATA_HOME": str(xdg),
+    }
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir()
+    there.mkdir()
+    done = _keys("admin", here, env)
     assert done.returncode == 0, done.stderr
     key = done.stdout.strip()
     assert key.startswith("mlk_admin_") and "\n" not in key
-    expected = tmp_path / (data_dir or "data") / "memberlab.db"
+    expected = (tmp_path / data_dir if data_dir else xdg / "memberlab") / "memberlab.db"
     assert expected.exists()
-    server = start_server(
-        None, str(tmp_path / "serve.log"), "--train-interval", "0", env=env, cwd=str(tmp_path)
-    )
+    assert not (here / "data").exists()
+    log = tmp_path / "serve.log"
+    server = start_server(None, str(log), "--train-interval", "0", env=env, cwd=str(there))
     try:
         r = httpx.get(
             f"{server.base_url}/v1/admin/stats", headers={"Authorization": f"Bearer {key}"}
@@ -45,26 +55,77 @@ def test_keys_and_serve_use_the_same_default_database(tmp_path: Path, data_dir: 
         assert r.status_code == 200, r.text
     finally:
         server.stop()
-    bad = _keys("root", tmp_path, env)
-    assert bad.returncode != 0 and "scope" in (bad.stderr + bad.stdout)
+    assert f"database sqlite:///{expected}" in log.read_text()
+    bad = _keys("root", here, env)
+    assert bad.returncode == 2 and "scope" in bad.stderr
 
 
 @pytest.mark.parametrize("world", ["catalog", "simulator"])
 def test_demo_runs_end_to_end(tmp_path: Path, world: str) -> None:
-    """``memberlab demo`` starts its own server, learns and prints a summary."""
+    """``memberlab demo`` starts its own server, learns, says what it shows, compares the
+    truth with the posterior for the same shopper context, and writes a PNG."""
     cmd = ["demo", "--rounds", "3", "--shoppers", "60", "--world", world]
     done = subprocess.run(
-        [sys.executable, "-m", "memberlab.cli.main", *cmd],
+        [sys.executable, "-m", "memberlab.cli.main", *cmd, "--plot", str(tmp_path / "d.png")],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=180,
-        env={**os.environ, "COLUMNS": "120"},
+        env={**os.environ, "COLUMNS": "160"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout
+    out = " ".join(done.stdout.split())
     assert "summary" in out and "180 decisions" in out
     assert ("free-delivery" if world == "catalog" else "item00000") in out
+    assert "true probability that depends on their context" in out
+    assert "for one shopper: member=" in out
+    assert "coverage: 95% intervals contain the true click rate for" in out
+    png = tmp_path / "d.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_demo_keep_serving_leaves_the_dashboard_up(tmp_path: Path) -> None:
+    import signal
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "memberlab.cli.main",
+            "demo",
+            "--rounds",
+            "1",
+            "--shoppers",
+            "20",
+            "--keep-serving",
+            "--plot",
+            str(tmp_path / "d.png"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        assert proc.stdout is not None
+        seen: list[str] = []
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith("mlk_admin_"):
+                break
+        text = "".join(seen)
+        assert "the service stays up" in text, text[-2000:]
+        url = next(w for w in text.split() if w.endswith("/dashboard"))
+        key = seen[-1].strip()
+        assert httpx.get(url).status_code == 200
+        stats = httpx.get(
+            url.replace("/dashboard", "/v1/admin/stats"), headers={"Authorization": f"Bearer {key}"}
+        )
+        assert stats.status_code == 200 and stats.json()["decisions"] == 20
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
 
 
 def test_serve_refuses_an_address_in_use_before_starting_anything(tmp_path: Path) -> None:

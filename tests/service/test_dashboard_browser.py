@@ -105,6 +105,7 @@ def populated(tmp_path: Path) -> Iterator[tuple[Server, str, dict[str, Any]]]:
         str(tmp_path / "serve.log"),
         *("--train-interval", "0", "--attribution-window", "60"),
         *("--choice-model", str(model)),
+        env={"MEMBERLAB_MIN_OBSERVATIONS": "15"},
     )
     try:
         with server.client(admin) as c:
@@ -169,17 +170,28 @@ def test_dashboard_renders_in_chromium(
     driver.find_element(By.ID, "key").send_keys(admin)
     driver.find_element(By.ID, "save").click()
 
-    # callouts: one rate bar (with its interval) per active item
-    wait.until(lambda _: len(css("#rates rect.bar")) == len(ITEMS))
+    # callouts: a rate bar (with its interval) per item with enough observations; the
+    # others say "too few observations" instead of an interval from a few clicks
+    enough = {i["item_id"] for i in expect["items"] if i["enough_data"]}
+    few = set(ITEMS) - enough
+    assert enough and all(i["observations"] >= 15 for i in expect["items"] if i["enough_data"])
+    wait.until(lambda _: len(css("#rates rect.bar")) == len(enough))
     bars = {
         b.get_attribute("data-item"): float(b.get_attribute("width"))
         for b in css("#rates rect.bar")
     }
-    assert set(bars) == set(ITEMS)
+    assert set(bars) == enough
     assert all(w > 0 for w in bars.values())
-    assert len(css("#rates line.ci")) == len(ITEMS)
-    best = max(expect["items"], key=lambda i: i["mean"])["item_id"]
-    assert max(bars, key=lambda k: bars[k]) == best  # widths follow the posterior means
+    assert len(css("#rates line.ci")) == len(enough)
+    best = max((i for i in expect["items"] if i["enough_data"]), key=lambda i: i["mean"])
+    assert max(bars, key=lambda k: bars[k]) == best["item_id"]  # widths follow the means
+    shown_few = {r.get_attribute("data-item"): r.text for r in css("#few-items tr")}
+    assert set(shown_few) == few
+    assert all("too few observations" in t for t in shown_few.values())
+
+    # when the trainer will next have something to do
+    nxt = driver.find_element(By.ID, "next-window").text
+    assert "next attribution window closes at" in nxt and "data clock" in nxt, nxt
 
     # traffic share over time: a row per item, a column per minute bucket
     wait.until(lambda _: css("#traffic-table"))
@@ -200,6 +212,9 @@ def test_dashboard_renders_in_chromium(
     board = css("table.leaderboard[data-space='home'] tr")
     assert len(board) == 1 + len(expect["leaderboard"]) and len(board) > 1
     assert "headline=" in board[1].text and "image=" in board[1].text
+    # 12 layout decisions over 4 layouts: no P(click) of 64-68% from one click
+    assert all(not e["enough_data"] for e in expect["leaderboard"])
+    assert all("too few observations" in r.text and "%" not in r.text for r in board[1:])
 
     # membership counterfactuals: the model line, a refused query, then the chart
     wait.until(lambda _: "anchor none" in driver.find_element(By.ID, "cf-model").text)

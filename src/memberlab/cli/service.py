@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import typer
@@ -10,8 +11,9 @@ import typer
 keys_app = typer.Typer(help="API keys (stored hashed; printed once).", no_args_is_help=True)
 
 _DB_HELP = (
-    "SQLAlchemy URL, e.g. postgresql://user@host/db. Default: SQLite at "
-    "$MEMBERLAB_DATA_DIR/memberlab.db (./data/memberlab.db)."
+    "SQLAlchemy URL, e.g. postgresql://user@host/db (env MEMBERLAB_DATABASE_URL). Default: "
+    "SQLite memberlab.db in the user data directory: $MEMBERLAB_DATA_DIR, else "
+    "$XDG_DATA_HOME/memberlab, else ~/.local/share/memberlab (never the working directory)."
 )
 
 
@@ -38,8 +40,9 @@ def serve(
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
     """Run the decision service (uvicorn; several worker processes with --workers)."""
+    from memberlab.service._checks import check_crosses
     from memberlab.service.settings import Settings
-    from memberlab.store import Store, normalize_url
+    from memberlab.store import Store, display_url, normalize_url
 
     model_dir = choice_model or os.environ.get("MEMBERLAB_CHOICE_MODEL") or None
     if model_dir is not None:  # load once here, so a bad directory fails before serving
@@ -67,7 +70,12 @@ def serve(
         if value is not None:
             os.environ[f"MEMBERLAB_{name.upper()}"] = str(value)
     store = Store(settings.database_url)  # create or migrate the schema once
-    store.close()
+    try:
+        problem = check_crosses(settings.crosses, store.list_items())
+    finally:
+        store.close()
+    if problem:
+        raise typer.BadParameter(problem, param_hint="--crosses")
     _check_bindable(host, port)
     trainer = None
     if settings.train_interval > 0:
@@ -84,7 +92,11 @@ def serve(
             daemon=True,
         )
         trainer.start()
-    typer.echo(f"memberlab serving on http://{host}:{port} ({workers} worker(s))", err=True)
+    typer.echo(
+        f"memberlab serving on http://{host}:{port} ({workers} worker(s)); "
+        f"database {display_url(settings.database_url)}",
+        err=True,
+    )
     try:
         _run_uvicorn(host, port, workers, log_level)
     finally:
@@ -147,9 +159,49 @@ def keys_create(
         store.close()
 
 
+@keys_app.command("list")
+def keys_list(database_url: str | None = typer.Option(None, help=_DB_HELP)) -> None:
+    """List the keys: prefix, scope, created, state and label (never the key itself)."""
+    import datetime as dt
+
+    from memberlab.store import Store, display_url
+
+    store = Store(database_url or os.environ.get("MEMBERLAB_DATABASE_URL"))
+    try:
+        rows = store.list_api_keys()
+    finally:
+        store.close()
+    typer.echo(f"# database {display_url(store.url)}: {len(rows)} key(s)", err=True)
+    for k in rows:
+        created = dt.datetime.fromtimestamp(k.created_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        state = "revoked" if k.revoked else "active"
+        typer.echo(f"{k.prefix}\t{k.scope}\t{created}\t{state}\t{k.label}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: str = typer.Argument(..., help="The key, or the prefix 'memberlab keys list' shows."),
+    database_url: str | None = typer.Option(None, help=_DB_HELP),
+) -> None:
+    """Revoke a key. Running servers refuse it within their key cache TTL
+    (MEMBERLAB_KEY_CACHE_TTL, default 5 s) on every worker."""
+    from memberlab.store import Store
+
+    store = Store(database_url or os.environ.get("MEMBERLAB_DATABASE_URL"))
+    try:
+        n = store.revoke_api_key(key)
+    finally:
+        store.close()
+    if n == 0:
+        raise typer.BadParameter(
+            f"no active key {key!r} (see 'memberlab keys list').", param_hint="KEY"
+        )
+    typer.echo(f"revoked {n} key(s)")
+
+
 def demo(
-    rounds: int = typer.Option(20, min=1, help="Rounds of simulated shoppers."),
-    shoppers: int = typer.Option(300, min=10, help="Shoppers per round."),
+    rounds: int = typer.Option(12, min=1, help="Rounds of simulated shoppers."),
+    shoppers: int = typer.Option(200, min=10, help="Shoppers per round."),
     seed: int = typer.Option(0, help="Seed of the simulated shoppers."),
     database_url: str | None = typer.Option(
         None, help="Database for the demo service (default: SQLite in a temporary folder)."
@@ -158,6 +210,14 @@ def demo(
         "catalog",
         help="catalog: the sample benefit catalog with a known click model; simulator: "
         "random items and truth from memberlab.callouts.simulator.CalloutWorld.",
+    ),
+    plot: Path = typer.Option(
+        Path("memberlab-demo.png"),
+        help="Where to write the PNG (learning curve; truth "
+        "against the posterior for one shopper).",
+    ),
+    keep_serving: bool = typer.Option(
+        False, help="Leave the service up afterwards; print the dashboard URL and an admin key."
     ),
 ) -> None:
     """Run the service on a free port and teach it callouts from simulated shoppers."""
@@ -171,8 +231,14 @@ def demo(
 
     console = Console()
     console.print(
-        f"[bold]memberlab demo[/] ({world}): {rounds} rounds x "
-        f"{shoppers} simulated shoppers (seed {seed}); clicks arrive with delays."
+        f"[bold]memberlab demo[/] ({world}): a real 'memberlab serve' on a free port, "
+        f"{rounds} rounds x {shoppers} simulated shoppers (seed {seed}).\n"
+        "Each shopper gets a callout from POST /v1/callouts/decisions; they click with a "
+        "known true probability that depends on their context, after a random delay; "
+        "clicks go to POST /v1/events and a trainer step (POST /v1/admin/train) closes "
+        "the windows after each round. 'CTR policy' is the expected click rate of what "
+        "the service served, against the best item per shopper (oracle) and a uniform "
+        "random choice."
     )
 
     def started(base: str, url: str) -> None:
@@ -187,6 +253,17 @@ def demo(
             f"  {r.random_ctr:7.3f}  {r.closed:7d}  {r.policy_version:7d}  {r.seconds:4.1f}"
         )
 
+    def hold(dashboard: str, key: str) -> None:
+        console.print(
+            f"[bold]the service stays up[/]: open {dashboard} and paste the admin key\n{key}\n"
+            "(Ctrl-C stops it; the demo's database is removed then)."
+        )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            console.print("stopping the service.")
+
     summary = _demo.run(
         rounds=rounds,
         shoppers=shoppers,
@@ -195,25 +272,28 @@ def demo(
         on_round=report,
         on_start=started,
         world=world,
+        plot=plot,
+        keep_serving=hold if keep_serving else None,
     )
-    table = Table(title="Learned (GET /v1/callouts/items) vs true click rates")
-    for col in (
-        "item",
-        "truth",
-        "observed (n)",
-        "posterior",
-        "95% interval",
-    ):
+    ctx = ", ".join(f"{k}={v}" for k, v in summary.context.items())
+    table = Table(title=f"True click rate against the service's posterior, for one shopper: {ctx}")
+    for col in ("item", "truth", "posterior", f"{summary.level:.0%} interval", "covers"):
         table.add_column(col, justify="right" if col != "item" else "left")
-    for it in sorted(summary.items, key=lambda x: -x["truth"]):
+    for it in sorted(summary.rates, key=lambda x: -x["truth"]):
+        inside = it["lower"] is not None and it["lower"] <= it["truth"] <= it["upper"]
         table.add_row(
             it["item_id"],
             f"{it['truth']:.3f}",
-            f"{it['observed']:.3f} ({it['served']})",
             "-" if it["mean"] is None else f"{it['mean']:.3f}",
             "-" if it["lower"] is None else f"[{it['lower']:.3f}, {it['upper']:.3f}]",
+            "yes" if inside else "no",
         )
     console.print(table)
+    console.print(
+        f"coverage: {summary.level:.0%} intervals contain the true click rate for "
+        f"{summary.coverage:.0%} of (shopper, item) pairs over {summary.n_coverage_contexts} "
+        "shoppers drawn from the population (honest intervals: close to the level)."
+    )
     first, last = summary.rounds[0], summary.rounds[-1]
     regret_first = first.oracle_ctr - first.ctr
     regret_last = last.oracle_ctr - last.ctr
@@ -227,11 +307,8 @@ def demo(
         f"events, {summary.stats['pending']} pending, policy version "
         f"{summary.stats['policy_version']}; {summary.seconds:.1f} s in all."
     )
-    console.print(
-        "truth: mean click rate over shoppers; observed: clicks per impression served; "
-        "posterior: the model's rate for a shopper with no context features (the policy "
-        "itself personalises through context x benefit crosses)."
-    )
+    if summary.plot:
+        console.print(f"plot written to {summary.plot}")
 
 
 def register(app: typer.Typer) -> None:

@@ -805,6 +805,55 @@ class LayoutPolicy(PolicyCodecMixin):
             for i in range(self.state_.n_features)
         ]
 
+    def with_space(self, space: LayoutSpace | Mapping[str, Any]) -> LayoutPolicy:
+        """The same policy on a changed space, keeping what was learned where it still fits.
+
+        Every weight whose name (see :meth:`coefficients`) exists in both spaces keeps its
+        posterior and prior; new weights (a new slot or variant, its pairs and context
+        terms) start at their group prior. Hyperparameters, priors, context values and the
+        version are kept.
+        """
+        new = LayoutPolicy(
+            space,
+            priors=self.priors,
+            noise=self.noise,
+            n_restarts=self.n_restarts,
+            max_steps=self.max_steps,
+            exact_max_layouts=self.exact_max_layouts,
+            propensity_draws=self.propensity_draws,
+            update_method=self.update_method,
+            warm_start=self.warm_start,
+            pair_starts=self.pair_starts,
+        )
+        for f, v in self.context_values():
+            new._ctx.index(f, v)
+        pm, pv = new._prior_arrays(len(new._ctx))
+        new.state_ = probit.init(pm.shape[0], prior_mean=pm, prior_var=pv, noise=float(new.noise))
+        new._refresh()
+        old = {c["feature"]: i for i, c in enumerate(self.coefficients())}
+        idx = [
+            (j, old[c["feature"]]) for j, c in enumerate(new.coefficients()) if c["feature"] in old
+        ]
+        if idx:
+            j, i = (np.array(x, dtype=np.int64) for x in zip(*idx, strict=True))
+            st, os_ = new.state_, self.state_
+            mean, var, pmean, pvar = (
+                st.mean.copy(),
+                st.var.copy(),
+                st.prior_mean.copy(),
+                st.prior_var.copy(),
+            )
+            mean[j], var[j], pmean[j], pvar[j] = (
+                os_.mean[i],
+                os_.var[i],
+                os_.prior_mean[i],
+                os_.prior_var[i],
+            )
+            new.state_ = probit.ProbitState(mean, var, pmean, pvar, new.noise)
+        new.version_ = self.version_
+        new._refresh()
+        return new
+
     def _leader_candidates(self, main: FloatArray, pair: FloatArray) -> IntArray:
         """Local optima of the mean score from 256 restarts and neighbours of the best 32."""
         gen = np.random.default_rng(0)

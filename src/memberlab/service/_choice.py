@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memberlab._errors import DataValidationError
+from memberlab._errors import ChoiceQueryError, DataValidationError
 from memberlab.choice import DEFAULT_ALPHA, ChoiceResults, counterfactual, parse_changes
 from memberlab.choice import DEFAULT_MEMBERS as _DEFAULT_MEMBERS
 from memberlab.choice import DEFAULT_MONTHS as _DEFAULT_MONTHS
@@ -42,10 +42,6 @@ DEFAULT_MONTHS = _DEFAULT_MONTHS
 DEFAULT_MEMBERS = _DEFAULT_MEMBERS
 LEVEL = 1 - DEFAULT_ALPHA
 _CACHE_SIZE = 128
-
-
-class ChoiceQueryError(ValueError):
-    """A counterfactual query the model cannot answer; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from memberlab._errors import MemberlabError, UnknownItemError
+from memberlab._errors import SpaceConflictError, UnknownItemError
 from memberlab.layouts import LayoutPolicy, LayoutSpace
 from memberlab.service._policy import PolicyHolder, PolicyKind, lease
 from memberlab.service.settings import Settings
@@ -21,10 +21,6 @@ __all__ = ["LAYOUTS", "LAYOUTS_KIND", "LayoutsHolder", "SpaceConflictError"]
 
 LAYOUTS = "layouts"
 T = TypeVar("T")
-
-
-class SpaceConflictError(MemberlabError):
-    """A layout space exists with a different definition."""
 
 
 def _layout_feedback(policy: LayoutPolicy, rows: Sequence[DueImpression]) -> list[Any]:

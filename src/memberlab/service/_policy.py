@@ -29,10 +29,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from memberlab._errors import DataValidationError, UnknownItemError
+from memberlab._errors import (
+    DataValidationError,
+    LeaseBusyError,
+    StaleSnapshotError,
+    UnknownItemError,
+)
 from memberlab.callouts import CalloutRecommender, Catalog, Feedback
 from memberlab.service.settings import Settings
-from memberlab.store import DueImpression, StaleSnapshotError, Store
+from memberlab.store import DueImpression, Store
 
 __all__ = [
     "CALLOUTS_KIND",
@@ -53,10 +58,6 @@ log = logging.getLogger(__name__)
 
 KIND = "callouts"
 T = TypeVar("T")
-
-
-class LeaseBusyError(RuntimeError):
-    """Another process holds the trainer lease."""
 
 
 def holder_id() -> str:

@@ -10,16 +10,12 @@ printing here: each round is reported to a callback (the CLI renders it).
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import math
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +23,7 @@ import httpx
 import numpy as np
 
 from memberlab._rng import as_generator
+from memberlab.service.launch import free_port, running_server
 from memberlab.store import Store
 
 __all__ = [
@@ -36,6 +33,7 @@ __all__ = [
     "DemoRound",
     "DemoSummary",
     "SimulatorWorld",
+    "free_port",
     "run",
     "running_server",
 ]
@@ -238,6 +236,16 @@ class DemoRound:
 
 @dataclass(frozen=True, slots=True)
 class DemoSummary:
+    """What the demo measured.
+
+    ``context`` is the shopper context shown; ``rates`` holds, for each item, the true
+    click probability in that context and the service's posterior mean and interval for
+    that same context (``POST /v1/callouts/rates``). ``coverage`` is the share of
+    (context, item) pairs, over ``n_coverage_contexts`` shoppers drawn from the
+    population, whose true click probability lies inside the service's ``level``
+    interval: close to ``level`` when the intervals are honest.
+    """
+
     rounds: list[DemoRound]
     items: list[dict[str, Any]]
     stats: dict[str, Any]
@@ -245,53 +253,12 @@ class DemoSummary:
     database_url: str
     seconds: float
     served_share: dict[str, float]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def running_server(
-    database_url: str, *, args: tuple[str, ...] = (), timeout: float = 60.0
-) -> Iterator[str]:
-    """``memberlab serve`` in a subprocess on a free port; yields its base URL."""
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "memberlab.cli.main",
-        "serve",
-        "--port",
-        str(port),
-        "--database-url",
-        database_url,
-        *args,
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"memberlab serve exited with {proc.returncode}: {err}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("memberlab serve did not become healthy in time.")
-            time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    context: dict[str, Any] = field(default_factory=dict)
+    rates: list[dict[str, Any]] = field(default_factory=list)
+    coverage: float = float("nan")
+    level: float = 0.95
+    n_coverage_contexts: int = 0
+    plot: str | None = None
 
 
 def run(
@@ -303,6 +270,8 @@ def run(
     on_round: Callable[[DemoRound], None] | None = None,
     on_start: Callable[[str, str], None] | None = None,
     world: str = "catalog",
+    plot: str | os.PathLike[str] | None = None,
+    keep_serving: Callable[[str, str], None] | None = None,
 ) -> DemoSummary:
     """Run the demo and return what the service learned against the truth.
 
@@ -310,6 +279,10 @@ def run(
     the ground-truth probability, after an exponential delay (mean 60 s); clicks later
     than the 300 s attribution window are lost. Timestamps are sent with every request,
     so windows close on the data's own clock and the demo runs faster than real time.
+
+    ``plot``: write a PNG there (click rate by round; truth against the posterior for
+    the context shown). ``keep_serving``: called with the dashboard URL and the admin key
+    after the run while the service is still up; the service stops when it returns.
     """
     rng = as_generator(seed)
     truth: World
@@ -329,12 +302,18 @@ def run(
         admin = store.create_api_key("admin", label="demo")
         store.close()
         args = ("--attribution-window", "300", "--train-interval", "0", "--crosses", truth.crosses)
-        with running_server(database_url, args=args) as base:
+        with running_server(database_url, *args) as server:
+            base = server.base_url
             if on_start is not None:
                 on_start(base, database_url)
             headers = {"Authorization": f"Bearer {admin}"}
             with httpx.Client(base_url=base, headers=headers, timeout=30.0) as client:
-                return _drive(client, rng, truth, rounds, shoppers, on_round, t_start, base)
+                summary = _drive(client, rng, truth, rounds, shoppers, on_round, t_start, base)
+            if plot is not None:
+                summary = _replace(summary, plot=str(write_plot(summary, plot)))
+            if keep_serving is not None:
+                keep_serving(f"{base}/dashboard", admin)
+            return summary
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -426,6 +405,17 @@ def _drive(
         it["observed"] = clicked[it["item_id"]] / max(served[it["item_id"]], 1)
     stats = _check(client.get("/v1/admin/stats"))
     total = sum(served.values())
+    level = 0.95
+    pop = np.random.default_rng(20_000)
+    shown = truth.shopper(pop)
+    rates = _context_rates(client, truth, shown, level)
+    contexts = [shown] + [truth.shopper(pop) for _ in range(COVERAGE_CONTEXTS - 1)]
+    inside = [
+        r["lower"] <= r["truth"] <= r["upper"]
+        for c in contexts
+        for r in (rates if c is shown else _context_rates(client, truth, c, level))
+        if r["lower"] is not None
+    ]
     return DemoSummary(
         rounds=history,
         items=listed,
@@ -434,7 +424,70 @@ def _drive(
         database_url="",
         seconds=time.perf_counter() - t_start,
         served_share={k: v / total for k, v in served.items()},
+        context=shown,
+        rates=rates,
+        coverage=float(np.mean(inside)) if inside else float("nan"),
+        level=level,
+        n_coverage_contexts=len(contexts),
     )
+
+
+COVERAGE_CONTEXTS = 40
+
+
+def _context_rates(
+    client: httpx.Client, truth: World, context: dict[str, Any], level: float
+) -> list[dict[str, Any]]:
+    body = _check(client.post("/v1/callouts/rates", json={"context": context, "level": level}))
+    return [{**r, "truth": truth.prob(context, r["item_id"])} for r in body["items"]]
+
+
+def _replace(summary: DemoSummary, **changes: Any) -> DemoSummary:
+    import dataclasses
+
+    return dataclasses.replace(summary, **changes)
+
+
+def write_plot(summary: DemoSummary, path: str | os.PathLike[str]) -> str:
+    """A PNG: expected click rate by round (policy, oracle, uniform), and the true click
+    rate of each item for the context shown against the posterior mean and interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    r = [x.round for x in summary.rounds]
+    a.plot(r, [x.oracle_ctr for x in summary.rounds], "k--", label="oracle")
+    a.plot(r, [x.ctr for x in summary.rounds], "o-", label="service (Thompson sampling)")
+    a.plot(r, [x.random_ctr for x in summary.rounds], ":", label="uniform random")
+    a.set(xlabel="round", ylabel="expected click rate", title="Learning over rounds")
+    a.legend()
+    rows = sorted(summary.rates, key=lambda x: -x["truth"])
+    y = np.arange(len(rows))
+    mean = np.array([x["mean"] for x in rows], dtype=float)
+    lo = np.array([x["lower"] for x in rows], dtype=float)
+    hi = np.array([x["upper"] for x in rows], dtype=float)
+    b.errorbar(
+        mean,
+        y,
+        xerr=[mean - lo, hi - mean],
+        fmt="o",
+        label=f"posterior, {summary.level:.0%} interval",
+    )
+    b.plot([x["truth"] for x in rows], y, "rx", markersize=9, label="truth")
+    b.set_yticks(y, [x["item_id"] for x in rows])
+    b.invert_yaxis()
+    ctx = ", ".join(f"{k}={v}" for k, v in summary.context.items())
+    import textwrap
+
+    b.set(xlabel="click probability", title="\n".join(textwrap.wrap(f"For one shopper: {ctx}", 70)))
+    b.title.set_fontsize(9)
+    b.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
 
 
 def _iso(t: float) -> str:

@@ -6,25 +6,43 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, StringConstraints
 
 __all__ = [
+    "ChoiceOut",
     "DecisionIn",
     "DecisionOut",
     "ErrorOut",
     "EventIn",
     "EventsIn",
     "EventsOut",
+    "HealthOut",
     "ItemIn",
     "ItemOut",
+    "ItemWrittenOut",
     "ItemsOut",
+    "KeyCreateIn",
+    "KeyCreatedOut",
+    "KeyOut",
+    "KeyRevokedOut",
+    "KeysOut",
     "LayoutDecisionIn",
     "LayoutDecisionOut",
     "LayoutSpaceIn",
     "LayoutSpaceOut",
+    "PriorOut",
+    "RateOut",
+    "RatesIn",
+    "RatesOut",
     "RefitIn",
+    "RefitOut",
     "ServedItemOut",
+    "SpaceRetiredOut",
+    "SpacesOut",
     "StatsOut",
+    "TrafficOut",
+    "TrafficRow",
+    "TrainOut",
     "epoch",
     "finite_or_none",
 ]
@@ -82,6 +100,20 @@ class ItemOut(BaseModel):
     mean: float | None = Field(default=None, description="Posterior mean click rate.")
     lower: float | None = Field(default=None, description="Lower end of the 95% interval.")
     upper: float | None = Field(default=None, description="Upper end of the 95% interval.")
+    observations: int = Field(default=0, description="Closed impressions of this item.")
+    clicks: int = Field(default=0, description="Of those, impressions with a positive reward.")
+    enough_data: bool = Field(
+        default=False,
+        description="observations >= the service's min_observations; when false the "
+        "estimate is mostly the prior and the dashboard says 'too few observations'.",
+    )
+
+
+class ItemWrittenOut(ItemOut):
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Configuration problems this item shows, e.g. crosses that never fire.",
+    )
 
 
 class ItemsOut(BaseModel):
@@ -97,6 +129,29 @@ class DecisionIn(_In):
     candidates: Annotated[list[ItemId], Field(min_length=1, max_length=1000)] | None = None
     k: int = Field(1, ge=1, le=100)
     timestamp: Timestamp | None = Field(default=None, description="ISO 8601 time of the request.")
+
+
+class RatesIn(_In):
+    context: Annotated[dict[Key, Value], Field(max_length=100)] = Field(
+        default_factory=dict,
+        examples=[{"member": True, "page": "films", "interests": ["video"]}],
+        description="The shopper context the click rates are for.",
+    )
+    level: float = Field(0.95, gt=0, lt=1, strict=False, description="Interval level.")
+
+
+class RateOut(BaseModel):
+    item_id: str
+    mean: float | None = Field(description="Posterior predictive click rate in this context.")
+    lower: float | None
+    upper: float | None
+
+
+class RatesOut(BaseModel):
+    context: dict[str, Any]
+    level: float
+    items: list[RateOut]
+    policy_version: int
 
 
 class ServedItemOut(BaseModel):
@@ -136,6 +191,113 @@ class StatsOut(BaseModel):
     policy_version: int
     closed: int = 0
     positives: int = 0
+    clock: str = Field(default="wall", description="wall, or data (the latest client timestamp).")
+    now: float | None = Field(
+        default=None, description="The trainer's clock, seconds since the epoch."
+    )
+    next_window_closes_at: float | None = Field(
+        None, description="When the earliest open attribution window closes (epoch seconds)."
+    )
+    next_window_closes_in: float | None = Field(
+        None, description="Seconds from the trainer's clock until then (0: due now)."
+    )
+    attribution_window: float = 0.0
+    crosses: list[str] = Field(default_factory=list, description="Configured crosses.")
+
+
+class TrainOut(BaseModel):
+    """What one trainer step did, and when it will next have something to do."""
+
+    ran: bool
+    reason: str
+    now: float | None = None
+    clock: str = "wall"
+    closed: int = 0
+    positives: int = 0
+    policy_version: int = 0
+    seconds: float = 0.0
+    details: dict[str, Any] = Field(default_factory=dict)
+    pending: int = Field(default=0, description="Impressions still in open attribution windows.")
+    next_window_closes_at: float | None = None
+    next_window_closes_in: float | None = None
+
+
+class PriorOut(BaseModel):
+    mean: float | None
+    var: float | None
+
+
+class RefitOut(BaseModel):
+    policy_version: int
+    method: str
+    n_feedback: int
+    n_replayed: int
+    priors: dict[str, PriorOut]
+
+
+class TrafficRow(BaseModel):
+    start: float | None = Field(
+        description="Bucket start (epoch seconds); null if a tiny bucket overflows."
+    )
+    item_id: str
+    count: int
+
+
+class TrafficOut(BaseModel):
+    bucket: float
+    rows: list[TrafficRow]
+
+
+class SpacesOut(BaseModel):
+    spaces: list[str]
+
+
+class HealthOut(BaseModel):
+    status: str
+    policy_version: int
+    serving_version: int
+    pid: int
+
+
+class KeyOut(BaseModel):
+    prefix: str = Field(description="The key's first 16 characters (not secret).")
+    scope: str
+    label: str
+    created_at: float
+    revoked: bool
+
+
+class KeysOut(BaseModel):
+    keys: list[KeyOut]
+
+
+class KeyCreateIn(_In):
+    scope: Literal["decide", "admin"]
+    label: Text = ""
+
+
+class KeyCreatedOut(BaseModel):
+    key: str = Field(description="The new key; shown once, only its hash is stored.")
+    prefix: str
+    scope: str
+
+
+class KeyRevokedOut(BaseModel):
+    prefix: str
+    revoked: int = Field(description="Keys revoked by this call.")
+    takes_effect_within: float = Field(
+        description="Seconds until every worker refuses the key (the key cache TTL)."
+    )
+
+
+class SpaceRetiredOut(BaseModel):
+    space: str
+    retired: bool
+    dropped_pending: int = Field(description="Open impressions of the space, dropped.")
+
+
+class ChoiceOut(RootModel[dict[str, Any]]):
+    """A JSON object produced by :mod:`memberlab.service._choice`."""
 
 
 class RefitIn(_In):
@@ -152,8 +314,16 @@ class LayoutSpaceIn(_In):
         dict[SlotName, Annotated[list[SlotName], Field(min_length=1, max_length=24)]],
         Field(min_length=1, max_length=12),
     ] = Field(examples=[{"headline": ["h1", "h2"], "image": ["i1", "i2", "i3"]}])
-    interactions: Annotated[list[tuple[SlotName, SlotName]], Field(max_length=66)] | None = Field(
-        default=None, description="Interacting slot pairs; null means all pairs."
+    interactions: (
+        Annotated[
+            list[Annotated[list[SlotName], Field(min_length=2, max_length=2)]],
+            Field(max_length=66),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description='Interacting slot pairs as JSON arrays, e.g. [["headline", "image"]]; '
+        "null means all pairs.",
     )
     constraints: Annotated[list[dict[SlotName, SlotName]], Field(max_length=100)] = Field(
         default_factory=list, description="Forbidden combinations of slot: variant."
@@ -168,7 +338,13 @@ class LayoutSpaceOut(BaseModel):
     definition: dict[str, Any]
     policy_version: int
     created: bool = False
-    leaderboard: list[dict[str, Any]] = Field(default_factory=list)
+    changed: bool = Field(default=False, description="An existing space gained slots or variants.")
+    leaderboard: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Top layouts by posterior mean, each with observations (closed "
+        "impressions of that layout) and enough_data (observations >= min_observations).",
+    )
+    min_observations: int = 0
 
 
 class LayoutDecisionIn(_In):

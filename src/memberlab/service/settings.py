@@ -49,6 +49,13 @@ class Settings(BaseModel):
     crosses : tuple of str
         Context-by-attribute interactions of a new recommender, ``"page:benefit"``
         (environment: comma separated). Used when the first snapshot is created.
+    min_observations : int
+        Closed impressions an item (or a layout) needs before its click-rate estimate is
+        shown; with fewer, the API flags ``enough_data: false`` and the dashboard says
+        "too few observations" instead of an interval from a handful of clicks.
+    key_cache_ttl : float
+        Seconds an API key's scope is cached per worker process: a revoked key stops
+        working on every worker at most this long after it is revoked (0: no cache).
     choice_model : str or None
         Directory written by ``memberlab choice fit`` (``results.json`` and
         ``arrays.npz``); enables ``GET /v1/choice/counterfactual``. ``None``: no
@@ -72,6 +79,8 @@ class Settings(BaseModel):
     background_trainer: bool = True
     crosses: tuple[str, ...] = ()
     choice_model: str | None = None
+    key_cache_ttl: float = Field(5.0, ge=0, le=3600)
+    min_observations: int = Field(30, ge=0)
 
     @field_validator("crosses", mode="before")
     @classmethod

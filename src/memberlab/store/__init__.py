@@ -8,6 +8,7 @@ mathematics and nothing of HTTP.
 from memberlab.store._schema import SCHEMA_VERSION
 from memberlab.store._store import (
     SCOPES,
+    ApiKeyRecord,
     DecisionRecord,
     DueImpression,
     EventRecord,
@@ -16,13 +17,16 @@ from memberlab.store._store import (
     StaleSnapshotError,
     Store,
     StoreStats,
+    data_dir,
     default_database_url,
+    display_url,
     normalize_url,
 )
 
 __all__ = [
     "SCHEMA_VERSION",
     "SCOPES",
+    "ApiKeyRecord",
     "DecisionRecord",
     "DueImpression",
     "EventRecord",
@@ -31,6 +35,8 @@ __all__ = [
     "StaleSnapshotError",
     "Store",
     "StoreStats",
+    "data_dir",
     "default_database_url",
+    "display_url",
     "normalize_url",
 ]

@@ -70,7 +70,7 @@ sa.Index(
 )
 
 # One row per served item (callouts) or per decision (layouts, item_id ""): the pending
-# ledger. status 0 = window open, 1 = closed with ``reward``.
+# ledger. status 0 = window open, 1 = closed with ``reward``, 2 = dropped (space retired).
 impressions = sa.Table(
     "impressions",
     metadata,

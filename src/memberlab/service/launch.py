@@ -1,0 +1,166 @@
+"""Start ``memberlab serve`` as a real subprocess and wait until it is healthy.
+
+The one helper for tests, benchmarks and the demo: :func:`start_server` returns a
+:class:`Server` (its own process group, so stopping it reaches every worker and the
+trainer process); :func:`running_server` is the same as a context manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+__all__ = ["Server", "free_port", "running_server", "start_command", "start_server"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` at the time of the call."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running ``memberlab serve``: its process, base URL and log file."""
+
+    proc: subprocess.Popen[bytes]
+    base_url: str
+    log_path: str
+
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
+    def client(self, key: str | None = None, *, timeout: float = 30.0) -> httpx.Client:
+        """An HTTP client on the server, with ``Authorization: Bearer key`` if given."""
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    def log(self) -> str:
+        """What the server printed so far."""
+        return Path(self.log_path).read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL every process of the server at once."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the process group; SIGKILL what is left after ``timeout`` seconds."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def start_server(
+    database_url: str | None,
+    *args: str,
+    log_path: str | Path | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    timeout: float = 60.0,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+) -> Server:
+    """Start ``memberlab serve`` (``args`` appended) and wait until ``/healthz`` is 200.
+
+    Parameters
+    ----------
+    database_url : str or None
+        ``--database-url``; ``None`` leaves the default (the user data directory).
+    log_path : str or Path, optional
+        Where the server's output goes (default: a file in the temporary directory).
+    env : mapping, optional
+        Extra environment variables of the server process.
+
+    Raises
+    ------
+    RuntimeError
+        The server exited, or was not healthy after ``timeout`` seconds (the end of its
+        log is in the message).
+    """
+    port = free_port(host) if port is None else port
+    cmd = [
+        sys.executable,
+        "-m",
+        "memberlab.cli.main",
+        "serve",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        *(["--database-url", database_url] if database_url else []),
+        *args,
+    ]
+    return start_command(
+        cmd, host=host, port=port, log_path=log_path, timeout=timeout, env=env, cwd=cwd
+    )
+
+
+def start_command(
+    cmd: Sequence[str],
+    *,
+    host: str,
+    port: int,
+    log_path: str | Path | None = None,
+    timeout: float = 60.0,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    health: str = "/healthz",
+) -> Server:
+    """Start any HTTP server command listening on ``host:port`` in a process group of its
+    own, and wait until ``health`` answers 200 (see :func:`start_server`)."""
+    if log_path is None:
+        fd, name = tempfile.mkstemp(prefix="memberlab-serve-", suffix=".log")
+        os.close(fd)
+        log_path = name
+    with open(log_path, "ab") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            list(cmd),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+        )
+    server = Server(proc, f"http://{host}:{port}", str(log_path))
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{cmd[2:4]} exited with {proc.returncode}:\n{server.log()[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{server.base_url}{health}", timeout=2.0).status_code == 200:
+                return server
+        if time.monotonic() > deadline:
+            server.kill()
+            raise RuntimeError(
+                f"server on port {port} not healthy after {timeout} s:\n{server.log()[-3000:]}"
+            )
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def running_server(database_url: str | None, *args: str, **kwargs: object) -> Iterator[Server]:
+    """:func:`start_server` as a context manager; the server is stopped on exit."""
+    server = start_server(database_url, *args, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,76 @@
+"""Health and metrics: ``GET /healthz``, ``GET /metrics``."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+
+from memberlab.service._policy import KIND
+from memberlab.service.deps import Services, Svc
+from memberlab.service.schemas import HealthOut
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz", response_model=HealthOut)
+def healthz(svc: Svc) -> HealthOut:
+    """Liveness and readiness: the database answers.
+
+    ``policy_version`` is the newest snapshot in the database, ``serving_version``
+    the one this process serves from, ``pid`` the process (for multi-worker checks).
+    """
+    _, serving = svc.callouts.current()
+    return HealthOut(
+        status="ok",
+        policy_version=svc.store.latest_version(KIND),
+        serving_version=serving,
+        pid=os.getpid(),
+    )
+
+
+def metrics_text(svc: Services, request_metrics: str = "") -> str:
+    """Prometheus text: counts read from the database, then this worker's request metrics."""
+    now, _ = svc.trainer.clock()
+    s = svc.store.stats(now=now)
+    last = svc.trainer.last_result
+    nxt = svc.store.next_deadline()
+    lines = [
+        ("memberlab_decisions_total", "counter", "Decisions logged.", s.decisions),
+        ("memberlab_events_total", "counter", "Events acknowledged.", s.events),
+        ("memberlab_pending_impressions", "gauge", "Impressions in open windows.", s.pending),
+        ("memberlab_closed_impressions_total", "counter", "Impressions closed.", s.closed),
+        (
+            "memberlab_trainer_lag_seconds",
+            "gauge",
+            "Age of the oldest closed window not yet trained on.",
+            s.extra.get("trainer_lag_seconds", 0.0),
+        ),
+        (
+            "memberlab_next_window_closes_in_seconds",
+            "gauge",
+            "Seconds until the earliest open attribution window closes (-1: none open).",
+            -1.0 if nxt is None else max(0.0, nxt - now),
+        ),
+        ("memberlab_policy_version", "gauge", "Newest callout snapshot.", s.policy_version),
+        ("memberlab_serving_policy_version", "gauge", "Version served here.", svc.callouts.version),
+        (
+            "memberlab_trainer_last_step_seconds",
+            "gauge",
+            "Duration of this process's last trainer step.",
+            last.seconds if last else 0.0,
+        ),
+    ]
+    out: list[str] = []
+    for name, kind, help_, value in lines:
+        out += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name} {float(value)}"]
+    return "\n".join(out) + "\n" + request_metrics
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(svc: Svc, request: Request) -> str:
+    """Prometheus text format: counts read from the database, and this worker's request
+    latency histograms and error counters per route (label ``worker`` = process id)."""
+    recorder = getattr(request.app.state, "request_metrics", None)
+    return metrics_text(svc, recorder.render() if recorder is not None else "")

@@ -1,0 +1,79 @@
+"""What differs between database backends, in one interface; one file per backend.
+
+A backend is a :class:`Dialect` subclass registered in :data:`DIALECTS` under its
+SQLAlchemy backend name: :mod:`memberlab.store._sqlite` and
+:mod:`memberlab.store._postgres`. Everything else in the store is portable SQLAlchemy
+Core (or driver SQL with :attr:`Dialect.placeholder`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import sqlalchemy as sa
+
+from memberlab._errors import DataValidationError
+
+if TYPE_CHECKING:
+    from memberlab.store._base import StoreBase
+
+__all__ = ["DIALECTS", "Dialect", "dialect_for"]
+
+
+class Dialect:
+    """The backend-specific parts of the store."""
+
+    name: ClassVar[str]
+    #: the DB-API driver's parameter placeholder, for driver-level SQL
+    placeholder: ClassVar[str] = "%s"
+
+    def create_engine(
+        self, url: sa.URL, *, pool_size: int, sqlite_synchronous: str
+    ) -> sa.Engine:  # pragma: no cover - every backend implements it
+        raise NotImplementedError
+
+    def write_lock(self) -> threading.RLock | None:
+        """A process-wide lock writers queue on (``None``: the database handles it)."""
+        return None
+
+    def prepare(self, conn: sa.Connection, *, write: bool) -> None:
+        """Set a connection up for a read or a write transaction (default: nothing)."""
+
+    def insert(self, table: sa.Table) -> Any:
+        """An INSERT that supports ``on_conflict_do_nothing`` / ``..._do_update``."""
+        raise NotImplementedError
+
+    def migration_lock(self, conn: sa.Connection) -> None:
+        """Serialise concurrent migrations (default: the write transaction does)."""
+
+    def log_decision(
+        self,
+        store: StoreBase,
+        dcols: str,
+        drow: tuple[Any, ...],
+        icols: str,
+        irows: Sequence[tuple[Any, ...]],
+    ) -> None:
+        """Insert one decision row and its impression rows atomically (the hot path)."""
+        ph = self.placeholder
+        with store._tx() as conn:
+            conn.exec_driver_sql(f"INSERT INTO {dcols} VALUES ({', '.join([ph] * 10)})", drow)
+            conn.exec_driver_sql(f"INSERT INTO {icols} VALUES ({', '.join([ph] * 9)})", irows)
+
+
+DIALECTS: dict[str, type[Dialect]] = {}
+
+
+def dialect_for(url: sa.URL) -> Dialect:
+    """The dialect of a URL's backend, or :class:`DataValidationError` naming the known."""
+    from memberlab.store import _postgres, _sqlite  # noqa: F401 - they register themselves
+
+    cls = DIALECTS.get(url.get_backend_name())
+    if cls is None:
+        raise DataValidationError(
+            f"database URL {url.render_as_string(hide_password=True)!r} is neither "
+            "SQLite nor PostgreSQL."
+        )
+    return cls()

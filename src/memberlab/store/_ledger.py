@@ -1,0 +1,245 @@
+"""Decisions, events and the pending-feedback ledger (impressions joined with events)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from memberlab.store import _schema as s
+from memberlab.store._base import StoreBase
+from memberlab.store._records import EVENT_CHUNK as _EVENT_CHUNK
+from memberlab.store._records import DecisionRecord, DueImpression, EventRecord
+
+_GET_DECISIONS = sa.select(s.decisions).where(
+    s.decisions.c.decision_id.in_(sa.bindparam("ids", expanding=True))
+)
+
+
+class LedgerMixin(StoreBase):
+    """Decisions, events and the pending-feedback ledger (impressions joined with events)."""
+
+    def log_decision(
+        self,
+        decision: DecisionRecord,
+        impressions: Sequence[tuple[str, float | None]],
+        *,
+        window: float,
+    ) -> None:
+        """Log a decision and put its impressions in the pending ledger, in one commit.
+
+        ``impressions`` holds ``(item_id, propensity)`` pairs; a layout decision has one
+        impression with item id ``""``.
+        """
+        now = time.time()
+        # The hottest write of the service: plain SQL through the driver (one prepared
+        # statement each), skipping SQLAlchemy's per-call statement handling.
+        context = json.dumps(decision.context, separators=(",", ":"))
+        served = json.dumps(decision.served, separators=(",", ":"))
+        drow = (
+            decision.decision_id,
+            decision.kind,
+            decision.space,
+            context,
+            served,
+            decision.policy_version,
+            decision.seed,
+            decision.ts,
+            decision.ts_client,
+            now,
+        )
+        irows = [
+            (
+                decision.decision_id,
+                item_id,
+                decision.kind,
+                decision.space,
+                prop,
+                decision.ts,
+                decision.ts + window,
+                0,
+                decision.policy_version,
+            )
+            for item_id, prop in impressions
+        ]
+        dcols = (
+            "decisions (decision_id, kind, space, context, served, policy_version, seed, ts, "
+            "ts_client, created_at)"
+        )
+        icols = (
+            "impressions (decision_id, item_id, kind, space, propensity, ts, deadline, status, "
+            "policy_version)"
+        )
+        self.sql.log_decision(self, dcols, drow, icols, irows)
+
+    def get_decisions(self, decision_ids: Sequence[str]) -> dict[str, DecisionRecord]:
+        """The logged decisions among ``decision_ids`` (missing ids are left out)."""
+        ids = sorted(set(decision_ids))
+        out: dict[str, DecisionRecord] = {}
+        with self._tx(write=False) as conn:
+            for i in range(0, len(ids), _EVENT_CHUNK):
+                rows = conn.execute(_GET_DECISIONS, {"ids": ids[i : i + _EVENT_CHUNK]}).all()
+                for r in rows:
+                    out[r.decision_id] = DecisionRecord(
+                        r.decision_id,
+                        r.kind,
+                        r.space,
+                        r.context,
+                        r.served,
+                        r.policy_version,
+                        r.seed,
+                        r.ts,
+                        bool(r.ts_client),
+                    )
+        return out
+
+    def add_events(self, events: Sequence[EventRecord]) -> tuple[int, int]:
+        """Insert events, ignoring any event id seen before; returns (accepted, duplicates).
+
+        The insert is committed before this returns, so an acknowledged event is durable.
+        """
+        now = time.time()
+        rows: dict[str, dict[str, Any]] = {}
+        for e in events:
+            rows.setdefault(
+                e.event_id,
+                {
+                    "event_id": e.event_id,
+                    "decision_id": e.decision_id,
+                    "item_id": e.item_id,
+                    "type": e.type,
+                    "value": e.value,
+                    "ts": e.ts,
+                    "ts_client": e.ts_client,
+                    "received_at": now,
+                },
+            )
+        values = list(rows.values())
+        stmt = self._insert(s.events).on_conflict_do_nothing().returning(s.events.c.event_id)
+        with self._tx() as conn:
+            accepted = len(conn.execute(stmt, values).all()) if values else 0
+        return accepted, len(events) - accepted
+
+    def data_clock(self) -> float | None:
+        """The latest client-supplied timestamp of any decision or event, if any."""
+        with self._tx(write=False) as conn:
+            a = conn.execute(
+                sa.select(sa.func.max(s.decisions.c.ts)).where(s.decisions.c.ts_client.is_(True))
+            ).scalar()
+            b = conn.execute(
+                sa.select(sa.func.max(s.events.c.ts)).where(s.events.c.ts_client.is_(True))
+            ).scalar()
+        vals = [float(v) for v in (a, b) if v is not None]
+        return max(vals) if vals else None
+
+    def due_impressions(
+        self, kind: str, now: float, *, early_hold: float = 0.0, limit: int = 20_000
+    ) -> list[DueImpression]:
+        """Pending impressions whose attribution window closed by ``now``, with rewards.
+
+        The same semantics as :class:`memberlab.callouts.PendingLedger`: an event joins
+        its impression when its time lies in ``[t - early_hold, t + window]``; the reward
+        is the largest joined event value (an event without a value counts 1), or 0 when
+        no event joined. Oldest windows first, at most ``limit`` of them.
+        """
+        i, d, e = s.impressions, s.decisions, s.events
+        reward = (
+            sa.select(sa.func.max(sa.func.coalesce(e.c.value, 1.0)))
+            .where(
+                e.c.decision_id == i.c.decision_id,
+                e.c.item_id == i.c.item_id,
+                e.c.ts >= i.c.ts - early_hold,
+                e.c.ts <= i.c.deadline,
+            )
+            .scalar_subquery()
+        )
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                sa.select(
+                    i.c.decision_id,
+                    i.c.item_id,
+                    i.c.space,
+                    d.c.context,
+                    d.c.served,
+                    reward.label("reward"),
+                )
+                .select_from(i.join(d, d.c.decision_id == i.c.decision_id))
+                .where(i.c.status == 0, i.c.kind == kind, i.c.deadline <= now)
+                .order_by(i.c.deadline, i.c.decision_id, i.c.item_id)
+                .limit(limit)
+            ).all()
+        return [
+            DueImpression(
+                r.decision_id,
+                r.item_id,
+                r.space,
+                r.context,
+                r.served,
+                0.0 if r.reward is None else float(r.reward),
+            )
+            for r in rows
+        ]
+
+    def outcome_counts(self, kind: str, space: str = "") -> dict[str, tuple[int, int]]:
+        """Closed impressions and positives per item id: ``{item: (closed, positives)}``."""
+        i = s.impressions
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                sa.select(
+                    i.c.item_id,
+                    sa.func.count(),
+                    sa.func.sum(sa.case((i.c.reward > 0, 1), else_=0)),
+                )
+                .where(i.c.kind == kind, i.c.space == space, i.c.status == 1)
+                .group_by(i.c.item_id)
+            ).all()
+        return {str(r[0]): (int(r[1]), int(r[2] or 0)) for r in rows}
+
+    def next_deadline(self, kind: str | None = None) -> float | None:
+        """When the earliest open attribution window closes (``None``: none is open)."""
+        i = s.impressions
+        q = sa.select(sa.func.min(i.c.deadline)).where(i.c.status == 0)
+        if kind:
+            q = q.where(i.c.kind == kind)
+        with self._tx(write=False) as conn:
+            v = conn.execute(q).scalar()
+        return None if v is None else float(v)
+
+    def closed_impressions(self, kind: str, space: str = "") -> list[DueImpression]:
+        """Every impression whose feedback has been applied, in the order it closed."""
+        i, d = s.impressions, s.decisions
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                sa.select(
+                    i.c.decision_id, i.c.item_id, i.c.space, d.c.context, d.c.served, i.c.reward
+                )
+                .select_from(i.join(d, d.c.decision_id == i.c.decision_id))
+                .where(i.c.status == 1, i.c.kind == kind, i.c.space == space)
+                .order_by(i.c.closed_at, i.c.ts)
+            ).all()
+        return [
+            DueImpression(r.decision_id, r.item_id, r.space, r.context, r.served, float(r.reward))
+            for r in rows
+        ]
+
+    def traffic(
+        self, kind: str, *, bucket: float = 60.0, limit: int = 50_000
+    ) -> list[tuple[float, str, int]]:
+        """Impressions served per time bucket and item: ``(bucket start, item, count)``,
+        over the most recent ``limit`` impressions (oldest bucket first)."""
+        i = s.impressions
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                sa.select(i.c.ts, i.c.item_id, i.c.space)
+                .where(i.c.kind == kind)
+                .order_by(i.c.ts.desc())
+                .limit(limit)
+            ).all()
+        counts: dict[tuple[float, str], int] = {}
+        for r in rows:
+            key = (float(r.ts) // bucket * bucket, r.item_id or r.space)
+            counts[key] = counts.get(key, 0) + 1
+        return sorted((b, item, n) for (b, item), n in counts.items())
