@@ -103,7 +103,9 @@ def test_one_item_can_be_read_and_bad_crosses_are_reported(
     assert item["active"] is True and 0 <= item["mean"] <= 1
     r = admin.get("/v1/callouts/items/nope")
     assert r.status_code == 404 and r.json()["error"] == "not_found"
-    assert ok(admin.get("/v1/admin/stats"))["crosses"] == ["page:benefitt"]
+    stats = ok(admin.get("/v1/admin/stats"))
+    assert stats["crosses"] == ["page:benefitt"]
+    assert stats["never_fired_crosses"] == ["page:benefitt"]
 
 
 def test_train_says_why_nothing_was_done_and_when_the_next_window_closes(

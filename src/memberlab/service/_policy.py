@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from memberlab._errors import (
-    DataValidationError,
     LeaseBusyError,
     StaleSnapshotError,
     UnknownItemError,
@@ -46,7 +45,6 @@ __all__ = [
     "LeaseBusyError",
     "PolicyHolder",
     "PolicyKind",
-    "check_crosses",
     "holder_id",
     "lease",
     "new_recommender",
@@ -122,29 +120,6 @@ def new_recommender(settings: Settings, spec: Any = None) -> CalloutRecommender:
         crosses=settings_crosses(settings),
         n_propensity_draws=settings.propensity_draws,
     )
-
-
-def check_crosses(settings: Settings, store: Store) -> None:
-    """Refuse configured crosses that name an attribute no item has (when items exist),
-    with the known attribute names; call at start-up.
-
-    Raises
-    ------
-    DataValidationError
-    """
-    crosses = settings_crosses(settings)
-    if not crosses:
-        return
-    items = list(store.list_items(kind=KIND))
-    if not items:
-        return
-    known = sorted({a for i in items for a in i.attributes})
-    bad = [f"{k}:{a}" for k, a in crosses if a not in known]
-    if bad:
-        raise DataValidationError(
-            f"--crosses {','.join(bad)} name item attributes no item has; known attributes: "
-            f"{', '.join(known)}."
-        )
 
 
 def sync_catalog(rec: CalloutRecommender, store: Store) -> int:

@@ -203,6 +203,11 @@ class StatsOut(BaseModel):
     )
     attribution_window: float = 0.0
     crosses: list[str] = Field(default_factory=list, description="Configured crosses.")
+    never_fired_crosses: list[str] = Field(
+        default_factory=list,
+        description="Configured crosses with no weight yet: the context key or the attribute "
+        "has never been seen in training (a typo, or a key clients do not send).",
+    )
 
 
 class TrainOut(BaseModel):

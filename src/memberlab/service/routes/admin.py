@@ -109,6 +109,7 @@ def stats(svc: Svc, _: AdminKey) -> StatsOut:
     s = svc.store.stats()
     now, clock = svc.trainer.clock()
     at, in_ = next_window(svc, now)
+    never, _ = svc.callouts.call(lambda rec: rec.never_fired_crosses())
     return StatsOut(
         decisions=s.decisions,
         events=s.events,
@@ -122,4 +123,5 @@ def stats(svc: Svc, _: AdminKey) -> StatsOut:
         next_window_closes_in=in_,
         attribution_window=svc.settings.attribution_window,
         crosses=list(svc.settings.crosses),
+        never_fired_crosses=[f"{key}:{attr}" for key, attr in never],
     )
