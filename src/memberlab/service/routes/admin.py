@@ -109,7 +109,7 @@ def stats(svc: Svc, _: AdminKey) -> StatsOut:
     s = svc.store.stats()
     now, clock = svc.trainer.clock()
     at, in_ = next_window(svc, now)
-    never, _ = svc.callouts.call(lambda rec: rec.never_fired_crosses())
+    never, _version = svc.callouts.call(lambda rec: rec.never_fired_crosses())
     return StatsOut(
         decisions=s.decisions,
         events=s.events,
