@@ -15,6 +15,8 @@ from typing import Any
 import typer
 
 from memberlab.cli import _jobs
+from memberlab.cli._common import fail as _fail
+from memberlab.cli._common import user_errors as _user_errors
 
 app = typer.Typer(
     help="Membership choice: fit PQR, CCP or NFXP; counterfactuals; Rust's bus data.",
@@ -22,25 +24,6 @@ app = typer.Typer(
 )
 
 _ESTIMATORS = ("pqr", "pqr-tabular", "pqr-fa", "ccp", "nfxp")
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn user mistakes into a one-line error and a non-zero exit, never a traceback."""
-    from memberlab import MemberlabError
-
-    try:
-        yield
-    except typer.Exit:
-        raise
-    except (MemberlabError, FileNotFoundError, ValueError, KeyError, OSError) as exc:
-        msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        _fail(msg)
 
 
 @contextmanager

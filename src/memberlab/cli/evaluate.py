@@ -5,34 +5,17 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from memberlab.cli._common import user_errors as _user_errors
+
 app = typer.Typer(
     help="Off-policy evaluation: Open Bandit Dataset files or `memberlab logs export` output.",
     no_args_is_help=True,
 )
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    from memberlab import MemberlabError
-
-    try:
-        yield
-    except typer.Exit:
-        raise
-    except (MemberlabError, FileNotFoundError, ValueError, KeyError, OSError) as exc:
-        _fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
 
 
 def _clean(x: Any) -> Any:

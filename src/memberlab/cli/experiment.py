@@ -9,12 +9,9 @@ from typing import Any
 
 import typer
 
+from memberlab.cli._common import fail as _fail
+
 app = typer.Typer(help="Holdout experiments: the readout of the lift.", no_args_is_help=True)
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
 
 
 def _clean(x: Any) -> Any:

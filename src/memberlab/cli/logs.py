@@ -8,14 +8,10 @@ from pathlib import Path
 
 import typer
 
+from memberlab.cli._common import DB_HELP as _DB_HELP
+from memberlab.cli._common import fail as _fail
+
 app = typer.Typer(help="The service's decision logs: export them to Parquet.", no_args_is_help=True)
-
-_DB_HELP = "SQLAlchemy URL or SQLite path (default: MEMBERLAB_DATABASE_URL or ./memberlab.db)."
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
 
 
 def parse_time(text: str | None, name: str) -> float | None:

@@ -8,13 +8,9 @@ from pathlib import Path
 
 import typer
 
-keys_app = typer.Typer(help="API keys (stored hashed; printed once).", no_args_is_help=True)
+from memberlab.cli._common import DB_HELP as _DB_HELP
 
-_DB_HELP = (
-    "SQLAlchemy URL, e.g. postgresql://user@host/db (env MEMBERLAB_DATABASE_URL). Default: "
-    "SQLite memberlab.db in the user data directory: $MEMBERLAB_DATA_DIR, else "
-    "$XDG_DATA_HOME/memberlab, else ~/.local/share/memberlab (never the working directory)."
-)
+keys_app = typer.Typer(help="API keys (stored hashed; printed once).", no_args_is_help=True)
 
 
 def serve(
