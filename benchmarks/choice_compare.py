@@ -25,6 +25,7 @@ estimator's mean at that size. Not part of the test run.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 import warnings
@@ -164,8 +165,10 @@ def run_bus(seeds: list[int], width: float) -> None:
 
     env = BusEnv()
     truth = env.true_coef
-    names = [
-        "Deep PQR (MLPs, continuous)",
+    names = ["Deep PQR (MLPs, continuous)"]
+    if importlib.util.find_spec("torch") is not None:
+        names.append("Deep PQR (torch MLPs, continuous)")
+    names += [
         "linear-feature PQR (grid)",
         "CCP (grid)",
         "NFXP (grid)",
@@ -195,6 +198,7 @@ def run_bus(seeds: list[int], width: float) -> None:
                         discount=env.discount,
                         rng=seed,
                         transitions_max_states=0,
+                        backend="torch" if "torch" in k else "sklearn",
                     ).fit(cont)
                     x = cont.states[env.state_cols].to_numpy(float)
                     xx = np.column_stack([np.ones(len(x)), x])
