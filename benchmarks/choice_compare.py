@@ -25,6 +25,7 @@ estimator's mean at that size. Not part of the test run.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 import warnings
@@ -101,10 +102,15 @@ def mean_se(v: list[float]) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
 
 
-def run_membership(sizes: list[int], n_seeds: int) -> None:
+def run_membership(sizes: list[int], n_seeds: int, only: list[str] | None = None) -> None:
     env = MembershipEnv()
     occ = occupancy(env)
     ests = estimators(env.discount)
+    if only is not None:
+        unknown = sorted(set(only) - set(ests))
+        if unknown:
+            raise SystemExit(f"--estimators: unknown {unknown}; known: {list(ests)}")
+        ests = {k: v for k, v in ests.items() if k in only}
     print(
         "| member-months | estimator | all pairs (RMSE / s.d.) | ratio to best "
         "| occupancy-weighted | ratio to best | seconds per fit |"
@@ -164,8 +170,10 @@ def run_bus(seeds: list[int], width: float) -> None:
 
     env = BusEnv()
     truth = env.true_coef
-    names = [
-        "Deep PQR (MLPs, continuous)",
+    names = ["Deep PQR (MLPs, continuous)"]
+    if importlib.util.find_spec("torch") is not None:
+        names.append("Deep PQR (torch MLPs, continuous)")
+    names += [
         "linear-feature PQR (grid)",
         "CCP (grid)",
         "NFXP (grid)",
@@ -195,6 +203,7 @@ def run_bus(seeds: list[int], width: float) -> None:
                         discount=env.discount,
                         rng=seed,
                         transitions_max_states=0,
+                        backend="torch" if "torch" in k else "sklearn",
                     ).fit(cont)
                     x = cont.states[env.state_cols].to_numpy(float)
                     xx = np.column_stack([np.ones(len(x)), x])
@@ -239,6 +248,13 @@ def main() -> None:
         default=[10_000, 100_000, 1_000_000],
         help="member-months per panel",
     )
+    ap.add_argument(
+        "--estimators",
+        nargs="*",
+        default=None,
+        help="only these rows of the membership table (default: all); e.g. to re-run "
+        "the estimators a change affects",
+    )
     ap.add_argument("--bus", action="store_true", help="the bus environment only")
     ap.add_argument("--bus-width", type=float, default=0.5, help="mileage bin width")
     args = ap.parse_args()
@@ -254,7 +270,7 @@ def main() -> None:
     for line in machine_lines(("memberlab", "numpy", "scipy", "scikit-learn")):
         print("  " + line)
     print(f"\nmembership environment: {seeds} seeds per size, {MONTHS} months per member\n")
-    run_membership(sizes, seeds)
+    run_membership(sizes, seeds, args.estimators)
 
 
 if __name__ == "__main__":

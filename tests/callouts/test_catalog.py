@@ -54,6 +54,28 @@ def test_from_frame_matches_records() -> None:
         assert a.features(i) == b.features(i)
 
 
+def test_from_records_takes_a_dataframe() -> None:
+    """Issue 10: ``from_records`` accepts a DataFrame (one row per item, ``item_id``).
+
+    Before the fix it iterated the column names and failed with an AttributeError.
+    """
+    frame = pd.DataFrame(_records())  # NaN where an item lacks ``tags``
+    a = Catalog.from_records(frame)
+    b = Catalog.from_records(_records())
+    assert a.active_ids() == b.active_ids() == list("abcd")
+    for i in "abcd":
+        assert a.features(i) == b.features(i)
+    assert a.spec["price"] == b.spec["price"]
+    renamed = Catalog.from_records(frame.rename(columns={"item_id": "sku"}), id_column="sku")
+    assert renamed.active_ids() == list("abcd")
+    with pytest.raises(DataValidationError, match=r"id_column == 'item_id' is not a column"):
+        Catalog.from_records(frame.drop(columns="item_id"))
+    with pytest.raises(DataValidationError, match=r"records == .*must be a sequence"):
+        Catalog.from_records({"item_id": "a"})  # type: ignore[arg-type]
+    with pytest.raises(DataValidationError, match=r"frame == .*must be a pandas DataFrame"):
+        Catalog.from_frame(_records())  # type: ignore[arg-type]
+
+
 def test_add_update_retire() -> None:
     cat = Catalog.from_records(_records())
     v0 = cat.version

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 import numpy as np
 
@@ -127,6 +128,24 @@ def _check_json_value(item_id: str, name: str, value: Any) -> Any:
     )
 
 
+def _is_frame(obj: object) -> TypeGuard[pd.DataFrame]:
+    """Whether ``obj`` is a pandas DataFrame (without importing pandas for the check)."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(obj, pandas.DataFrame)
+
+
+def _frame_records(frame: pd.DataFrame, id_column: str) -> list[dict[str, Any]]:
+    """A DataFrame's rows as records, missing values (NaN, None) dropped to ``None``."""
+    if id_column not in frame.columns:
+        raise DataValidationError(
+            f"id_column == {id_column!r} is not a column; columns are {list(frame.columns)}."
+        )
+    return [
+        {str(k): (None if _is_missing(v) else v) for k, v in rec.items()}
+        for rec in frame.to_dict(orient="records")
+    ]
+
+
 @dataclass(slots=True)
 class Catalog:
     """Items with attributes; items can be added, updated and retired at any time.
@@ -161,19 +180,36 @@ class Catalog:
     @classmethod
     def from_records(
         cls,
-        records: Sequence[Mapping[str, Any]],
+        records: Sequence[Mapping[str, Any]] | pd.DataFrame,
         *,
         id_column: str = "item_id",
         spec: Mapping[str, AttributeSpec] | None = None,
         text_attributes: Sequence[str] = ("title",),
     ) -> Catalog:
-        """Build from dicts, each with an ``id_column`` and the item's attributes.
+        """Build from dicts, or a DataFrame's rows, each with an ``id_column`` and attributes.
 
+        A pandas DataFrame has one row per item and a column ``id_column``; missing values
+        (NaN, None) mean the item lacks that attribute, as with :meth:`from_frame`.
         Numeric attributes without a spec get bucket edges at the quartiles of the values.
         """
+        rows: list[Mapping[str, Any]]
+        if _is_frame(records):
+            rows = list(_frame_records(records, id_column))
+        elif isinstance(records, Mapping | str | bytes) or not isinstance(records, Iterable):
+            raise DataValidationError(
+                f"records == {records!r:.80}, must be a sequence of mappings (one per item) "
+                "or a pandas DataFrame with one row per item."
+            )
+        else:
+            rows = list(records)  # type: ignore[arg-type]  # the DataFrame case is above
+        for rec in rows:
+            if not isinstance(rec, Mapping):
+                raise DataValidationError(
+                    f"a record == {rec!r:.80}, must be a mapping with an {id_column!r} field."
+                )
         full_spec = dict(spec or {})
         numeric: dict[str, list[float]] = {}
-        for rec in records:
+        for rec in rows:
             for name, value in rec.items():
                 if name == id_column or name in full_spec or name in text_attributes:
                     continue
@@ -184,7 +220,7 @@ class Catalog:
             qs = np.unique(np.quantile(values, [0.25, 0.5, 0.75]))
             full_spec[name] = AttributeSpec("numeric", edges=tuple(float(q) for q in qs))
         cat = cls(spec=full_spec, text_attributes=tuple(text_attributes))
-        for rec in records:
+        for rec in rows:
             if id_column not in rec:
                 raise DataValidationError(f"a record has no {id_column!r} field: {dict(rec)!r}.")
             attrs = {k: v for k, v in rec.items() if k != id_column}
@@ -200,20 +236,14 @@ class Catalog:
         spec: Mapping[str, AttributeSpec] | None = None,
         text_attributes: Sequence[str] = ("title",),
     ) -> Catalog:
-        """Build from a DataFrame with one row per item and a column ``id_column``."""
-        if id_column not in frame.columns:
-            raise DataValidationError(
-                f"id_column == {id_column!r} is not a column; columns are {list(frame.columns)}."
-            )
-        records = [
-            {k: (None if _is_missing(v) else v) for k, v in rec.items()}
-            for rec in frame.to_dict(orient="records")
-        ]
+        """Build from a DataFrame with one row per item and a column ``id_column``.
+
+        The same as :meth:`from_records` given the DataFrame.
+        """
+        if not _is_frame(frame):
+            raise DataValidationError(f"frame == {frame!r:.80}, must be a pandas DataFrame.")
         return cls.from_records(
-            records,  # type: ignore[arg-type]
-            id_column=id_column,
-            spec=spec,
-            text_attributes=text_attributes,
+            frame, id_column=id_column, spec=spec, text_attributes=text_attributes
         )
 
     # --------------------------------------------------------------- mutation

@@ -54,6 +54,7 @@ from memberlab.choice._rust import (
     simulate_rust,
 )
 from memberlab.choice._solve import Solution, solve_values
+from memberlab.choice._torch import TorchMLPClassifier, TorchMLPRegressor
 
 __all__ = [
     "CCP",
@@ -78,6 +79,8 @@ __all__ = [
     "Solution",
     "StructuralPQR",
     "TabularPQR",
+    "TorchMLPClassifier",
+    "TorchMLPRegressor",
     "apply_bins",
     "bootstrap",
     "bootstrap_replicates",

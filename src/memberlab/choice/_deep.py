@@ -134,6 +134,7 @@ def deep_pqr(
     n_q_iter: int = 40,
     q_tol: float = 1e-3,
     clip: float = 1e-3,
+    backend: str = "sklearn",
     rng: RNGLike = None,
     **pqr_params: Any,
 ) -> PQR:
@@ -163,6 +164,13 @@ def deep_pqr(
         Relative change in the anchor's Q that ends the iteration.
     clip : float, default 1e-3
         Policy probabilities clipped below.
+    backend : {"sklearn", "torch"}, default "sklearn"
+        ``"sklearn"``: scikit-learn MLPs as above. ``"torch"``: PyTorch MLPs
+        (:class:`~memberlab.choice.TorchMLPClassifier` and
+        :class:`~memberlab.choice.TorchMLPRegressor`) of the same shape, penalty, step
+        size and epochs, every network stopping on its held-out loss (log-loss for the
+        policy, mean squared error for Q and the reward) with ``patience``; needs
+        ``pip install "memberlab[torch]"`` (:class:`MissingDependencyError` otherwise).
     rng : int, Generator or None
         Seeds the three networks (child seeds via ``SeedSequence.spawn``).
     **pqr_params
@@ -177,6 +185,8 @@ def deep_pqr(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    if backend not in ("sklearn", "torch"):
+        raise ValueError(f"backend == {backend!r}, must be 'sklearn' or 'torch'.")
     g = as_generator(rng)
     seeds = [
         int(s.generate_state(1)[0])
@@ -191,6 +201,38 @@ def deep_pqr(
         validation_fraction=validation_fraction,
         n_iter_no_change=patience,
     )
+    if backend == "torch":
+        from memberlab.choice._torch import TorchMLPClassifier, TorchMLPRegressor, import_torch
+
+        import_torch()  # fail here, with the install hint, rather than inside fit
+        shared: dict[str, Any] = dict(
+            hidden_layer_sizes=hidden,
+            alpha=alpha,
+            learning_rate_init=learning_rate,
+            max_iter=max_epochs,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=patience,
+        )
+        policy = make_pipeline(
+            StandardScaler(), TorchMLPClassifier(random_state=seeds[0], **shared)
+        )
+        q = make_pipeline(
+            StandardScaler(),
+            TorchMLPRegressor(random_state=seeds[1], warm_start=True, **shared),
+        )
+        reward = make_pipeline(StandardScaler(), TorchMLPRegressor(random_state=seeds[2], **shared))
+        return PQR(
+            anchor=anchor,
+            discount=discount,
+            anchor_reward=anchor_reward,
+            policy_learner=policy,
+            q_learner=q,
+            reward_learner=reward,
+            clip=clip,
+            n_q_iter=n_q_iter,
+            q_tol=q_tol,
+            **pqr_params,
+        )
     policy = make_pipeline(
         StandardScaler(),
         HeldOutMLPClassifier(

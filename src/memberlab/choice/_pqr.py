@@ -421,6 +421,23 @@ def _cell_variances(
     return m, var
 
 
+def _model_count_variance(
+    var: FloatArray, counts: FloatArray, policy: FloatArray, a0: int, smoothing: float
+) -> FloatArray:
+    """``var`` with its log-odds part averaged with that at model-expected counts.
+
+    ``var`` (from :func:`_cell_variances`) holds ``1 / (n(s,a) + c) + 1 / (n(s,a0) + c)``
+    for the log odds; this replaces it by the mean of that and ``1 / (e(s,a) + 1/2) +
+    1 / (e(s,a0) + 1/2)`` with ``e = n(s) policy(a|s)`` the counts a model expects
+    (Jeffreys' 1/2 bounds the variance of cells the model deems very rare).
+    """
+    c = smoothing
+    observed = 1.0 / np.maximum(counts + c, 1e-12) + 1.0 / np.maximum(counts[:, [a0]] + c, 1e-12)
+    expected = counts.sum(axis=1, keepdims=True) * policy
+    model = 1.0 / (expected + 0.5) + 1.0 / (expected[:, [a0]] + 0.5)
+    return np.asarray(var - observed + 0.5 * (observed + model), dtype=float)
+
+
 class StructuralPQR(TabularPQR):
     """PQR with tabular P and Q steps and a structural reward: the default ``"pqr"``.
 
@@ -435,7 +452,10 @@ class StructuralPQR(TabularPQR):
 
     with ``v`` the cell's first-order sampling variance (see Notes) and ``tau^2`` the
     misspecification variance. ``theta`` is the weighted least-squares fit with weights
-    ``1 / (v + tau^2)``, ``tau^2`` by Paule-Mandel: with little data these are close to
+    ``1 / (v + tau^2)`` (in two stages: the second stage's ``v`` averages the log odds'
+    variance at the cell's own counts with that at the counts the first-stage model
+    expects, as a cell's own counts are correlated with its target's error),
+    ``tau^2`` by Paule-Mandel: with little data these are close to
     the cells' observation counts (occupancy weights, efficient under a correct
     specification); with much data they become equal across cells (the unweighted
     projection, which minimises the error over all pairs). The reward of an observed cell
@@ -509,6 +529,16 @@ class StructuralPQR(TabularPQR):
         self.features = features
         self.shrinkage = shrinkage
 
+    def _first_stage_policy(
+        self, feats: FloatArray, theta: FloatArray, trans: FloatArray, feas: BoolArray, a0: int
+    ) -> FloatArray:
+        """The policy of the model solved under the first-stage structural rewards."""
+        from memberlab.choice._solve import solve_values
+
+        rewards = np.where(feas, feats @ theta, 0.0)
+        rewards[feas[:, a0], a0] = self.anchor_reward
+        return np.asarray(solve_values(rewards, trans, feas, self.discount).policy, dtype=float)
+
     def _fit(self, panel: Panel, policy: FloatArray | None) -> ChoiceResults:
         # imported here: _parametric imports this module
         from memberlab.choice._parametric import _features
@@ -531,12 +561,25 @@ class StructuralPQR(TabularPQR):
                 "no observed transition after a non-anchor action in a state where the "
                 "anchor is feasible; the rewards cannot be estimated."
             )
-        # theta: Paule-Mandel tau^2 (weights tend to equal as data grow: the all-pairs
+        # theta in two stages: the log-odds part of a cell's own v correlates with its
+        # target error (a rare action chosen more often than its probability has both an
+        # upward-biased log odds and a smaller v, so more weight); the second stage's
+        # weights average it with the Jeffreys log-odds variance at the counts the
+        # first-stage structural model expects. The cell effects keep the cell's own v.
+        theta = _wls(x, y, 1.0 / (v + _tau2(x, y, v, robust=False)))
+        v_theta = _model_count_variance(
+            var,
+            counts,
+            self._first_stage_policy(feats, theta, trans, feas, a0),
+            a0,
+            float(self.smoothing),
+        )[si, ai]
+        # weights: Paule-Mandel tau^2 (they tend to equal as data grow: the all-pairs
         # projection); cell effects: the robust median version (a few cells with
         # understated v must not let noisy tabular targets through)
-        tau2_w = _tau2(x, y, v, robust=False)
+        tau2_w = _tau2(x, y, v_theta, robust=False)
         tau2 = _tau2(x, y, v, robust=True)
-        wts = 1.0 / (v + tau2_w)
+        wts = 1.0 / (v_theta + tau2_w)
         theta = _wls(x, y, wts)
         cov = np.asarray(np.linalg.pinv((x * wts[:, None]).T @ x), dtype=float)
         rewards = np.where(feas, feats @ theta, 0.0)
