@@ -134,7 +134,7 @@ def test_serve_export_evaluate(sqlite_url: str, tmp_path: Path) -> None:
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps({"grid": {"prior_variance": [0.05, 1.0]}}))
     proc = _cli("evaluate", "logs", str(out), "--candidates", str(settings), "--draws", "100",
-                "--importance", "--json")  # fmt: skip
+                "--importance", "--json", "--executor", "processes", "--workers", "2")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
     assert len(res["candidates"]) == 2 and res["best"]["name"] in {

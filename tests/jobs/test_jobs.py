@@ -255,3 +255,33 @@ def test_sharded_refit_is_identical_on_every_backend(tmp_path: Path, executor: E
     for g, p in whole.priors.items():
         assert isinstance(p, GroupPrior)
         assert got.priors[g].var == pytest.approx(p.var, rel=0.25, abs=0.02), g
+
+
+# ------------------------------------------------------------------ candidate search
+def test_candidate_search_is_identical_on_every_backend(executor: Executor) -> None:
+    """One task per candidate, each with its own seed: the same values on every backend."""
+    from memberlab.evaluation import BanditDataset
+    from memberlab.evaluation.candidates import compare_candidates
+
+    g = np.random.default_rng(4)
+    n = 600
+    page = g.choice(["video", "music"], size=n)
+    action = g.choice(["a", "b", "c"], size=n)
+    clicks = (g.random(n) < np.where(page == "video", 0.3, 0.1)).astype(float)
+    frame = pd.DataFrame(
+        {"t": np.arange(n), "page": page, "action": action, "reward": clicks, "p": 1 / 3}
+    )
+    data = BanditDataset.from_frame(frame, propensity="p", context=["page"])
+    items = [
+        {"item_id": "a", "attributes": {"benefit": "video"}},
+        {"item_id": "b", "attributes": {"benefit": "music"}},
+        {"item_id": "c", "attributes": {"benefit": "delivery"}},
+    ]
+    candidates = [{"name": f"var={v}", "prior_variance": v} for v in (0.05, 1.0)]
+    kw = {"items": items, "estimators": ("ipw", "snipw"), "n_draws": 20, "rng": 3}
+    ref, best_ref = compare_candidates(data, candidates, **kw)
+    got, best = compare_candidates(data, candidates, executor=executor, **kw)
+    assert [r.name for r in got] == ["var=0.05", "var=1.0"] and best.name == best_ref.name
+    for a, b in zip(ref, got, strict=True):
+        assert a.report.best("snipw").value == b.report.best("snipw").value
+        assert a.report.best("ipw").value == b.report.best("ipw").value

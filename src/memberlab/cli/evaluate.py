@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from memberlab.cli import _jobs
 from memberlab.cli._common import user_errors as _user_errors
 
 app = typer.Typer(
@@ -121,8 +122,14 @@ def logs(
     select_by: str = typer.Option("snipw", help="Estimator that picks the best candidate."),
     importance: bool = typer.Option(False, help="Feature-group importance (leave one out)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    executor: str = _jobs.executor_option(),
+    workers: int | None = _jobs.workers_option(),
+    ray_address: str | None = _jobs.ray_address_option(),
 ) -> None:
-    """Evaluate a policy, or compare candidate settings, on exported service logs."""
+    """Evaluate a policy, or compare candidate settings, on exported service logs.
+
+    Candidates are refitted and evaluated one task each on ``--executor`` (same numbers on
+    every backend)."""
     from memberlab.evaluation import BanditDataset, RecommenderPolicy
     from memberlab.evaluation.candidates import compare_candidates, expand_grid, feature_importance
     from memberlab.evaluation.policies import policy_from_name
@@ -138,10 +145,13 @@ def logs(
             kw: dict[str, Any] = {"level": level, "clip": clip}
             if bootstrap:
                 kw |= {"interval": "bootstrap", "n_bootstrap": bootstrap}
-            results, best = compare_candidates(
-                data, grid, train_fraction=train_fraction, estimators=names, n_draws=draws,
-                select_by=select_by, rng=seed, **kw,
-            )  # fmt: skip
+            ex = _jobs.make_executor(executor, workers, ray_address)
+            with ex, _jobs.progress_bar(f"candidates on {ex.name}") as progress:
+                results, best = compare_candidates(
+                    data, grid, train_fraction=train_fraction, estimators=names,
+                    n_draws=draws, select_by=select_by, rng=seed, executor=ex,
+                    progress=progress, **kw,
+                )  # fmt: skip
             out: dict[str, Any] = {
                 "candidates": [r.to_dict() for r in results],
                 "best": {"name": best.name, "settings": best.settings},

@@ -192,12 +192,20 @@ def compare_candidates(
     n_draws: int = 200,
     select_by: str = "snipw",
     rng: RNGLike = 0,
+    executor: Any = None,
+    progress: Any = None,
     **evaluate_kw: Any,
 ) -> tuple[list[CandidateResult], CandidateResult]:
     """Refit each candidate on the training part and evaluate it on the rest.
 
     Returns every candidate's result and the best by the ``select_by`` estimator's value.
+    Each candidate is one task on ``executor`` (a :mod:`memberlab.jobs` executor or its
+    name; serial by default) with its own seed from ``rng``, so the results do not depend
+    on the backend or the number of workers; ``progress(done, total)`` is called as
+    candidates finish.
     """
+    from memberlab.jobs import Executor, get_executor
+
     items = list(items if items is not None else data.meta.get("items", []))
     train, test = _split(data, train_fraction)
     sel = canonical_estimator(select_by)
@@ -208,18 +216,31 @@ def compare_candidates(
     q_hat = None
     if any(n not in ("ipw", "snipw") for n in names):
         q_hat = fit_reward_model(test, evaluate_kw.pop("reward_model", None), rng=0)
-    out = []
-    for c, g in zip(candidates, gens, strict=True):
-        settings = {k: v for k, v in c.items() if k != "name"}
-        seed = int(g.integers(0, 2**31))
-        rec = refit_recommender(build_recommender(items, settings, rng=seed), train)
-        pol = RecommenderPolicy(rec, n_draws=n_draws, rng=seed + 1, name=str(c.get("name")))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UntrustworthyEstimateWarning)
-            rep = evaluate(test, pol, estimators=names, q_hat=q_hat, rng=seed + 2, **evaluate_kw)
-        out.append(CandidateResult(str(c.get("name")), settings, rep))
+    tasks = [(dict(c), int(g.integers(0, 2**31))) for c, g in zip(candidates, gens, strict=True)]
+    shared = (items, train, test, names, q_hat, n_draws, evaluate_kw)
+    ex = get_executor(executor)
+    if isinstance(executor, Executor):
+        out = ex.map(_candidate_task, tasks, shared=shared, desc="candidates", progress=progress)
+    else:
+        with ex:
+            out = ex.map(
+                _candidate_task, tasks, shared=shared, desc="candidates", progress=progress
+            )
     best = max(out, key=lambda r: r.report.best(sel).value)
     return out, best
+
+
+def _candidate_task(shared: tuple[Any, ...], task: tuple[dict[str, Any], int]) -> CandidateResult:
+    """Refit one candidate on the training part and evaluate it on the test part."""
+    items, train, test, names, q_hat, n_draws, evaluate_kw = shared
+    c, seed = task
+    settings = {k: v for k, v in c.items() if k != "name"}
+    rec = refit_recommender(build_recommender(items, settings, rng=seed), train)
+    pol = RecommenderPolicy(rec, n_draws=n_draws, rng=seed + 1, name=str(c.get("name")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrustworthyEstimateWarning)
+        rep = evaluate(test, pol, estimators=names, q_hat=q_hat, rng=seed + 2, **evaluate_kw)
+    return CandidateResult(str(c.get("name")), settings, rep)
 
 
 def _loglik(y: np.ndarray, p: np.ndarray) -> float:
