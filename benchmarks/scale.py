@@ -54,6 +54,7 @@ from memberlab.jobs import (  # noqa: E402
     refit_priors_sharded,
     score_members,
     simulate_counterfactual,
+    simulate_member_values,
 )
 
 STATE = ["status", "months_left", "delivery", "video", "tier"]
@@ -177,8 +178,24 @@ def build_jobs(
         assert r.posterior is not None
         return np.concatenate([[p.var for p in r.priors.values()], r.posterior.mean])
 
+    n_mv, mv_shard = int(400 * s), int(100 * s)
+    n_pairs = int(np.isfinite(fitted.rewards).sum())
+
+    def value(ex: Executor) -> Any:
+        mv = simulate_member_values(
+            fitted, prices={"monthly": 1.5, "annual": 14.0}, horizon=12, n_members=n_mv,
+            shard_size=mv_shard, rng=4, executor=ex,
+        )  # fmt: skip
+        return np.nan_to_num(mv.values)
+
     n_groups = -(-len(members) // int(250 * s))
     return {
+        f"member value ({n_mv} members per state and plan, 12 months)": (
+            value,
+            -(-n_mv // mv_shard),
+            n_mv * n_pairs * 12,
+            "member-month per state and plan",
+        ),
         f"bootstrap (CCP, {n_boot} replicates, {panel.n_members} members)": (
             boot,
             n_boot,

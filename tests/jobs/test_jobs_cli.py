@@ -83,6 +83,18 @@ def test_jobs_counterfactual_and_ope(panel_csv: Path, tmp_path: Path) -> None:
     assert len(rows) == 9 and rows.groupby("month")["baseline"].sum().round(10).eq(1).all()
     assert ChoiceResults.load(tmp_path / "m").estimator == "ccp"
 
+    res = runner.invoke(
+        app,
+        ["jobs", "member-value", str(tmp_path / "m"), "--price", "monthly=1.5",
+         "--price", "annual=15", "--members", "40", "--shard-size", "20", "--horizon", "3",
+         "--json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    values = pd.DataFrame(json.loads(res.stdout))
+    assert set(values["plan"]) == {"monthly", "annual"} and "value" in values
+    res = runner.invoke(app, ["jobs", "member-value", str(tmp_path / "m")])
+    assert res.exit_code == 2 and "--price is required" in res.output
+
     rng = np.random.default_rng(0)
     for k in range(2):
         n = 800

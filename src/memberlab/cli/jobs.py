@@ -76,6 +76,48 @@ def counterfactual_cmd(
     _write_or_print(cf.shares, out, as_json)
 
 
+@app.command("member-value")
+def member_value_cmd(
+    directory: Path = typer.Argument(..., help="Directory written by 'memberlab choice fit'."),
+    price: list[str] = typer.Option(
+        [], "--price", help="ACTION=COLUMN or ACTION=AMOUNT paid for the action (repeatable)."
+    ),
+    horizon: int = typer.Option(24, "--horizon", min=1, help="Months of revenue counted."),
+    members: int = typer.Option(
+        100_000, "--members", min=1, help="Simulated members per state and plan."
+    ),
+    shard_size: int = typer.Option(10_000, "--shard-size", min=1, help="Members per task."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the job."),
+    out: Path | None = typer.Option(None, "--out", help="Write the values (.csv or .parquet)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the values as JSON."),
+    executor: str = _jobs.executor_option(),
+    workers: int | None = _jobs.workers_option(),
+    ray_address: str | None = _jobs.ray_address_option(),
+) -> None:
+    """Member value of each plan in each state by simulation, sharded by member."""
+    from memberlab.choice import ChoiceResults, parse_changes
+    from memberlab.jobs import simulate_member_values
+
+    ex = _jobs.make_executor(executor, workers, ray_address)
+    with _user_errors():
+        res = ChoiceResults.load(directory)
+        prices = parse_changes(res, price=price).prices
+        if not prices:
+            raise ValueError("--price is required: what a member pays for each plan.")
+        with ex, _jobs.progress_bar(f"member value on {ex.name}") as progress:
+            mv = simulate_member_values(
+                res,
+                prices=prices,
+                horizon=horizon,
+                n_members=members,
+                shard_size=shard_size,
+                rng=seed,
+                executor=ex,
+                progress=progress,
+            )
+    _write_or_print(mv.frame(), out, as_json)
+
+
 @app.command("ope")
 def ope_cmd(
     paths: list[Path] = typer.Argument(..., help="Parquet log files or directories of them."),

@@ -28,6 +28,7 @@ from memberlab.jobs._executor import (
 from memberlab.jobs._ope import ope_bootstrap
 from memberlab.jobs._refit import ShardedRefit, read_feedback, refit_priors_sharded
 from memberlab.jobs._scoring import score_members
+from memberlab.jobs._value import simulate_member_values
 
 __all__ = [
     "BACKENDS",
@@ -45,5 +46,6 @@ __all__ = [
     "refit_priors_sharded",
     "score_members",
     "simulate_counterfactual",
+    "simulate_member_values",
     "task_seeds",
 ]
