@@ -192,63 +192,31 @@ def deep_pqr(
         int(s.generate_state(1)[0])
         for s in np.random.SeedSequence(int(g.integers(2**31 - 1))).spawn(3)
     ]
-    common = dict(
+    # the same shape, penalty, step size, epochs and held-out stopping for every network
+    shared: dict[str, Any] = dict(
         hidden_layer_sizes=hidden,
         alpha=alpha,
         learning_rate_init=learning_rate,
         max_iter=max_epochs,
-        early_stopping=True,
         validation_fraction=validation_fraction,
         n_iter_no_change=patience,
     )
+    classifier: Any
+    regressor: Any
     if backend == "torch":
         from memberlab.choice._torch import TorchMLPClassifier, TorchMLPRegressor, import_torch
 
         import_torch()  # fail here, with the install hint, rather than inside fit
-        shared: dict[str, Any] = dict(
-            hidden_layer_sizes=hidden,
-            alpha=alpha,
-            learning_rate_init=learning_rate,
-            max_iter=max_epochs,
-            validation_fraction=validation_fraction,
-            n_iter_no_change=patience,
-        )
-        policy = make_pipeline(
-            StandardScaler(), TorchMLPClassifier(random_state=seeds[0], **shared)
-        )
-        q = make_pipeline(
-            StandardScaler(),
-            TorchMLPRegressor(random_state=seeds[1], warm_start=True, **shared),
-        )
-        reward = make_pipeline(StandardScaler(), TorchMLPRegressor(random_state=seeds[2], **shared))
-        return PQR(
-            anchor=anchor,
-            discount=discount,
-            anchor_reward=anchor_reward,
-            policy_learner=policy,
-            q_learner=q,
-            reward_learner=reward,
-            clip=clip,
-            n_q_iter=n_q_iter,
-            q_tol=q_tol,
-            **pqr_params,
-        )
-    policy = make_pipeline(
-        StandardScaler(),
-        HeldOutMLPClassifier(
-            hidden_layer_sizes=hidden,
-            alpha=alpha,
-            learning_rate_init=learning_rate,
-            max_iter=max_epochs,
-            validation_fraction=validation_fraction,
-            n_iter_no_change=patience,
-            random_state=seeds[0],
-        ),
-    )
+        classifier, regressor = TorchMLPClassifier, TorchMLPRegressor
+        reg_params = shared
+    else:
+        classifier, regressor = HeldOutMLPClassifier, MLPRegressor
+        reg_params = {**shared, "early_stopping": True}
+    policy = make_pipeline(StandardScaler(), classifier(random_state=seeds[0], **shared))
     q = make_pipeline(
-        StandardScaler(), MLPRegressor(random_state=seeds[1], warm_start=True, **common)
+        StandardScaler(), regressor(random_state=seeds[1], warm_start=True, **reg_params)
     )
-    reward = make_pipeline(StandardScaler(), MLPRegressor(random_state=seeds[2], **common))
+    reward = make_pipeline(StandardScaler(), regressor(random_state=seeds[2], **reg_params))
     return PQR(
         anchor=anchor,
         discount=discount,
