@@ -67,14 +67,14 @@ def test_candidates_and_k_validation() -> None:
     assert "i2" not in rec.decide(CTX, k=11).item_ids
     with pytest.raises(DataValidationError, match="'i2'"):
         rec.decide(CTX, candidates=["i2"])
-    with pytest.raises(DataValidationError, match="n_propensity_draws"):
-        _rec(n_propensity_draws=0)
+    with pytest.raises(DataValidationError, match="propensity_draws"):
+        _rec(propensity_draws=0)
     with pytest.raises(DataValidationError, match="noise"):
         _rec(noise=-1.0)
 
 
 def test_propensity_matches_selection_frequency() -> None:
-    rec = _rec(n_propensity_draws=1000)
+    rec = _rec(propensity_draws=1000)
     rng = np.random.default_rng(1)
     rec.update(
         [Feedback(CTX, f"i{j}", float(rng.random() < 0.3)) for j in rng.integers(0, 12, 300)]
@@ -136,7 +136,7 @@ def test_variance_never_grows_and_batch_of_one_is_single_update() -> None:
     v0 = rec.state.var.copy()
     rec.update([Feedback(CTX, "i3", 1.0)])
     assert np.all(rec.state.var <= v0)
-    a, b = _rec(), _rec(update_mode="parallel")
+    a, b = _rec(), _rec(update_method="parallel")
     for r in (a, b):
         r.update([Feedback(CTX, "i3", 1.0)])
     np.testing.assert_allclose(a.state.mean, b.state.mean, rtol=1e-12)
@@ -212,7 +212,7 @@ def test_refit_priors_replays_log_under_new_priors() -> None:
 
 
 def test_set_propensity_is_one_when_every_candidate_is_served() -> None:
-    rec = _rec(n_propensity_draws=50)
+    rec = _rec(propensity_draws=50)
     d = rec.decide(CTX, candidates=["i0", "i1", "i2"], k=3)
     assert [s.set_propensity for s in d.items] == [1.0, 1.0, 1.0]
     assert sum(s.propensity for s in d.items) <= 3.0  # type: ignore[misc]

@@ -25,7 +25,7 @@ def test_ips_on_logged_propensities_recovers_uniform_value() -> None:
     rec = CalloutRecommender(
         catalog=Catalog.from_records(records),
         crosses=[("page", "benefit")],
-        n_propensity_draws=200,
+        propensity_draws=200,
         rng=1,
     )
     idx = {it.item_id: j for j, it in enumerate(world.items)}

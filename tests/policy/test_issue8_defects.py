@@ -39,11 +39,31 @@ def test_callouts_round_trip_keeps_every_hyperparameter() -> None:
         shadow_bias_var=3.5,
         shadow_sweeps=2,
         prior_quantile=0.9,
-        n_propensity_draws=17,
+        propensity_draws=17,
     )
     back = CalloutRecommender.from_bytes(rec.to_bytes())
-    for name in ("shadow_bias_var", "shadow_sweeps", "prior_quantile", "n_propensity_draws"):
+    for name in ("shadow_bias_var", "shadow_sweeps", "prior_quantile", "propensity_draws"):
         assert getattr(back, name) == getattr(rec, name), name
+
+
+def test_the_same_hyperparameter_has_the_same_name_in_every_kind() -> None:
+    """Callouts said n_propensity_draws/update_mode where layouts say
+    propensity_draws/update_method."""
+    shared = {"propensity_draws", "update_method", "rng"}
+    callouts = set(CalloutRecommender(catalog=_catalog()).get_params())
+    layouts = set(LayoutPolicy(SPACE).get_params())
+    assert shared <= callouts & layouts
+    assert not {"n_propensity_draws", "update_mode"} & (callouts | layouts)
+
+
+def test_snapshot_written_under_the_old_names_still_loads() -> None:
+    rec = CalloutRecommender(catalog=_catalog(), propensity_draws=9, update_method="parallel")
+    data = rec.to_bytes()
+    head_end = data.index(b"\n", len(b"MEMBERLAB-POLICY\n"))
+    head = data[:head_end].replace(b'"propensity_draws"', b'"n_propensity_draws"')
+    head = head.replace(b'"update_method"', b'"update_mode"')
+    back = CalloutRecommender.from_bytes(head + data[head_end:])
+    assert (back.propensity_draws, back.update_method) == (9, "parallel")
 
 
 @pytest.mark.parametrize("cls", [CalloutRecommender, LayoutPolicy])

@@ -160,13 +160,48 @@ def test_migrations_upgrade_in_place(sqlite_url: str, monkeypatch: pytest.Monkey
     st.upsert_item("a", {"x": "1"})
     st.close()
 
-    def v2(conn: sa.Connection) -> None:
+    def later(conn: sa.Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE items ADD COLUMN note VARCHAR(20) DEFAULT ''")
 
-    monkeypatch.setattr(_schema, "MIGRATIONS", [*_schema.MIGRATIONS, v2])
-    monkeypatch.setattr(_schema, "SCHEMA_VERSION", 2)
+    n = len(_schema.MIGRATIONS)
+    monkeypatch.setattr(_schema, "MIGRATIONS", [*_schema.MIGRATIONS, later])
+    monkeypatch.setattr(_schema, "SCHEMA_VERSION", n + 1)
     st = Store(sqlite_url)
-    assert st.schema_version() == 2
+    assert st.schema_version() == n + 1
     with st.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT item_id, note FROM items")).all() == [("a", "")]
+    st.close()
+
+
+def test_schema_1_database_gains_experiment_and_plan_columns(database_url: str) -> None:
+    """A database written by schema 1 (before unit ids, arms, candidates and plans) is
+    upgraded in place: its rows are kept and the new columns read as NULL."""
+    st = Store(database_url)
+    st.upsert_item("a", {"x": "1"})
+    with st.engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_decisions_unit")
+        for table, column in [
+            ("decisions", "unit_id"),
+            ("decisions", "assignment"),
+            ("decisions", "candidates"),
+            ("events", "plan"),
+        ]:
+            conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
+        conn.exec_driver_sql("UPDATE schema_version SET version = 1")
+        conn.exec_driver_sql(
+            "INSERT INTO decisions (decision_id, kind, space, context, served, policy_version,"
+            " seed, ts, ts_client, created_at) VALUES"
+            " ('d1', 'callouts', '', '{}', '[]', 1, 7, 0.0, false, 0.0)"
+        )
+    st.close()
+    st = Store(database_url)
+    assert st.schema_version() == SCHEMA_VERSION
+    with st.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT decision_id, unit_id, assignment, candidates FROM decisions")
+        ).all()
+        assert [tuple(r) for r in rows] == [("d1", None, None, None)]
+        assert conn.execute(sa.text("SELECT count(plan) FROM events")).scalar() == 0
+        names = {ix["name"] for ix in sa.inspect(conn).get_indexes("decisions")}
+    assert "ix_decisions_unit" in names
     st.close()

@@ -32,7 +32,7 @@ def world() -> ValueWorld:
 
 def _trained(world: ValueWorld, n: int = 3000, seed: int = 1) -> ValueRecommender:
     rec = ValueRecommender(
-        catalog=world.catalog, values=world.true_values, crosses=CROSSES, n_propensity_draws=40
+        catalog=world.catalog, values=world.true_values, crosses=CROSSES, propensity_draws=40
     )
     g = np.random.default_rng(seed)
     fbs = []
@@ -48,7 +48,7 @@ def _trained(world: ValueWorld, n: int = 3000, seed: int = 1) -> ValueRecommende
 def test_state_columns_are_checked(world: ValueWorld) -> None:
     rec = ValueRecommender(catalog=world.catalog, values=world.true_values)
     assert set(rec.get_params()) == {
-        "catalog", "values", "crosses", "n_propensity_draws", "recommender_params", "rng",
+        "catalog", "values", "crosses", "propensity_draws", "recommender_params", "rng",
     }  # fmt: skip
     ctx = world.context(int(world.shopper_states[0]))
     rec.decide(ctx, rng=1)

@@ -35,7 +35,7 @@ import threading
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from scipy import special
@@ -200,7 +200,7 @@ class CalloutRecommender(PolicyCodecMixin):
     cross_prior : GroupPrior, optional
         Prior of every cross group without its own entry in ``priors`` (default:
         ``default_prior``).
-    n_propensity_draws : int
+    propensity_draws : int
         Posterior draws used to estimate each decision's propensities (>= 1).
     noise : float
         Probit link scale (> 0).
@@ -226,13 +226,17 @@ class CalloutRecommender(PolicyCodecMixin):
     prior_quantile : float in (0.5, 1), optional
         Refit each group's variance to its profile-likelihood upper bound at this level
         instead of the ML estimate (deconvolved only; more exploration early on).
-    update_mode : {"sequential", "parallel"}
+    update_method : {"sequential", "parallel"}
         Sequential ADF over a feedback batch, or one vectorised step per batch.
     rng : int, Generator or None
         Source of decision seeds when ``decide`` is given neither ``seed`` nor ``rng``.
     """
 
     policy_kind = "callouts"
+    renamed_params: ClassVar[Mapping[str, str]] = {
+        "n_propensity_draws": "propensity_draws",
+        "update_mode": "update_method",
+    }
 
     def __init__(
         self,
@@ -241,7 +245,7 @@ class CalloutRecommender(PolicyCodecMixin):
         crosses: Sequence[tuple[str, str]] | None = None,
         context_edges: Mapping[str, Sequence[float]] | None = None,
         cross_prior: GroupPrior | None = None,
-        n_propensity_draws: int = 100,
+        propensity_draws: int = 100,
         noise: float = 1.0,
         priors: Mapping[str, GroupPrior] | None = None,
         default_prior: GroupPrior = GroupPrior(0.0, 0.1),  # noqa: B008 - immutable
@@ -251,14 +255,14 @@ class CalloutRecommender(PolicyCodecMixin):
         shadow_bias_var: float = 10.0,
         shadow_sweeps: int = 8,
         prior_quantile: float | None = None,
-        update_mode: Literal["sequential", "parallel"] = "sequential",
+        update_method: Literal["sequential", "parallel"] = "sequential",
         rng: RNGLike = None,
     ) -> None:
         self.catalog = catalog
         self.crosses = crosses
         self.context_edges = context_edges
         self.cross_prior = cross_prior
-        self.n_propensity_draws = n_propensity_draws
+        self.propensity_draws = propensity_draws
         self.noise = noise
         self.priors = dict(priors or {})
         self.default_prior = default_prior
@@ -268,7 +272,7 @@ class CalloutRecommender(PolicyCodecMixin):
         self.shadow_bias_var = shadow_bias_var
         self.shadow_sweeps = shadow_sweeps
         self.prior_quantile = prior_quantile
-        self.update_mode = update_mode
+        self.update_method = update_method
         self.rng = rng
         self._validate()
         self._rng = as_generator(rng)
@@ -297,9 +301,9 @@ class CalloutRecommender(PolicyCodecMixin):
             raise DataValidationError(
                 f"catalog must be a Catalog, got {type(self.catalog).__name__}."
             )
-        if int(self.n_propensity_draws) != self.n_propensity_draws or self.n_propensity_draws < 1:
+        if int(self.propensity_draws) != self.propensity_draws or self.propensity_draws < 1:
             raise DataValidationError(
-                f"n_propensity_draws == {self.n_propensity_draws}, must be an integer >= 1."
+                f"propensity_draws == {self.propensity_draws}, must be an integer >= 1."
             )
         if not (self.noise > 0 and math.isfinite(self.noise)):
             raise DataValidationError(f"noise == {self.noise}, must be positive and finite.")
@@ -307,9 +311,9 @@ class CalloutRecommender(PolicyCodecMixin):
             raise DataValidationError(
                 f"shadow_prior_var == {self.shadow_prior_var}, must be positive and finite."
             )
-        if self.update_mode not in ("sequential", "parallel"):
+        if self.update_method not in ("sequential", "parallel"):
             raise DataValidationError(
-                f"update_mode == {self.update_mode!r}, must be 'sequential' or 'parallel'."
+                f"update_method == {self.update_method!r}, must be 'sequential' or 'parallel'."
             )
         for k, p in self.priors.items():
             if not isinstance(p, GroupPrior):
@@ -656,7 +660,7 @@ class CalloutRecommender(PolicyCodecMixin):
             Source of the seed when ``seed`` is None (an int seeds a fresh generator;
             None: the recommender's own generator).
         with_propensity : bool
-            Estimate each served item's propensity from ``n_propensity_draws`` draws.
+            Estimate each served item's propensity from ``propensity_draws`` draws.
         """
         if not isinstance(context, Mapping):
             raise DataValidationError(f"context must be a dict, got {type(context).__name__}.")
@@ -693,7 +697,7 @@ class CalloutRecommender(PolicyCodecMixin):
     def _propensities(
         self, block: _Block, top: IntArray, gen: np.random.Generator
     ) -> tuple[list[float], list[float]]:
-        d = int(self.n_propensity_draws)
+        d = int(self.propensity_draws)
         k = top.shape[0]
         S = block.base + gen.standard_normal((d, block.base.shape[0])) @ block.chol.T
         # The served draw counts as one of d + 1: a served item never gets propensity 0
@@ -851,7 +855,7 @@ class CalloutRecommender(PolicyCodecMixin):
         if not feedback:
             return
         X, y = self._feedback_rows(feedback)
-        if self.update_mode == "parallel":
+        if self.update_method == "parallel":
             self._state = probit.update_parallel(self._state, X, y)
         else:
             self._state = _sequential_update(self._state, X, y)
@@ -997,14 +1001,14 @@ class CalloutRecommender(PolicyCodecMixin):
                 dict(
                     catalog=Catalog.from_json(header["catalog"]),
                     crosses=[(str(c[0]), str(c[1])) for c in p["crosses"]],
-                    n_propensity_draws=p["n_propensity_draws"],
+                    propensity_draws=p["n_propensity_draws"],
                     noise=p["noise"],
                     priors={k: GroupPrior(*v) for k, v in header["priors"].items()},
                     default_prior=GroupPrior(*p["default_prior"]),
                     bias_prior=GroupPrior(*p["bias_prior"]),
                     item_feature=p["item_feature"],
                     shadow_prior_var=p["shadow_prior_var"],
-                    update_mode=p["update_mode"],
+                    update_method=p["update_mode"],  # version-1 names
                 )
             )
             rec._restore(

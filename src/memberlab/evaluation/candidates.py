@@ -43,8 +43,8 @@ _SETTING_KEYS = {
     "prior_variance",
     "prior_mean",
     "crosses",
-    "n_propensity_draws",
     "propensity_draws",
+    "n_propensity_draws",  # the earlier callouts name, still accepted in settings files
     "noise",
     "item_feature",
     "exploration",
@@ -121,9 +121,9 @@ def build_recommender(
         )
     if "crosses" in settings:
         kw["crosses"] = [tuple(c) for c in settings["crosses"]]
-    draws = settings.get("n_propensity_draws", settings.get("propensity_draws"))
+    draws = settings.get("propensity_draws", settings.get("n_propensity_draws"))
     if draws is not None:
-        kw["n_propensity_draws"] = int(draws)
+        kw["propensity_draws"] = int(draws)
     for key in ("noise", "item_feature"):
         if key in settings:
             kw[key] = settings[key]

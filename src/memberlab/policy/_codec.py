@@ -175,6 +175,8 @@ class PolicyCodecMixin:
     """
 
     policy_kind: ClassVar[str]
+    # Old parameter name -> current name, so snapshots written before a rename still load.
+    renamed_params: ClassVar[Mapping[str, str]] = {}
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -224,6 +226,7 @@ class PolicyCodecMixin:
             if legacy is not None:
                 return legacy
         params, state, arrays = read_snapshot(data, kind=cls.policy_kind)
+        params = {cls.renamed_params.get(k, k): v for k, v in params.items()}
         try:
             obj = cls._construct(params)
             obj._restore(state, arrays)

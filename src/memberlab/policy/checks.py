@@ -22,8 +22,8 @@ The checks:
   (a 4-sigma binomial band plus the Monte Carlo estimator's own bias bound: propensities
   are ``(1 + matches)/(1 + d)`` with ``d`` draws, and the propensity is itself a Monte
   Carlo estimate with its own s.d. ``sqrt(p(1-p)/d)``, added to the band);
-- :func:`check_batch_equals_sequential`: for kinds whose ``update_mode`` /
-  ``update_method`` is ``"sequential"``, one ``update`` of a batch equals updates one
+- :func:`check_batch_equals_sequential`: for kinds whose ``update_method`` is
+  ``"sequential"``, one ``update`` of a batch equals updates one
   record at a time (the probit ADF promises it);
 - :func:`check_bad_input`: malformed snapshots, bad seeds and bad contexts raise
   :class:`~memberlab.DataValidationError` (a wrong schema version
@@ -198,15 +198,14 @@ def check_propensities(case: PolicyCase, *, n: int = 400) -> None:
 
 def _propensity_draws(pol: Any) -> int:
     params = pol.get_params()
-    for name in ("n_propensity_draws", "propensity_draws"):
-        if name in params:
-            return int(params[name])
-    raise AssertionError("the policy names no propensity draw count")
+    if "propensity_draws" not in params:
+        raise AssertionError("the policy names no propensity draw count")
+    return int(params["propensity_draws"])
 
 
 def check_batch_equals_sequential(case: PolicyCase) -> None:
     params = case.make().get_params()
-    mode = params.get("update_mode", params.get("update_method"))
+    mode = params.get("update_method")
     if mode != "sequential":
         return  # the learner promises it only for sequential ADF
     a, b = case.make(), case.make()

@@ -118,7 +118,7 @@ def new_recommender(settings: Settings, spec: Any = None) -> CalloutRecommender:
     return CalloutRecommender(
         catalog=Catalog(),
         crosses=settings_crosses(settings),
-        n_propensity_draws=settings.propensity_draws,
+        propensity_draws=settings.propensity_draws,
     )
 
 

@@ -61,7 +61,14 @@ decisions = sa.Table(
     sa.Column("ts", sa.Float(53), nullable=False),
     sa.Column("ts_client", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.Float(53), nullable=False),
+    # Added in schema 2: the unit (shopper or member) the request named, its experiment
+    # arm ("policy" or "holdout"; NULL before experiments existed) and the candidate list
+    # the policy chose from (NULL: every active item at decision time).
+    sa.Column("unit_id", sa.String(200), nullable=True),
+    sa.Column("assignment", sa.String(16), nullable=True),
+    sa.Column("candidates", sa.JSON, nullable=True),
 )
+_ix_decisions_unit = sa.Index("ix_decisions_unit", decisions.c.kind, decisions.c.unit_id)
 sa.Index(
     "ix_decisions_client_ts",
     decisions.c.ts,
@@ -97,6 +104,8 @@ events = sa.Table(
     sa.Column("item_id", sa.String(200), nullable=False),
     sa.Column("type", sa.String(16), nullable=False),
     sa.Column("value", sa.Float(53), nullable=True),
+    # Added in schema 2: the plan a conversion event names (NULL for clicks).
+    sa.Column("plan", sa.String(200), nullable=True),
     sa.Column("ts", sa.Float(53), nullable=False),
     sa.Column("ts_client", sa.Boolean, nullable=False),
     sa.Column("received_at", sa.Float(53), nullable=False),
@@ -143,6 +152,28 @@ def _v1(conn: sa.Connection) -> None:
     conn.execute(sa.insert(leases), [{"name": "trainer", "holder": None, "expires_at": 0.0}])
 
 
+def _v2(conn: sa.Connection) -> None:
+    """Experiment arms and candidate lists on decisions, plans on conversion events.
+
+    A database created at version 2 already has these columns (``_v1`` creates the
+    current tables), so only the missing ones are added.
+    """
+    added = {
+        "decisions": [decisions.c.unit_id, decisions.c.assignment, decisions.c.candidates],
+        "events": [events.c.plan],
+    }
+    inspector = sa.inspect(conn)
+    for table, columns in added.items():
+        have = {c["name"] for c in inspector.get_columns(table)}
+        for column in columns:
+            if column.name not in have:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column.name} {kind}")
+    have_ix = {ix["name"] for ix in inspector.get_indexes("decisions")}
+    if "ix_decisions_unit" not in have_ix:
+        _ix_decisions_unit.create(conn)
+
+
 # MIGRATIONS[i] moves the schema from version i to version i + 1.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -63,7 +63,7 @@ class ValueRecommender:
         Member value of each plan per state (:func:`memberlab.value.member_values`).
     crosses : sequence of (context_key, item_attribute)
         Passed to every model, as for :class:`~memberlab.callouts.CalloutRecommender`.
-    n_propensity_draws : int, default 100
+    propensity_draws : int, default 100
         Posterior draws behind each decision's propensities.
     recommender_params : mapping, optional
         Further keyword arguments of every underlying ``CalloutRecommender`` (priors,
@@ -85,14 +85,14 @@ class ValueRecommender:
         catalog: Catalog,
         values: MemberValues,
         crosses: Sequence[tuple[str, str]] = (),
-        n_propensity_draws: int = 100,
+        propensity_draws: int = 100,
         recommender_params: Mapping[str, Any] | None = None,
         rng: RNGLike = None,
     ) -> None:
         self.catalog = catalog
         self.values = values
         self.crosses = crosses
-        self.n_propensity_draws = n_propensity_draws
+        self.propensity_draws = propensity_draws
         self.recommender_params = recommender_params
         self.rng = rng
         self._models: dict[str, CalloutRecommender] | None = None
@@ -110,11 +110,11 @@ class ValueRecommender:
             raise DataValidationError(
                 f"values must be MemberValues, got {type(self.values).__name__}."
             )
-        d = self.n_propensity_draws
+        d = self.propensity_draws
         if isinstance(d, bool) or int(d) != d or d < 1:
-            raise DataValidationError(f"n_propensity_draws == {d!r}, must be an integer >= 1.")
+            raise DataValidationError(f"propensity_draws == {d!r}, must be an integer >= 1.")
         params = dict(self.recommender_params or {})
-        for bad in ("catalog", "crosses", "rng", "n_propensity_draws"):
+        for bad in ("catalog", "crosses", "rng", "propensity_draws"):
             if bad in params:
                 raise DataValidationError(
                     f"recommender_params must not set {bad!r}; it is a ValueRecommender parameter."
@@ -125,7 +125,7 @@ class ValueRecommender:
         self._plan_idx = [self.values.action_index(p) for p in self.values.plans]
         self._models = {
             name: CalloutRecommender(
-                catalog=self.catalog, crosses=list(self.crosses), n_propensity_draws=1, **params
+                catalog=self.catalog, crosses=list(self.crosses), propensity_draws=1, **params
             )
             for name in [CLICK, *map(str, self.values.plans)]
         }
@@ -221,7 +221,7 @@ class ValueRecommender:
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= n:
             raise DataValidationError(f"k == {k!r}, must be an integer in [1, {n}].")
         seed = self._seed(rng)
-        d = int(self.n_propensity_draws) if with_propensity else 0
+        d = int(self.propensity_draws) if with_propensity else 0
         ev = np.einsum("p,dpn->dn", vals, self._sampled(context, ids, seed, 1 + d))
         order = np.argsort(-ev, axis=1, kind="stable")[:, :k]
         top = order[0]
