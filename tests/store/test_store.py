@@ -180,6 +180,7 @@ def test_schema_1_database_gains_experiment_and_plan_columns(database_url: str) 
     st.upsert_item("a", {"x": "1"})
     with st.engine.begin() as conn:
         conn.exec_driver_sql("DROP INDEX ix_decisions_unit")
+        conn.exec_driver_sql("DROP TABLE evaluations")
         for table, column in [
             ("decisions", "unit_id"),
             ("decisions", "assignment"),
@@ -203,5 +204,6 @@ def test_schema_1_database_gains_experiment_and_plan_columns(database_url: str) 
         assert [tuple(r) for r in rows] == [("d1", None, None, None)]
         assert conn.execute(sa.text("SELECT count(plan) FROM events")).scalar() == 0
         names = {ix["name"] for ix in sa.inspect(conn).get_indexes("decisions")}
+        assert sa.inspect(conn).has_table("evaluations")
     assert "ix_decisions_unit" in names
     st.close()

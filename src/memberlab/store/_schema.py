@@ -130,6 +130,18 @@ snapshots = sa.Table(
     sa.Column("created_at", sa.Float(53), nullable=False),
 )
 
+# Added in schema 2: results of offline evaluations (off-policy estimates, candidate
+# comparisons, readouts) recorded for the dashboard; ``result`` is the command's JSON.
+evaluations = sa.Table(
+    "evaluations",
+    metadata,
+    sa.Column("seq", _BigInt, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("result", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float(53), nullable=False),
+)
+
 leases = sa.Table(
     "leases",
     metadata,
@@ -153,7 +165,8 @@ def _v1(conn: sa.Connection) -> None:
 
 
 def _v2(conn: sa.Connection) -> None:
-    """Experiment arms and candidate lists on decisions, plans on conversion events.
+    """Experiment arms and candidate lists on decisions, plans on conversion events, and
+    the ``evaluations`` table.
 
     A database created at version 2 already has these columns (``_v1`` creates the
     current tables), so only the missing ones are added.
@@ -169,6 +182,7 @@ def _v2(conn: sa.Connection) -> None:
             if column.name not in have:
                 kind = column.type.compile(dialect=conn.dialect)
                 conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column.name} {kind}")
+    evaluations.create(conn, checkfirst=True)
     have_ix = {ix["name"] for ix in inspector.get_indexes("decisions")}
     if "ix_decisions_unit" not in have_ix:
         _ix_decisions_unit.create(conn)
