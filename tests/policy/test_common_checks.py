@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from memberlab import DataValidationError
 from memberlab.bayes import GroupPrior
 from memberlab.callouts import CalloutRecommender, Catalog, Feedback
 from memberlab.layouts import LayoutPolicy
@@ -65,6 +66,7 @@ CALLOUTS = checks.PolicyCase(
         shadow_bias_var=4.0,
         shadow_sweeps=3,
         prior_quantile=0.8,
+        exploration=1.5,
         rng=3,
     ),
     contexts=CALLOUT_CONTEXTS,
@@ -105,6 +107,7 @@ def _layout_case(exact: int) -> checks.PolicyCase:
             shadow_bias_var=5.0,
             shadow_sweeps=2,
             prior_quantile=0.75,
+            exploration=0.7,
             rng=4,
         ),
         contexts=LAYOUT_CONTEXTS,
@@ -146,3 +149,58 @@ def test_version_1_snapshots_still_load() -> None:
     # and they re-save in the one codec
     assert rec.to_bytes().startswith(b"MEMBERLAB-POLICY\n")
     assert pol.to_bytes().startswith(b"MEMBERLAB-POLICY\n")
+
+
+@pytest.mark.parametrize("kind", ["callouts", "layouts"])
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), True, "1"])
+def test_exploration_is_validated(kind: str, bad: Any) -> None:
+    with pytest.raises(DataValidationError, match="exploration =="):
+        if kind == "callouts":
+            CalloutRecommender(catalog=_catalog(), exploration=bad)
+        else:
+            LayoutPolicy(SPACE, exploration=bad)
+
+
+def _callouts(exploration: float) -> CalloutRecommender:
+    pol = CalloutRecommender(catalog=_catalog(), exploration=exploration, rng=0)
+    pol.update(_callout_feedback(pol, np.random.default_rng(0)))
+    return pol
+
+
+def test_callouts_exploration_scales_the_thompson_spread() -> None:
+    """exploration=0 is greedy on the posterior mean (propensity 1, the highest mean
+    served whatever the seed); a larger scale serves that item less often (400 seeds
+    each: share 1 at 0, less at 1, less still at 3; the shares differ by far more than
+    their binomial s.d. of at most 0.025)."""
+    ctx = CALLOUT_CONTEXTS[0]
+    greedy = _callouts(0.0)
+    best = greedy.click_rates(ctx).sort_values("mean").item_id.iloc[-1]
+    ds = [greedy.decide(ctx, seed=s) for s in range(50)]
+    assert {d.item_ids[0] for d in ds} == {best}
+    assert all(d.propensities == [1.0] for d in ds)
+    spread = []
+    for e in (0.0, 1.0, 3.0):
+        pol = _callouts(e)
+        served = [pol.decide(ctx, seed=s, with_propensity=False).item_ids[0] for s in range(400)]
+        spread.append(served.count(best) / 400)
+        # the replay of a scaled draw is exact, and the snapshot keeps the scale
+        back = CalloutRecommender.from_bytes(pol.to_bytes())
+        assert back.exploration == e
+        assert back.decide(ctx, seed=11) == pol.decide(ctx, seed=11)
+    assert spread[0] == 1.0 > spread[1] > spread[2] + 0.1, spread
+
+
+def test_layouts_exploration_zero_is_greedy() -> None:
+    pol = LayoutPolicy(SPACE, exploration=0.0, exact_max_layouts=1024, rng=0)
+    pol.update(_layout_feedback(pol, np.random.default_rng(1)))
+    layouts = {
+        tuple(sorted(pol.decide(LAYOUT_CONTEXTS[0], seed=s).layout.items())) for s in range(30)
+    }
+    assert len(layouts) == 1
+    assert pol.decide(LAYOUT_CONTEXTS[0], seed=3).propensity == 1.0
+    wide = LayoutPolicy(SPACE, exploration=3.0, exact_max_layouts=1024, rng=0)
+    wide.update(_layout_feedback(wide, np.random.default_rng(1)))
+    many = {
+        tuple(sorted(wide.decide(LAYOUT_CONTEXTS[0], seed=s).layout.items())) for s in range(30)
+    }
+    assert len(many) > 1

@@ -48,6 +48,8 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
         ),
         (["--attribution-window", "-5"], ["--attribution-window", "-5", "greater than 0"]),
         (["--propensity-draws", "0"], ["--propensity-draws", "0"]),
+        (["--exploration", "-1"], ["--exploration", "-1"]),
+        (["--exploration", "nan"], ["--exploration", "nan"]),
         (["--train-interval", "-1"], ["--train-interval", "-1"]),
         (["--port", "0"], ["--port"]),
         (["--no-such-option"], ["--no-such-option"]),
@@ -160,3 +162,13 @@ def test_keys_list_and_revoke_through_the_cli_and_a_real_server(
         ).status_code
         == 401
     )
+
+
+def test_exploration_setting_reaches_a_new_recommender(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--exploration`` / ``MEMBERLAB_EXPLORATION`` set the first snapshot's scale."""
+    from memberlab.service._policy import new_recommender
+    from memberlab.service.settings import Settings
+
+    assert new_recommender(Settings()).exploration == 1.0
+    monkeypatch.setenv("MEMBERLAB_EXPLORATION", "0.25")
+    assert new_recommender(Settings.from_env()).exploration == 0.25

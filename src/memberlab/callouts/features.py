@@ -76,7 +76,7 @@ class ContextCode:
 
     __slots__ = ("features", "key", "values")
 
-    def __init__(self, key: Any, features: list[Key], values: dict[str, list[str]]) -> None:
+    def __init__(self, key: Any, features: list[Key], values: dict[str, tuple[str, ...]]) -> None:
         self.key = key
         self.features = features
         self.values = values
@@ -111,6 +111,7 @@ class CalloutFeatures:
         self._items: dict[str, list[Key]] = {}
         self._attrs: dict[str, list[tuple[str, list[str]]]] = {}
         self._ctx: dict[Any, ContextCode] = {}
+        self._fields: dict[Any, tuple[str, ...]] = {}
         self._rows: dict[tuple[Any, str], list[Key]] = {}
         self._atoms: dict[str, list[tuple[str, str]]] = {}
         self._allowed = None if self.crosses is None else set(self.crosses)
@@ -147,20 +148,46 @@ class CalloutFeatures:
             return [_bucket_label(x, edges) if edges else numeric_bucket(x)]
         return [str(v)]
 
-    def context(self, context: Mapping[str, Any]) -> ContextCode:
-        """The encoding of one context (cached)."""
-        key = context_key(context)
-        hit = self._ctx.get(key)
+    def _field(self, key: Any, v: Any) -> tuple[str, ...]:
+        """Encoded values of one context field, cached by (key, type, value): a fresh
+        context made of familiar fields costs one dictionary lookup per field."""
+        t = type(v)
+        fk: Any = (key, t, tuple(v)) if t is list else (key, t, v)
+        try:
+            hit = self._fields.get(fk)
+        except TypeError:  # unhashable (a dict, a list of lists): not cached
+            fk, hit = None, None
         if hit is None:
-            values = {str(k): self._values(str(k), v) for k, v in key}
-            feats = [(f"ctx.{k}", v) for k, vals in values.items() for v in vals]
+            hit = tuple(self._values(str(key), v))
+            if fk is not None:
+                if len(self._fields) > 16 * _MAX_CACHE:
+                    self._fields.clear()
+                self._fields[fk] = hit
+        return hit
+
+    def encode(self, context: Mapping[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The encoded context: ``(key, values)`` of each key with values, sorted by key.
+
+        Equal encodings share every downstream cache (rows, serving blocks), so raw
+        values in one numeric bucket are one context to them.
+        """
+        try:
+            pairs = sorted(context.items())
+        except TypeError:  # keys of mixed types
+            pairs = sorted(context.items(), key=lambda kv: str(kv[0]))
+        field = self._field
+        return tuple((str(k), vals) for k, v in pairs if (vals := field(k, v)))
+
+    def context(self, context: Mapping[str, Any]) -> ContextCode:
+        """The encoding of one context (cached per field and per encoded context)."""
+        enc = self.encode(context)
+        hit = self._ctx.get(enc)
+        if hit is None:
+            feats = [(f"ctx.{k}", v) for k, vals in enc for v in vals]
             if len(self._ctx) > _MAX_CACHE:
                 self._ctx.clear()
-            # the code's key is the *encoded* context: raw values in one bucket share
-            # every downstream cache (rows, serving blocks)
-            enc = tuple((k, tuple(v)) for k, v in values.items() if v)
-            hit = ContextCode(enc, feats, values)
-            self._ctx[key] = hit
+            hit = ContextCode(enc, feats, dict(enc))
+            self._ctx[enc] = hit
         return hit
 
     # ---------------------------------------------------------------- items
@@ -195,7 +222,7 @@ class CalloutFeatures:
 
     def cross_pairs(
         self, code: ContextCode, item_id: str
-    ) -> list[tuple[str, list[str], str, list[str]]]:
+    ) -> list[tuple[str, Sequence[str], str, list[str]]]:
         """``(context key, context values, attribute, attribute values)`` of each cross."""
         self.item(item_id)
         attrs = self._attrs[item_id]
@@ -204,7 +231,7 @@ class CalloutFeatures:
                 (ck, cv, a, av) for ck, cv in code.values.items() if cv for a, av in attrs if av
             ]
         return [
-            (ck, code.values.get(ck, []), a, av)
+            (ck, code.values.get(ck, ()), a, av)
             for (ck, _), (a, av) in zip(self.crosses, attrs, strict=True)
         ]
 

@@ -25,6 +25,11 @@ def serve(
         None, help="Seconds between trainer steps (default 2; 0 = only on POST /v1/admin/train)."
     ),
     propensity_draws: int | None = typer.Option(None, help="Posterior draws per propensity."),
+    exploration: float | None = typer.Option(
+        None,
+        help="Exploration scale of a new policy: Thompson draws use the posterior s.d. "
+        "times this (default 1; 0 = greedy on the posterior mean).",
+    ),
     crosses: str | None = typer.Option(
         None, help="Context x attribute crosses of a new policy, e.g. 'page:benefit,member:brand'."
     ),
@@ -58,6 +63,7 @@ def serve(
         "attribution_window": attribution_window,
         "train_interval": train_interval,
         "propensity_draws": propensity_draws,
+        "exploration": exploration,
         "crosses": crosses,
         "choice_model": model_dir,
     }

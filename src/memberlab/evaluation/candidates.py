@@ -104,8 +104,6 @@ def build_recommender(
 ) -> Any:
     """A fresh :class:`CalloutRecommender` over ``items`` (export item records) with
     ``settings``."""
-    import inspect
-
     from memberlab.bayes.groups import GroupPrior
     from memberlab.callouts import CalloutRecommender, Catalog
 
@@ -128,12 +126,6 @@ def build_recommender(
         if key in settings:
             kw[key] = settings[key]
     if "exploration" in settings:
-        params = inspect.signature(CalloutRecommender).parameters
-        if "exploration" not in params:
-            raise DataValidationError(
-                "setting 'exploration' is not supported by this CalloutRecommender "
-                f"(its settings: {sorted(p for p in params if p not in ('catalog', 'rng'))})."
-            )
         kw["exploration"] = settings["exploration"]
     return CalloutRecommender(**kw)
 

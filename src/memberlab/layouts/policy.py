@@ -44,7 +44,7 @@ from memberlab.layouts.search import (
     workspace,
 )
 from memberlab.layouts.space import LayoutSpace
-from memberlab.policy import PolicyCodecMixin, check_seed, draw_seed
+from memberlab.policy import PolicyCodecMixin, check_exploration, check_seed, draw_seed
 
 if TYPE_CHECKING:
     from memberlab.bayes.metaprior import MetaPriorFit
@@ -208,6 +208,11 @@ class LayoutPolicy(PolicyCodecMixin):
         Block-Newton sweeps moving the shadow's mean to its MAP before the refit.
     prior_quantile : float in (0.5, 1), optional
         Refit variances to their profile-likelihood upper bound at this level.
+    exploration : float
+        Exploration scale (>= 0), as in :class:`~memberlab.callouts.CalloutRecommender`:
+        Thompson draws use the posterior standard deviation times this factor (1: plain
+        Thompson sampling; 0: greedy on the posterior mean). Propensities are those of
+        the scaled draws.
     rng : int, Generator or None
         Source of decision seeds when :meth:`decide` gets neither ``seed`` nor ``rng``.
 
@@ -245,6 +250,7 @@ class LayoutPolicy(PolicyCodecMixin):
         shadow_bias_var: float = 10.0,
         shadow_sweeps: int = 8,
         prior_quantile: float | None = None,
+        exploration: float = 1.0,
         rng: RNGLike = None,
     ) -> None:
         self.space = space if isinstance(space, LayoutSpace) else LayoutSpace.from_dict(space)
@@ -261,6 +267,7 @@ class LayoutPolicy(PolicyCodecMixin):
         self.shadow_bias_var = shadow_bias_var
         self.shadow_sweeps = shadow_sweeps
         self.prior_quantile = prior_quantile
+        self.exploration = exploration
         self.rng = rng
         self._validate()
         self._rng = as_generator(rng)
@@ -308,6 +315,7 @@ class LayoutPolicy(PolicyCodecMixin):
         q = self.prior_quantile
         if q is not None and not (isinstance(q, int | float) and 0.5 < q < 1):
             raise DataValidationError(f"prior_quantile == {q!r}, must be None or in (0.5, 1).")
+        check_exploration(self.exploration)
 
     def group_prior(self, group: str) -> GroupPrior:
         """The prior of one feature group (set, or the default)."""
@@ -399,6 +407,8 @@ class LayoutPolicy(PolicyCodecMixin):
         mu, sd = np.zeros(ns), np.zeros(ns)  # the last (zero) pair column stays 0
         mu[:M], sd[:M] = mean, np.sqrt(var)
         mu[M : ns - 1], sd[M : ns - 1] = self.state_.mean[1 + M : ns], self._sd[1 + M : ns]
+        if self.exploration != 1:
+            sd *= self.exploration
         row = 0
         for gen, c, anti in parts:
             h = (c + 1) // 2 if anti else c

@@ -5,6 +5,7 @@
   snapshot codec (JSON header + ``.npz``, :data:`SCHEMA_VERSION`);
 - :func:`new_seed`, :func:`draw_seed`, :func:`check_seed`, :data:`SEED_BOUND`: the one
   seed rule;
+- :func:`check_exploration`: the exploration scale every kind takes;
 - :mod:`memberlab.policy.checks`: the common check suite run on every kind.
 """
 
@@ -18,6 +19,7 @@ from memberlab.policy._codec import (
     write_snapshot,
 )
 from memberlab.policy._contract import DecisionLike, Policy
+from memberlab.policy._params import check_exploration
 from memberlab.policy._seeds import SEED_BOUND, check_seed, draw_seed, new_seed
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "DecisionLike",
     "Policy",
     "PolicyCodecMixin",
+    "check_exploration",
     "check_seed",
     "decode_value",
     "draw_seed",

@@ -119,6 +119,7 @@ def new_recommender(settings: Settings, spec: Any = None) -> CalloutRecommender:
         catalog=Catalog(),
         crosses=settings_crosses(settings),
         propensity_draws=settings.propensity_draws,
+        exploration=settings.exploration,
     )
 
 

@@ -25,6 +25,10 @@ class Settings(BaseModel):
         (``POST /v1/admin/train`` still works).
     propensity_draws : int
         Posterior draws used to estimate the propensity of each served item.
+    exploration : float
+        Exploration scale of a new recommender: Thompson draws use the posterior
+        standard deviation times this (1: plain Thompson sampling, 0: greedy). Used when
+        the first snapshot is created, as ``crosses`` is.
     snapshot_poll_interval : float
         Seconds between checks for a newer policy snapshot (hot swap).
     clock : {"auto", "wall"}
@@ -68,6 +72,7 @@ class Settings(BaseModel):
     attribution_window: float = Field(3600.0, gt=0)
     train_interval: float = Field(2.0, ge=0)
     propensity_draws: int = Field(100, ge=1, le=100_000)
+    exploration: float = Field(1.0, ge=0, allow_inf_nan=False)
     snapshot_poll_interval: float = Field(0.5, ge=0)
     clock: Literal["auto", "wall"] = "auto"
     max_body_bytes: int = Field(1_048_576, ge=1024)
