@@ -497,11 +497,11 @@ class CalloutRecommender(PolicyCodecMixin):
         if n == 0:
             block = _Block([], np.zeros(0), np.zeros((0, 0)), np.zeros(0))
         else:
+            get, part = shape.fields.get, self._field_part
             parts = [shape.own]
-            part = self._atom_part
-            for ck, vals in enc:
-                for x in vals:
-                    parts.append(part(shape, ck, x))
+            for f in enc:
+                hit = get(f)
+                parts.append(part(shape, f) if hit is None else hit)
             total = np.add.reduce(parts) if len(parts) > 1 else parts[0]
             cov = total[n:].reshape(n, n)
             block = _Block(shape.ids, total[:n], _cholesky(cov), total[n :: n + 1].copy())
@@ -543,11 +543,22 @@ class CalloutRecommender(PolicyCodecMixin):
         A = np.zeros((n, len(atoms)))
         for r, row in enumerate(atom_rows):
             A[r, row] = 1.0
-        shape = _Shape(ids, np.concatenate([mean, cov.ravel()]), list(atoms), A, {})
+        shape = _Shape(ids, np.concatenate([mean, cov.ravel()]), list(atoms), A, {}, {})
         if len(self._shapes) > 64:
             self._shapes.clear()
         self._shapes[ckey] = shape
         return shape
+
+    def _field_part(self, shape: _Shape, field: tuple[str, tuple[str, ...]]) -> FloatArray:
+        """The sum of the parts of one context field's values (``interests`` with
+        several values is one field): cached, so a block costs one lookup per field."""
+        ck, vals = field
+        parts = [self._atom_part(shape, ck, x) for x in vals]
+        hit = np.add.reduce(parts) if len(parts) > 1 else parts[0]
+        if len(shape.fields) > 16 * _MAX_CACHE:
+            shape.fields.clear()
+        shape.fields[field] = hit
+        return hit
 
     def _atom_part(self, shape: _Shape, ck: str, x: str) -> FloatArray:
         """Mean vector and covariance (packed as in ``_Shape.own``) of the features of
@@ -1018,6 +1029,7 @@ class _Shape:
     atoms: list[tuple[str, str]]  # distinct crossable (attribute, value) of the candidates
     support: FloatArray  # (n, len(atoms)) 1 where a candidate has the attribute value
     parts: dict[tuple[str, str], FloatArray]  # per context value, packed like ``own``
+    fields: dict[tuple[str, tuple[str, ...]], FloatArray]  # per field: its values' sum
 
 
 def _cholesky(cov: FloatArray) -> FloatArray:
