@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ import pandas as pd
 
 from memberlab._errors import DataValidationError
 from memberlab._rng import RNGLike
+from memberlab._typing import FloatArray
 from memberlab.choice._panel import Panel
 from memberlab.choice._results import ChoiceResults
 
@@ -35,6 +36,7 @@ __all__ = [
     "BootstrapResults",
     "bootstrap_replicates",
     "load_bootstrap",
+    "reward_intervals",
 ]
 
 logger = logging.getLogger(__name__)
@@ -141,8 +143,6 @@ class BootstrapResults:
             The columns of :meth:`ChoiceResults.rewards_frame` plus ``boot_sd, lower,
             upper``.
         """
-        from memberlab.choice._counterfactual import reward_intervals
-
         res = self.results
         lo, hi = reward_intervals(self.replicates, alpha=self.alpha)
         sd = np.array([r.rewards for r in self.replicates]).std(axis=0, ddof=1)
@@ -238,3 +238,14 @@ def load_bootstrap(directory: str | os.PathLike[str]) -> BootstrapResults:
     return BootstrapResults(
         ChoiceResults.load(d), reps, alpha=float(meta["alpha"]), seed=meta.get("seed")
     )
+
+
+def reward_intervals(
+    replicates: Sequence[ChoiceResults], *, alpha: float = 0.05
+) -> tuple[FloatArray, FloatArray]:
+    """Percentile intervals of rewards over bootstrap replicates, each (n_states, n_actions)."""
+    if not replicates:
+        raise ValueError("replicates is empty, must hold at least one ChoiceResults.")
+    arr = np.array([r.rewards for r in replicates])
+    lo, hi = np.percentile(arr, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
+    return lo, hi

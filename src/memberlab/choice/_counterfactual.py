@@ -23,7 +23,8 @@ import scipy.stats
 from memberlab._errors import DataValidationError
 from memberlab._rng import RNGLike, as_generator, spawn
 from memberlab._typing import FloatArray, IntArray
-from memberlab.choice._env import simulate_path
+from memberlab.choice._bootstrap import bootstrap_replicates, reward_intervals
+from memberlab.choice._dynamics import _propagate, propagate_shares, simulate_path
 from memberlab.choice._panel import Panel
 from memberlab.choice._results import ChoiceResults
 
@@ -59,61 +60,6 @@ DEFAULT_N_BOOT = 200
 
 ShiftSpec = Mapping[Any, float | FloatArray] | FloatArray
 PriceSpec = Mapping[Any, str | float]
-
-
-def _propagate(
-    policy: FloatArray,
-    transitions: FloatArray,
-    initial: FloatArray,
-    months: int,
-    *,
-    anchor: int | None = None,
-    on_plan: FloatArray | None = None,
-) -> tuple[FloatArray, FloatArray]:
-    """Exact joint distribution over (state, action) by month, and churn.
-
-    Returns ``joint`` of shape (months, n_states, n_actions) and ``churn`` of shape
-    (months,): the share of members on a plan (previous action not the anchor; in month 0
-    with probability ``on_plan[s]``) who choose the anchor. ``churn`` is NaN without
-    ``anchor``.
-    """
-    n_s, n_a = policy.shape
-    dist = np.asarray(initial, dtype=float) / float(np.sum(initial))
-    on = dist * (np.zeros(n_s) if on_plan is None else on_plan)
-    joint = np.empty((months, n_s, n_a))
-    churn = np.full(months, np.nan)
-    for t in range(months):
-        j = dist[:, None] * policy
-        joint[t] = j
-        if anchor is not None:
-            j_on = on[:, None] * policy
-            churn[t] = float(j_on[:, anchor].sum() / on.sum()) if on.sum() > 0 else 0.0
-        flows = np.einsum("sa,ast->at", j, transitions)  # (A, S')
-        dist = flows.sum(axis=0)
-        if anchor is not None:
-            on = dist - flows[anchor]
-    return joint, churn
-
-
-def propagate_shares(
-    policy: FloatArray, transitions: FloatArray, initial: FloatArray, months: int
-) -> FloatArray:
-    """Exact action shares month by month from an initial state distribution.
-
-    Parameters
-    ----------
-    policy : ndarray of shape (n_states, n_actions)
-    transitions : ndarray of shape (n_actions, n_states, n_states)
-    initial : ndarray of shape (n_states,)
-        Distribution of members over states in month 0.
-    months : int
-
-    Returns
-    -------
-    ndarray of shape (months, n_actions)
-    """
-    joint, _ = _propagate(policy, transitions, initial, months)
-    return joint.sum(axis=1)
 
 
 def reward_shift(results: ChoiceResults, shift: ShiftSpec) -> FloatArray:
@@ -952,20 +898,7 @@ def bootstrap(
     To run the replicates on local processes or Ray, see
     :func:`memberlab.choice.bootstrap_replicates` (this is its serial form).
     """
-    from memberlab.choice._bootstrap import bootstrap_replicates
-
     return bootstrap_replicates(fit, panel, n_boot=n_boot, rng=rng)
-
-
-def reward_intervals(
-    replicates: Sequence[ChoiceResults], *, alpha: float = 0.05
-) -> tuple[FloatArray, FloatArray]:
-    """Percentile intervals of rewards over bootstrap replicates, each (n_states, n_actions)."""
-    if not replicates:
-        raise ValueError("replicates is empty, must hold at least one ChoiceResults.")
-    arr = np.array([r.rewards for r in replicates])
-    lo, hi = np.percentile(arr, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
-    return lo, hi
 
 
 def _design(

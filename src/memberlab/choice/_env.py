@@ -31,6 +31,7 @@ import pandas as pd
 
 from memberlab._rng import RNGLike, as_generator
 from memberlab._typing import BoolArray, FloatArray, IntArray
+from memberlab.choice._dynamics import propagate_shares, sample_next, simulate_path
 from memberlab.choice._solve import Solution, solve_values
 
 __all__ = ["ACTIONS", "MembershipEnv", "sample_next"]
@@ -46,34 +47,6 @@ PARAM_NAMES = (
     "join_cost",
 )
 STATE_COLS = ("status", "months_left", "delivery", "video", "tier")
-
-
-def sample_next(
-    transitions: FloatArray, actions: IntArray, states: IntArray, u: FloatArray
-) -> IntArray:
-    """Draw next states ``s' ~ P[a, s, :]`` for many members at once.
-
-    Parameters
-    ----------
-    transitions : ndarray of shape (n_actions, n_states, n_states)
-    actions, states : ndarray of int, shape (n,)
-    u : ndarray of shape (n,), uniforms on [0, 1)
-
-    Returns
-    -------
-    ndarray of int, shape (n,)
-    """
-    n_a, n_s, _ = transitions.shape
-    cum = np.cumsum(transitions.reshape(n_a * n_s, n_s), axis=1)
-    cum /= cum[:, -1:]
-    return _draw_rows(cum, actions * n_s + states, u)
-
-
-def _draw_rows(cum: FloatArray, rows: IntArray, u: FloatArray) -> IntArray:
-    n_cols = cum.shape[1]
-    flat = (cum + np.arange(cum.shape[0])[:, None]).ravel()
-    pos = np.searchsorted(flat, rows + u, side="right")
-    return np.minimum(pos - rows * n_cols, n_cols - 1).astype(np.int64)
 
 
 @dataclass
@@ -288,8 +261,6 @@ class MembershipEnv:
         -------
         baseline, counterfactual : ndarrays of shape (months, 3)
         """
-        from memberlab.choice._counterfactual import propagate_shares
-
         r = self.rewards()
         shift = np.zeros_like(r) if reward_shift is None else np.asarray(reward_shift, float)
         if price_factor is not None:
@@ -348,28 +319,3 @@ class MembershipEnv:
 
 
 FEAS_ALL = "none|monthly|annual"
-
-
-def simulate_path(
-    policy: FloatArray,
-    transitions: FloatArray,
-    initial: IntArray,
-    n_months: int,
-    rng: np.random.Generator,
-) -> tuple[IntArray, IntArray]:
-    """Simulate members forward: states and actions, each of shape (n_members, n_months)."""
-    n = len(initial)
-    n_a, n_s, _ = transitions.shape
-    cum_pol = np.cumsum(policy, axis=1)
-    cum_pol /= cum_pol[:, -1:]
-    cum_tr = np.cumsum(transitions.reshape(n_a * n_s, n_s), axis=1)
-    cum_tr /= cum_tr[:, -1:]
-    states = np.empty((n, n_months), dtype=np.int64)
-    actions = np.empty((n, n_months), dtype=np.int64)
-    s = np.asarray(initial, dtype=np.int64)
-    for t in range(n_months):
-        states[:, t] = s
-        a = _draw_rows(cum_pol, s, rng.random(n))
-        actions[:, t] = a
-        s = _draw_rows(cum_tr, a * n_s + s, rng.random(n))
-    return states, actions
