@@ -19,8 +19,13 @@ import scipy.linalg
 from memberlab._errors import DataValidationError
 from memberlab._typing import FloatArray
 from memberlab.choice._nfxp_core import NFXPProblem, maximize_bhhh
-from memberlab.choice._panel import Panel, check_dense_size, estimate_transitions, panel_info
-from memberlab.choice._pqr import _check_hyper, _frequency_policy, _transition_loglik
+from memberlab.choice._panel import Panel, check_dense_size, estimate_transitions
+from memberlab.choice._pqr import (
+    _check_hyper,
+    _frequency_policy,
+    _transition_loglik,
+    fit_results,
+)
 from memberlab.choice._results import ChoiceResults
 from memberlab.choice._solve import policy_transition, small_blas, solve_values
 
@@ -221,13 +226,12 @@ def _finish(
         logp = np.where(panel.feasible, np.log(np.maximum(sol.policy, 1e-300)), 0.0)
     ll_choice = float((counts * logp).sum())
     ll_trans = _transition_loglik(panel, trans)
-    res = ChoiceResults(
+    return fit_results(
+        panel,
+        anchor,
         estimator=name,
-        actions=list(panel.actions),
-        anchor=panel.actions[anchor],
         anchor_reward=0.0,
         discount=discount,
-        states=panel.states,
         feasible=panel.feasible,
         rewards=rewards,
         q=sol.q,
@@ -235,12 +239,11 @@ def _finish(
         values=sol.values,
         transitions=trans,
         counts=counts,
-        first_states=panel.first_states(),
+        loglik=ll_choice + ll_trans,
+        converged=bool(converged and sol.converged),
         params=theta,
         se=se,
         param_names=names,
-        loglik=ll_choice + ll_trans,
-        converged=bool(converged and sol.converged),
         info={
             "loglik_choice": ll_choice,
             "loglik_transitions": ll_trans,
@@ -248,11 +251,8 @@ def _finish(
             "cov": cov.tolist(),
             "not_trusted": reasons,
             "reference_levels": reference_levels,
-            **panel_info(panel),
         },
     )
-    res.check_trust()
-    return res
 
 
 _FLOPS: list[float] = []

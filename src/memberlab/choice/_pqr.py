@@ -282,26 +282,21 @@ class TabularPQR:
     def _fit(self, panel: Panel, policy: FloatArray | None) -> ChoiceResults:
         a0, pol, trans, rewards, q, values = self._pq_steps(panel, policy)
         ll = _choice_loglik(panel, pol) + _transition_loglik(panel, trans)
-        return _checked(
+        return fit_results(
             panel,
-            ChoiceResults(
-                estimator=self._name,
-                actions=list(panel.actions),
-                anchor=panel.actions[a0],
-                anchor_reward=float(self.anchor_reward),
-                discount=self.discount,
-                states=panel.states,
-                feasible=panel.feasible,
-                rewards=rewards,
-                q=q,
-                policy=pol,
-                values=values,
-                transitions=trans,
-                counts=panel.counts(),
-                first_states=panel.first_states(),
-                loglik=ll,
-                converged=True,
-            ),
+            a0,
+            anchor_reward=self.anchor_reward,
+            discount=self.discount,
+            estimator=self._name,
+            feasible=panel.feasible,
+            rewards=rewards,
+            q=q,
+            policy=pol,
+            values=values,
+            transitions=trans,
+            counts=panel.counts(),
+            loglik=ll,
+            converged=True,
         )
 
 
@@ -591,35 +586,30 @@ class StructuralPQR(TabularPQR):
         with np.errstate(divide="ignore"):
             logp = np.where(feas, np.log(np.maximum(sol.policy, 1e-300)), 0.0)
         ll = float((counts * logp).sum()) + _transition_loglik(panel, trans)
-        return _checked(
+        return fit_results(
             panel,
-            ChoiceResults(
-                estimator=self._name,
-                actions=list(panel.actions),
-                anchor=panel.actions[a0],
-                anchor_reward=float(self.anchor_reward),
-                discount=self.discount,
-                states=panel.states,
-                feasible=feas,
-                rewards=rewards,
-                q=sol.q,
-                policy=sol.policy,
-                values=sol.values,
-                transitions=trans,
-                counts=counts,
-                first_states=panel.first_states(),
-                params=theta,
-                se=np.sqrt(np.abs(np.diag(cov))),
-                param_names=list(names),
-                loglik=ll,
-                converged=bool(sol.converged),
-                info={
-                    "tau2": tau2,
-                    "tau2_weights": tau2_w,
-                    "n_cells": len(y),
-                    "shrinkage": bool(self.shrinkage),
-                },
-            ),
+            a0,
+            anchor_reward=self.anchor_reward,
+            discount=self.discount,
+            estimator=self._name,
+            feasible=feas,
+            rewards=rewards,
+            q=sol.q,
+            policy=sol.policy,
+            values=sol.values,
+            transitions=trans,
+            counts=counts,
+            loglik=ll,
+            converged=bool(sol.converged),
+            params=theta,
+            se=np.sqrt(np.abs(np.diag(cov))),
+            param_names=list(names),
+            info={
+                "tau2": tau2,
+                "tau2_weights": tau2_w,
+                "n_cells": len(y),
+                "shrinkage": bool(self.shrinkage),
+            },
         )
 
 
@@ -876,28 +866,69 @@ class PQR:
         if n_s <= self.transitions_max_states:
             trans, _ = estimate_transitions(panel)
             ll += _transition_loglik(panel, trans)
-        return _checked(
+        return fit_results(
             panel,
-            ChoiceResults(
-                estimator="pqr-fa",
-                actions=list(panel.actions),
-                anchor=panel.actions[a0],
-                anchor_reward=float(self.anchor_reward),
-                discount=self.discount,
-                states=panel.states,
-                feasible=feas,
-                rewards=rewards,
-                q=q,
-                policy=pol,
-                values=values,
-                transitions=trans,
-                counts=counts,
-                first_states=panel.first_states(),
-                loglik=ll,
-                converged=converged,
-                info={"n_q_iter": it},
-            ),
+            a0,
+            anchor_reward=self.anchor_reward,
+            discount=self.discount,
+            estimator="pqr-fa",
+            feasible=feas,
+            rewards=rewards,
+            q=q,
+            policy=pol,
+            values=values,
+            transitions=trans,
+            counts=counts,
+            loglik=ll,
+            converged=converged,
+            info={"n_q_iter": it},
         )
+
+
+def fit_results(
+    panel: Panel,
+    a0: int,
+    *,
+    estimator: str,
+    anchor_reward: float,
+    discount: float,
+    feasible: Any,
+    rewards: FloatArray,
+    q: FloatArray,
+    policy: FloatArray,
+    values: FloatArray,
+    transitions: FloatArray,
+    counts: Any,
+    loglik: float,
+    converged: bool,
+    **extra: Any,
+) -> ChoiceResults:
+    """The one constructor of every estimator's results (the PQR forms, CCP and NFXP):
+    the panel's actions, states and first states, the anchor, the fitted arrays, then
+    :func:`_checked` (the panel's facts recorded, trust checked). ``extra`` are the
+    optional fields (``params``, ``se``, ``param_names``, ``info``)."""
+    return _checked(
+        panel,
+        ChoiceResults(
+            estimator=estimator,
+            actions=list(panel.actions),
+            anchor=panel.actions[a0],
+            anchor_reward=float(anchor_reward),
+            discount=discount,
+            states=panel.states,
+            feasible=feasible,
+            rewards=rewards,
+            q=q,
+            policy=policy,
+            values=values,
+            transitions=transitions,
+            counts=counts,
+            first_states=panel.first_states(),
+            loglik=loglik,
+            converged=converged,
+            **extra,
+        ),
+    )
 
 
 def _checked(panel: Panel, res: ChoiceResults) -> ChoiceResults:

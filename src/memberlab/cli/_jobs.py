@@ -1,12 +1,18 @@
-"""Shared pieces of the commands that run offline jobs: executor options, progress bar."""
+"""Shared pieces of the commands that run offline jobs: executor options, progress bar,
+and :class:`Job`, the one wrapping of a job in its executor and progress bar."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
+
+if TYPE_CHECKING:  # the jobs package is imported when a command runs, not at CLI start
+    from memberlab.jobs import Progress
+
+T = TypeVar("T")
 
 EXECUTOR_HELP = "Where tasks run: serial (default), processes (local) or ray."
 
@@ -75,6 +81,32 @@ def progress_bar(description: str) -> Iterator[Any]:
         yield update
 
 
+class Job:
+    """One command's job: the executor its options name, validated at once (a bad
+    option is a one-line error before anything is loaded), started only by :meth:`run`.
+
+    Usage, with the command's loading and the run inside ``user_errors()``::
+
+        job = Job("counterfactual", executor, workers, ray_address)
+        with user_errors():
+            res = ChoiceResults.load(directory)
+            cf = job.run(lambda ex, progress: simulate(res, executor=ex, progress=progress))
+    """
+
+    def __init__(
+        self, label: str, executor: str, workers: int | None, ray_address: str | None
+    ) -> None:
+        self.label = label
+        self.executor = make_executor(executor, workers, ray_address)
+
+    def run(self, fn: Callable[[Any, Progress], T]) -> T:
+        """Start the executor, run ``fn(executor, progress)`` under a progress bar named
+        after the job and the backend, and stop the executor."""
+        ex = self.executor
+        with ex, progress_bar(f"{self.label} on {ex.name}") as progress:
+            return fn(ex, progress)
+
+
 def run_bootstrap(
     fit: Any,
     panel: Any,
@@ -89,13 +121,14 @@ def run_bootstrap(
     """``memberlab choice fit --bootstrap B``: replicates, intervals, saved into OUT."""
     from memberlab.choice import BootstrapResults, bootstrap_replicates
 
-    ex = make_executor(executor, workers, ray_address)
-    with ex, progress_bar(f"bootstrap on {ex.name}") as progress:
-        reps = bootstrap_replicates(
+    job = Job("bootstrap", executor, workers, ray_address)
+    reps = job.run(
+        lambda ex, progress: bootstrap_replicates(
             fit, panel, n_boot=n_boot, rng=seed, executor=ex, progress=progress
         )
+    )
     BootstrapResults(results, reps, seed=seed).save(out)
     typer.echo(
-        f"wrote {n_boot} bootstrap replicates ({ex.name}) to {out}/bootstrap/, "
+        f"wrote {n_boot} bootstrap replicates ({job.executor.name}) to {out}/bootstrap/, "
         "reward_intervals.csv, coef_intervals.csv"
     )

@@ -58,12 +58,12 @@ def counterfactual_cmd(
     from memberlab.choice import ChoiceResults, parse_changes
     from memberlab.jobs import simulate_counterfactual
 
-    ex = _jobs.make_executor(executor, workers, ray_address)
+    job = _jobs.Job("counterfactual", executor, workers, ray_address)
     with _user_errors():
         res = ChoiceResults.load(directory)
         shift = parse_changes(res, shift=reward_shift).shift
-        with ex, _jobs.progress_bar(f"counterfactual on {ex.name}") as progress:
-            cf = simulate_counterfactual(
+        cf = job.run(
+            lambda ex, progress: simulate_counterfactual(
                 res,
                 shift,
                 n_members=members,
@@ -73,6 +73,7 @@ def counterfactual_cmd(
                 executor=ex,
                 progress=progress,
             )
+        )
     _write_or_print(cf.shares, out, as_json)
 
 
@@ -98,14 +99,14 @@ def member_value_cmd(
     from memberlab.choice import ChoiceResults, parse_changes
     from memberlab.jobs import simulate_member_values
 
-    ex = _jobs.make_executor(executor, workers, ray_address)
+    job = _jobs.Job("member value", executor, workers, ray_address)
     with _user_errors():
         res = ChoiceResults.load(directory)
         prices = parse_changes(res, price=price).prices
         if not prices:
             raise ValueError("--price is required: what a member pays for each plan.")
-        with ex, _jobs.progress_bar(f"member value on {ex.name}") as progress:
-            mv = simulate_member_values(
+        mv = job.run(
+            lambda ex, progress: simulate_member_values(
                 res,
                 prices=prices,
                 horizon=horizon,
@@ -115,6 +116,7 @@ def member_value_cmd(
                 executor=ex,
                 progress=progress,
             )
+        )
     _write_or_print(mv.frame(), out, as_json)
 
 
@@ -144,20 +146,22 @@ def ope_cmd(
     """Off-policy estimates with Poisson-bootstrap intervals, one task per Parquet file."""
     from memberlab.jobs import ope_bootstrap
 
-    ex = _jobs.make_executor(executor, workers, ray_address)
-    with _user_errors(), ex, _jobs.progress_bar(f"OPE on {ex.name}") as progress:
-        table = ope_bootstrap(
-            [str(p) for p in paths],
-            reward=reward,
-            logged_propensity=propensity,
-            target_propensity=target,
-            logged_reward_hat=reward_hat,
-            target_value_hat=value_hat,
-            clip=clip,
-            n_boot=n_boot,
-            rng=seed,
-            executor=ex,
-            progress=progress,
+    job = _jobs.Job("OPE", executor, workers, ray_address)
+    with _user_errors():
+        table = job.run(
+            lambda ex, progress: ope_bootstrap(
+                [str(p) for p in paths],
+                reward=reward,
+                logged_propensity=propensity,
+                target_propensity=target,
+                logged_reward_hat=reward_hat,
+                target_value_hat=value_hat,
+                clip=clip,
+                n_boot=n_boot,
+                rng=seed,
+                executor=ex,
+                progress=progress,
+            )
         )
     _write_or_print(table, out, as_json)
 
@@ -181,11 +185,11 @@ def score_cmd(
     from memberlab.jobs import score_members
 
     cols = [c.strip() for c in context.split(",") if c.strip()] or None
-    ex = _jobs.make_executor(executor, workers, ray_address)
+    job = _jobs.Job("scoring", executor, workers, ray_address)
     with _user_errors():
         rec = CalloutRecommender.load(snapshot)
-        with ex, _jobs.progress_bar(f"scoring on {ex.name}") as progress:
-            done = score_members(
+        done = job.run(
+            lambda ex, progress: score_members(
                 rec,
                 [str(m) for m in members],
                 out,
@@ -195,6 +199,7 @@ def score_cmd(
                 executor=ex,
                 progress=progress,
             )
+        )
     typer.echo(f"wrote {int(done['rows'].sum()):,} rows in {len(done)} files to {out}")
 
 
@@ -217,11 +222,11 @@ def refit_cmd(
     from memberlab.callouts import CalloutRecommender
     from memberlab.jobs import refit_priors_sharded
 
-    ex = _jobs.make_executor(executor, workers, ray_address)
+    job = _jobs.Job("prior refit", executor, workers, ray_address)
     with _user_errors():
         rec = CalloutRecommender.load(snapshot)
-        with ex, _jobs.progress_bar(f"prior refit on {ex.name}") as progress:
-            res = refit_priors_sharded(
+        res = job.run(
+            lambda ex, progress: refit_priors_sharded(
                 rec,
                 [str(s) for s in shards],
                 min_weights=min_weights,
@@ -229,6 +234,7 @@ def refit_cmd(
                 executor=ex,
                 progress=progress,
             )
+        )
         out.mkdir(parents=True, exist_ok=True)
         priors = {g: {"mean": p.mean, "var": p.var} for g, p in res.priors.items()}
         (out / "priors.json").write_text(
