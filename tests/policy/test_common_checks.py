@@ -204,3 +204,18 @@ def test_layouts_exploration_zero_is_greedy() -> None:
         tuple(sorted(wide.decide(LAYOUT_CONTEXTS[0], seed=s).layout.items())) for s in range(30)
     }
     assert len(many) > 1
+
+
+@pytest.mark.parametrize("kind", ["callouts", "layouts-exact"])
+def test_decision_ids_are_one_format_and_unique_per_decision(kind: str) -> None:
+    """Every kind's decision id is ``memberlab.policy.new_decision_id``'s format (32 hex
+    digits); decisions sharing a seed (a replay) get distinct ids and still compare
+    equal. Callouts used ``d<version>-<seed>``: two decisions with one explicit seed
+    shared an id, so their feedback could not be told apart."""
+    case = CASES[kind]
+    pol = case.make()
+    ctx = case.contexts[0]
+    a, b = pol.decide(ctx, seed=5), pol.decide(ctx, seed=5)
+    assert a.decision_id != b.decision_id and a == b
+    for d in (a, b):
+        assert len(d.decision_id) == 32 and int(d.decision_id, 16) >= 0

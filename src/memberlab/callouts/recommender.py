@@ -34,7 +34,7 @@ import math
 import threading
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -56,7 +56,13 @@ from memberlab.callouts.features import (
     ContextCode,
     context_key,
 )
-from memberlab.policy import PolicyCodecMixin, check_exploration, check_seed, draw_seed
+from memberlab.policy import (
+    PolicyCodecMixin,
+    check_exploration,
+    check_seed,
+    draw_seed,
+    new_decision_id,
+)
 
 if TYPE_CHECKING:  # pandas is imported lazily: serving does not need it
     import pandas as pd
@@ -116,9 +122,13 @@ class ServedItem:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """A ranked top-k decision, replayable from ``seed`` at ``policy_version``."""
+    """A ranked top-k decision, replayable from ``seed`` at ``policy_version``.
 
-    decision_id: str
+    ``decision_id`` is fresh per decision (:func:`memberlab.policy.new_decision_id`) and
+    left out of equality: a replay equals the decision it replays.
+    """
+
+    decision_id: str = field(compare=False)
     items: list[ServedItem]
     policy_version: int
     seed: int
@@ -653,7 +663,7 @@ class CalloutRecommender(PolicyCodecMixin):
         if k == 1 and not with_propensity:
             j = int(scores.argmax())
             served = [ServedItem(block.item_ids[j], float(scores[j]), None, None)]
-            return Decision(f"d{self._version}-{seed:016x}", served, self._version, seed)
+            return Decision(new_decision_id(), served, self._version, seed)
         if k == 1:
             top = np.array([int(np.argmax(scores))])
         else:
@@ -667,7 +677,7 @@ class CalloutRecommender(PolicyCodecMixin):
             ServedItem(block.item_ids[j], float(scores[j]), slot_p[r], set_p[r])
             for r, j in enumerate(top.tolist())
         ]
-        return Decision(f"d{self._version}-{seed:016x}", items, self._version, seed)
+        return Decision(new_decision_id(), items, self._version, seed)
 
     def _propensities(
         self, block: _Block, top: IntArray, gen: np.random.Generator

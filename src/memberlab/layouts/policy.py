@@ -20,10 +20,9 @@ import io
 import json
 import logging
 import math
-import uuid
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -44,7 +43,13 @@ from memberlab.layouts.search import (
     workspace,
 )
 from memberlab.layouts.space import LayoutSpace
-from memberlab.policy import PolicyCodecMixin, check_exploration, check_seed, draw_seed
+from memberlab.policy import (
+    PolicyCodecMixin,
+    check_exploration,
+    check_seed,
+    draw_seed,
+    new_decision_id,
+)
 
 if TYPE_CHECKING:
     from memberlab.bayes.metaprior import MetaPriorFit
@@ -81,7 +86,8 @@ class LayoutDecision:
     Attributes
     ----------
     decision_id : str
-        A fresh identifier (uuid4 hex) for joining feedback.
+        A fresh identifier (:func:`memberlab.policy.new_decision_id`) for joining
+        feedback; left out of equality, so a replay equals the decision it replays.
     layout : dict of str to str
         Slot to variant.
     propensity : float or None
@@ -94,7 +100,7 @@ class LayoutDecision:
         Seed of every random number of the decision; see :meth:`LayoutPolicy.replay`.
     """
 
-    decision_id: str
+    decision_id: str = field(compare=False)
     layout: dict[str, str]
     propensity: float | None
     policy_version: int
@@ -529,7 +535,7 @@ class LayoutPolicy(PolicyCodecMixin):
             matches = int(np.all(L[1:] == served[None, :], axis=1).sum())
             propensity = (1 + matches) / (1 + K)
         return LayoutDecision(
-            decision_id=uuid.uuid4().hex,
+            decision_id=new_decision_id(),
             layout=self.space.from_indices(served),
             propensity=propensity,
             policy_version=self.version_,

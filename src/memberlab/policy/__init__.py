@@ -4,7 +4,7 @@
 - :class:`PolicyCodecMixin`: ``get_params`` from the constructor signature and the one
   snapshot codec (JSON header + ``.npz``, :data:`SCHEMA_VERSION`);
 - :func:`new_seed`, :func:`draw_seed`, :func:`check_seed`, :data:`SEED_BOUND`: the one
-  seed rule;
+  seed rule; :func:`new_decision_id`: the one decision id format;
 - :func:`check_exploration`: the exploration scale every kind takes;
 - :mod:`memberlab.policy.checks`: the common check suite run on every kind.
 """
@@ -20,7 +20,7 @@ from memberlab.policy._codec import (
 )
 from memberlab.policy._contract import DecisionLike, Policy
 from memberlab.policy._params import check_exploration
-from memberlab.policy._seeds import SEED_BOUND, check_seed, draw_seed, new_seed
+from memberlab.policy._seeds import SEED_BOUND, check_seed, draw_seed, new_decision_id, new_seed
 
 __all__ = [
     "MAGIC",
@@ -34,6 +34,7 @@ __all__ = [
     "decode_value",
     "draw_seed",
     "encode_value",
+    "new_decision_id",
     "new_seed",
     "read_snapshot",
     "write_snapshot",

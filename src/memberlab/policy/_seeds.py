@@ -9,13 +9,14 @@ is the decision's seed itself (what a replay passes).
 from __future__ import annotations
 
 import secrets
+import uuid
 
 import numpy as np
 
 from memberlab._errors import DataValidationError
 from memberlab._rng import RNGLike, as_generator
 
-__all__ = ["SEED_BOUND", "check_seed", "draw_seed", "new_seed"]
+__all__ = ["SEED_BOUND", "check_seed", "draw_seed", "new_decision_id", "new_seed"]
 
 SEED_BOUND = 2**63
 
@@ -23,6 +24,16 @@ SEED_BOUND = 2**63
 def new_seed() -> int:
     """A fresh seed from the operating system (what the service uses per request)."""
     return secrets.randbits(63)
+
+
+def new_decision_id() -> str:
+    """A fresh decision id (32 hex digits, uuid4), the same format for every kind.
+
+    The id names one served decision, for joining its feedback; it is never derived from
+    the seed, so decisions that share a seed (a replay, an explicit ``seed=``) still get
+    distinct ids. Decisions compare equal on their content, not their id.
+    """
+    return uuid.uuid4().hex
 
 
 def draw_seed(rng: RNGLike) -> int:
