@@ -6,7 +6,10 @@ shape of the demo's): ``P(click) = Phi(-1.9 + b[benefit] + 1.1 [benefit in inter
 + 0.5 [page shows the benefit] + 0.35 [member and video/music])``. Each shopper's click
 is drawn with that probability and sent (with the decision's timestamp plus a delay of
 0-20 simulated seconds; 60 s window); the trainer runs every 500 decisions
-(``POST /v1/admin/train``).
+(``POST /v1/admin/train``). Between two trainer steps the policy cannot change, so the
+500 decisions of a block are sent by four client threads at once (the shoppers and
+their clicks are drawn up front, in order, so they do not depend on the threads); the
+block's clicks are sent before its trainer step.
 
 Measure: in the last quarter (decisions 9,001-12,000) the share of the
 oracle-minus-random gap of the *expected* click rate the service captures,
@@ -26,6 +29,7 @@ from __future__ import annotations
 import math
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,7 @@ ITEMS = {
 }
 N_DECISIONS = 12_000
 TRAIN_EVERY = 500
+CLIENTS = 4  # concurrent client threads within a block of decisions
 T0 = 1_767_225_600.0
 
 
@@ -100,44 +105,51 @@ def run_stream(*server_args: str, n: int = N_DECISIONS, seed: int = 0) -> list[f
             *server_args,
         )
         try:
-            with server.client(admin, timeout=60.0) as c:
+            with server.client(admin, timeout=60.0) as c, ThreadPoolExecutor(CLIENTS) as pool:
                 for item_id, attrs in ITEMS.items():
                     c.put(
                         f"/v1/callouts/items/{item_id}", json={"attributes": attrs}
                     ).raise_for_status()
                 ids = list(ITEMS)
-                served, oracle, uniform = np.zeros(n), np.zeros(n), np.zeros(n)
-                events: list[dict[str, Any]] = []
-                for t in range(n):
-                    now = T0 + t
-                    ctx = shopper(rng)
-                    r = c.post(
-                        "/v1/callouts/decisions", json={"context": ctx, "timestamp": _iso(now)}
-                    )
+
+                def decide(t: int) -> str:
+                    body = {"context": contexts[t], "timestamp": _iso(T0 + t)}
+                    r = c.post("/v1/callouts/decisions", json=body)
                     r.raise_for_status()
                     d = r.json()
-                    item = d["items"][0]["item_id"]
-                    probs = [click_prob(ctx, i) for i in ids]
-                    served[t], oracle[t], uniform[t] = (
-                        click_prob(ctx, item),
-                        max(probs),
-                        np.mean(probs),
-                    )
-                    if rng.random() < served[t]:
-                        events.append(
-                            {
-                                "event_id": f"e{t}",
-                                "decision_id": d["decision_id"],
-                                "item_id": item,
-                                "type": "click",
-                                "timestamp": _iso(now + float(rng.uniform(0, 20))),
-                            }
-                        )
-                    if (t + 1) % 100 == 0 and events:
-                        c.post("/v1/events", json={"events": events}).raise_for_status()
-                        events = []
-                    if (t + 1) % TRAIN_EVERY == 0:
-                        c.post("/v1/admin/train").raise_for_status()
+                    decision_ids[t] = d["decision_id"]
+                    return str(d["items"][0]["item_id"])
+
+                # Every random number of the stream is drawn up front, in order, so the
+                # shoppers and their clicks do not depend on which client thread ran first.
+                contexts = [shopper(rng) for _ in range(n)]
+                u, delay = rng.random(n), rng.uniform(0, 20, n)
+                decision_ids = [""] * n
+                served, oracle, uniform = np.zeros(n), np.zeros(n), np.zeros(n)
+                for start in range(0, n, TRAIN_EVERY):
+                    # between two trainer steps the policy does not change, so the block's
+                    # decisions can run concurrently (decisions take no lock)
+                    block = range(start, min(start + TRAIN_EVERY, n))
+                    events: list[dict[str, Any]] = []
+                    for t, item in zip(block, pool.map(decide, block), strict=True):
+                        probs = [click_prob(contexts[t], i) for i in ids]
+                        served[t] = click_prob(contexts[t], item)
+                        oracle[t], uniform[t] = max(probs), float(np.mean(probs))
+                        if u[t] < served[t]:
+                            events.append(
+                                {
+                                    "event_id": f"e{t}",
+                                    "decision_id": decision_ids[t],
+                                    "item_id": item,
+                                    "type": "click",
+                                    "timestamp": _iso(T0 + t + float(delay[t])),
+                                }
+                            )
+                    for k in range(0, len(events), 100):
+                        c.post(
+                            "/v1/events", json={"events": events[k : k + 100]}
+                        ).raise_for_status()
+                    c.post("/v1/admin/train").raise_for_status()
         finally:
             server.stop()
     q = n // 4
