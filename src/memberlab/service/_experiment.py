@@ -309,6 +309,7 @@ def experiment_report(
     level: float = 0.95,
     cs_tuning_units: float = 10_000.0,
     every: float | None = None,
+    covariates: Any = None,
 ) -> dict[str, Any]:
     """:func:`memberlab.evaluation.experiment.holdout_report` on the store's decisions."""
     from memberlab.evaluation.experiment import holdout_report
@@ -321,4 +322,5 @@ def experiment_report(
         cs_tuning_units=cs_tuning_units,
         every=every,
         pending=pending,
+        covariates=covariates,
     )

@@ -41,6 +41,7 @@ __all__ = [
     "export_page",
     "export_parquet",
     "iter_export",
+    "parse_time",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,30 @@ class ExportCursor:
             raise DataValidationError(
                 f"cursor == {text!r} is not a cursor of this export."
             ) from exc
+
+
+def parse_time(text: str | None, name: str) -> float | None:
+    """Epoch seconds from an ISO 8601 time (UTC when it has no zone) or a number of
+    seconds, for the ``since``/``until`` filters; None or "" is no filter."""
+    from datetime import UTC, datetime
+
+    if text is None or text == "":
+        return None
+    try:
+        t = float(text)
+    except ValueError:
+        try:
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise DataValidationError(
+                f"{name} == {text!r}: must be an ISO 8601 time or epoch seconds."
+            ) from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    if not math.isfinite(t):
+        raise DataValidationError(f"{name} == {text!r}: must be a finite number of seconds.")
+    return t
 
 
 def _check(kind: str, since: float | None, until: float | None) -> None:

@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
 
-from memberlab._errors import DataValidationError
 from memberlab.service._experiment import experiment_report
 from memberlab.service.deps import AdminKey, Svc
 from memberlab.service.routes._common import responses
 from memberlab.service.schemas import ReportOut, finite_or_none
-from memberlab.store._export import export_page
+from memberlab.store._export import export_page, parse_time
 
 router = APIRouter(tags=["admin"])
 _BAD = responses(_422="A parameter is out of range or malformed.")
@@ -23,27 +20,6 @@ KindQ = Query("callouts", pattern="^(callouts|layouts)$", description="callouts 
 SpaceQ = Query(None, max_length=200, description="Layout space (default: every space).")
 SinceQ = Query(None, max_length=40, description="ISO 8601 time or epoch seconds (inclusive).")
 UntilQ = Query(None, max_length=40, description="ISO 8601 time or epoch seconds (exclusive).")
-
-
-def parse_time(text: str | None, name: str) -> float | None:
-    """Epoch seconds from an ISO 8601 time (UTC when no zone) or a number of seconds."""
-    if text is None or text == "":
-        return None
-    try:
-        t = float(text)
-    except ValueError:
-        try:
-            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise DataValidationError(
-                f"{name} == {text!r}: must be an ISO 8601 time or epoch seconds."
-            ) from None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
-    if not math.isfinite(t):
-        raise DataValidationError(f"{name} == {text!r}: must be a finite number of seconds.")
-    return t
 
 
 def clean(x: Any) -> Any:
