@@ -374,10 +374,13 @@ def lift_series(
         raise DataValidationError(f"every == {every}, must be a positive number of seconds.")
     if span / every > max_points:
         every = span / max_points
-    start = math.floor(t0 / every) * every
-    n = max(1, math.ceil((t1 - start) / every))
-    if start + n * every <= t1:
-        n += 1
+    if span == 0:  # one moment: one point
+        start, n = t0, 1
+    else:
+        start = math.floor(t0 / every) * every
+        n = max(1, math.ceil((t1 - start) / every))
+        if start + n * every <= t1:
+            n += 1
     out: list[dict[str, Any]] = []
     for j in range(1, n + 1):
         end = start + j * every
