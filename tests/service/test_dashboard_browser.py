@@ -1,6 +1,9 @@
 """The dashboard in a real browser: Debian's headless Chromium driven by Selenium against a
 real ``memberlab serve`` (SQLite) that has items, decisions, events, a trainer step, a
-layout space and a choice model fitted on a simulated membership panel.
+layout space, a choice model fitted on a simulated membership panel, a holdout (30%,
+fixed salt) whose units are picked so the split is broken (2 of 42 units held out: the
+SRM warning must show) and an offline evaluation recorded by ``memberlab evaluate logs
+--record``.
 
 Skips when Chromium, chromedriver or Selenium is missing, unless
 ``MEMBERLAB_REQUIRE_BROWSER=1`` (CI), when it fails instead.
@@ -8,8 +11,11 @@ Skips when Chromium, chromedriver or Selenium is missing, unless
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +26,7 @@ import pytest
 from _choice_model import fit_choice_model
 from _service_server import Server, start_server
 
+from memberlab.service._experiment import unit_draw
 from memberlab.store import Store
 
 CHROMIUM = os.environ.get("MEMBERLAB_CHROMIUM", "/usr/bin/chromium")
@@ -32,6 +39,15 @@ ITEMS = {
 }
 CLICKY = {"free-delivery": 3, "video": 5, "music": 11}  # every n-th impression is clicked
 SPACE = {"slots": {"headline": ["h1", "h2"], "image": ["i1", "i2", "i3"]}}
+SALT = "dashboard"
+
+
+def _skewed_units() -> list[str]:
+    """2 units the salt holds out and 40 it does not: 5% against 30%, SRM p < 0.001."""
+    ids = [f"shopper-{j}" for j in range(400)]
+    held = [u for u in ids if unit_draw(SALT, u) < 0.3][:2]
+    rest = [u for u in ids if unit_draw(SALT, u) >= 0.3][:40]
+    return held + rest
 
 
 def _browser_missing(reason: str) -> None:
@@ -105,8 +121,10 @@ def populated(tmp_path: Path) -> Iterator[tuple[Server, str, dict[str, Any]]]:
         str(tmp_path / "serve.log"),
         *("--train-interval", "0", "--attribution-window", "60"),
         *("--choice-model", str(model)),
+        *("--holdout-fraction", "0.3", "--experiment-salt", SALT),
         env={"MEMBERLAB_MIN_OBSERVATIONS": "15"},
     )
+    units = _skewed_units()
     try:
         with server.client(admin) as c:
             for item_id, attrs in ITEMS.items():
@@ -115,7 +133,8 @@ def populated(tmp_path: Path) -> Iterator[tuple[Server, str, dict[str, Any]]]:
             events = []
             for n in range(60):  # an hour-spanning minute grid: several traffic buckets
                 t = T0 + 2.5 * n
-                d = _ok(c.post("/v1/callouts/decisions", json={"timestamp": _iso(t)}))
+                body = {"timestamp": _iso(t), "unit_id": units[n % len(units)]}
+                d = _ok(c.post("/v1/callouts/decisions", json=body))
                 item = d["items"][0]["item_id"]
                 served[item] += 1
                 if served[item] % CLICKY[item] == 0:
@@ -141,10 +160,18 @@ def populated(tmp_path: Path) -> Iterator[tuple[Server, str, dict[str, Any]]]:
                 _ok(c.post("/v1/callouts/decisions", json={"timestamp": _iso(T0 + 600 + n)}))
             step = _ok(c.post("/v1/admin/train"))
             assert step["closed"] > 0, step
+            proc = subprocess.run(
+                [sys.executable, "-m", "memberlab.cli.main", "evaluate", "logs", "--database-url",
+                 url, "--policy", "uniform", "--estimators", "ipw,snipw", "--record", "--json"],
+                capture_output=True, text=True, timeout=300, check=False,
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
             expect = {
                 "stats": _ok(c.get("/v1/admin/stats")),
                 "items": _ok(c.get("/v1/callouts/items"))["items"],
                 "leaderboard": _ok(c.get("/v1/layouts/home"))["leaderboard"],
+                "experiment": _ok(c.get("/v1/admin/experiment")),
+                "evaluation": json.loads(proc.stdout),
             }
         assert expect["stats"]["pending"] >= 4
         yield server, admin, expect
@@ -247,6 +274,33 @@ def test_dashboard_renders_in_chromium(
         assert word in legend
     assert "month 17" in driver.find_element(By.ID, "cf-table").text
     assert driver.find_element(By.ID, "err").text == ""
+
+    # the holdout readout: arms, lift, the SRM warning (the split is broken on purpose),
+    # the lift over time with its bands
+    exp = expect["experiment"]
+    assert exp["ready"] and exp["srm"]["mismatch"] and exp["srm"]["p_value"] < 1e-3, exp["srm"]
+    wait.until(lambda _: css("#exp-arms tr[data-arm]"))
+    arms = {r.get_attribute("data-arm"): r.text for r in css("#exp-arms tr[data-arm]")}
+    assert set(arms) == {"holdout", "policy"}
+    assert arms["holdout"].split()[1] == str(exp["arms"]["holdout"]["units"]) == "2"
+    assert arms["policy"].split()[1] == str(exp["arms"]["policy"]["units"]) == "40"
+    srm = driver.find_element(By.ID, "srm")
+    assert "warn" in srm.get_attribute("class") and "sample-ratio mismatch" in srm.text
+    assert "30% expected" in srm.text and "do not trust" in srm.text
+    assert f"{exp['lift']['absolute']:+.4f}" in driver.find_element(By.ID, "exp-lift").text
+    assert "holdout 30% of units, served uniform" in driver.find_element(By.ID, "exp-config").text
+    points = css("#lift-chart circle.lift-point")
+    assert len(points) == len(exp["series"]) >= 2
+    assert len(css("#lift-chart polygon.lift-band")) == 1  # the confidence sequence
+    assert len(css("#lift-chart polygon.lift-ci")) == 1
+    assert css("#lift-chart path.lift-line")[0].get_attribute("d").count("L") == len(points) - 1
+
+    # the latest offline evaluation, recorded by the CLI
+    wait.until(lambda _: css("#evaluations-table tr[data-seq]"))
+    (row,) = css("#evaluations-table tr[data-seq]")
+    ips = expect["evaluation"]["estimates"][0]
+    assert "ope" in row.text and "uniform" in row.text
+    assert f"IPS {ips['value']:.4f} [{ips['lower']:.4f}, {ips['upper']:.4f}]" in row.text
 
     # a full-page screenshot for people to look at
     height = driver.execute_script("return document.documentElement.scrollHeight")

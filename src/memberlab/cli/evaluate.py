@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from memberlab.cli import _jobs
+from memberlab.cli._common import DB_HELP as _DB_HELP
 from memberlab.cli._common import user_errors as _user_errors
 
 app = typer.Typer(
@@ -105,9 +106,27 @@ def _emit(out: dict[str, Any], as_json: bool) -> None:
         typer.echo(_table(out))
 
 
+def _record(out: dict[str, Any], kind: str, label: str, database_url: str | None) -> None:
+    """Write ``out`` to the database's ``evaluations`` table (shown on the dashboard)."""
+    import os
+
+    from memberlab.store import Store
+
+    store = Store(database_url or os.environ.get("MEMBERLAB_DATABASE_URL"))
+    try:
+        seq = store.record_evaluation(kind, label, _clean(out))
+    finally:
+        store.close()
+    typer.echo(f"recorded as evaluation {seq} ({kind}: {label})", err=True)
+
+
 @app.command("logs")
 def logs(
-    file: Path = typer.Argument(..., help="A `memberlab logs export` Parquet file."),
+    file: Path | None = typer.Argument(
+        None,
+        help="A `memberlab logs export` Parquet file; without it the logs are exported "
+        "from the database (--database-url, --kind, --space, --since, --until) first.",
+    ),
     policy: str = typer.Option(
         "uniform", help="uniform, logged, fixed:ITEM, a recommender snapshot file or settings.json."
     ),
@@ -125,16 +144,32 @@ def logs(
     executor: str = _jobs.executor_option(),
     workers: int | None = _jobs.workers_option(),
     ray_address: str | None = _jobs.ray_address_option(),
+    record: bool = typer.Option(
+        False,
+        help="Also store the JSON result in the database's evaluations table "
+        "(GET /v1/admin/evaluations, the dashboard).",
+    ),
+    label: str | None = typer.Option(None, help="Label of the recorded evaluation."),
+    database_url: str | None = typer.Option(None, help=_DB_HELP),
+    kind: str = typer.Option("callouts", help="Without FILE: the kind of logs to export."),
+    space: str | None = typer.Option(None, help="Without FILE: only this layout space."),
+    since: str | None = typer.Option(None, help="Without FILE: decisions at or after (ISO)."),
+    until: str | None = typer.Option(None, help="Without FILE: decisions before (ISO)."),
 ) -> None:
     """Evaluate a policy, or compare candidate settings, on exported service logs.
 
     Candidates are refitted and evaluated one task each on ``--executor`` (same numbers on
-    every backend)."""
+    every backend). ``--record`` stores the result in the database."""
+    import tempfile
+
     from memberlab.evaluation import BanditDataset, RecommenderPolicy
     from memberlab.evaluation.candidates import compare_candidates, expand_grid, feature_importance
     from memberlab.evaluation.policies import policy_from_name
 
-    with _user_errors():
+    with _user_errors(), tempfile.TemporaryDirectory() as tmp:
+        source = file.name if file is not None else f"{kind} logs in the database"
+        if file is None:
+            file = _export(Path(tmp) / "logs.parquet", database_url, kind, space, since, until)
         data = BanditDataset.from_export(file)
         settings_file = candidates
         if settings_file is None and policy.endswith(".json"):
@@ -172,4 +207,33 @@ def logs(
             else:
                 target = policy_from_name(policy)
             out = _run(data, target, estimators, bootstrap, seed, level, clip, False)
+        if record:
+            what = "candidates" if "candidates" in out else "ope"
+            name = Path(settings_file).name if settings_file is not None else policy
+            _record(out, what, label or f"{source}: {name}", database_url)
     _emit(out, as_json)
+
+
+def _export(
+    out: Path,
+    database_url: str | None,
+    kind: str,
+    space: str | None,
+    since: str | None,
+    until: str | None,
+) -> Path:
+    """Export the database's logs to ``out`` (as ``memberlab logs export`` does)."""
+    import os
+
+    from memberlab.store import Store
+    from memberlab.store._export import export_parquet, parse_time
+
+    store = Store(database_url or os.environ.get("MEMBERLAB_DATABASE_URL"), migrate=False)
+    try:
+        export_parquet(
+            store, out, kind=kind, space=space,
+            since=parse_time(since, "--since"), until=parse_time(until, "--until"),
+        )  # fmt: skip
+    finally:
+        store.close()
+    return out

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from memberlab.cli._common import DB_HELP as _DB_HELP
 from memberlab.cli._common import fail as _fail
 
 app = typer.Typer(help="Holdout experiments: the readout of the lift.", no_args_is_help=True)
@@ -19,23 +21,38 @@ def _clean(x: Any) -> Any:
         return x if math.isfinite(x) else None
     if isinstance(x, dict):
         return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_clean(v) for v in x]
     return x
 
 
-def _read(path: Path) -> Any:
+def _read(path: Path) -> tuple[Any, int]:
+    """One row per decision, and the decisions left out as pending: an export (one row
+    per served item) is reduced to its closed decisions; a CSV is taken as it is."""
     import pandas as pd
+
+    from memberlab.evaluation.experiment import per_decision
 
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
-        if "status" in frame.columns:  # an export: pending rows have no reward yet
-            frame = frame[frame["status"] == "closed"]
-        return frame
-    return pd.read_csv(path)
+        if "status" in frame.columns and "decision_id" in frame.columns:
+            return per_decision(frame)
+        return frame, 0
+    return pd.read_csv(path), 0
 
 
 @app.command("readout")
 def readout(
-    file: Path = typer.Argument(..., help="Export (.parquet) or CSV, one row per decision."),
+    file: Path | None = typer.Argument(
+        None,
+        help="Export (.parquet) or CSV, one row per decision; without it, the decisions "
+        "in the database (--database-url).",
+    ),
+    database_url: str | None = typer.Option(None, help=_DB_HELP),
+    kind: str = typer.Option("callouts", help="From the database: callouts or layouts."),
+    space: str | None = typer.Option(None, help="From the database: only this layout space."),
+    since: str | None = typer.Option(None, help="From the database: decisions at or after."),
+    until: str | None = typer.Option(None, help="From the database: decisions before."),
     unit: str = typer.Option("unit_id", help="Column of the unit id."),
     arm: str = typer.Option("assignment", help="Column of the arm (holdout or policy)."),
     reward: str = typer.Option("reward", help="Column of the reward."),
@@ -45,33 +62,56 @@ def readout(
     holdout_fraction: float | None = typer.Option(None, help="Configured holdout share (SRM)."),
     level: float = typer.Option(0.95, help="Interval level."),
     tuning_units: float = typer.Option(10_000, help="Units the confidence sequence is tuned for."),
+    every: float | None = typer.Option(
+        None, help="Seconds per point of the lift series (default: about 20 points)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Lift of the policy over the holdout, clustered by unit, with CUPED, an always-valid
-    confidence sequence and a sample-ratio-mismatch test."""
+    confidence sequence and a sample-ratio-mismatch test; the same JSON as
+    ``GET /v1/admin/experiment`` (from the database, or from its export)."""
     import pandas as pd
+    from sqlalchemy.exc import SQLAlchemyError
 
     from memberlab import MemberlabError
-    from memberlab.evaluation.experiment import readout as _readout
+    from memberlab.evaluation.experiment import holdout_report
+    from memberlab.store._export import parse_time
 
     try:
-        frame = _read(file)
         cov = None
         if covariates is not None:
             c = pd.read_csv(covariates)
             if c.shape[1] < 2:
                 _fail(f"{covariates} must have two columns: unit id and covariate.")
             cov = dict(zip(c.iloc[:, 0].astype(str), c.iloc[:, 1].astype(float), strict=True))
-        res = _readout(
-            frame, unit=unit, arm=arm, reward=reward, covariates=cov,
-            holdout_fraction=holdout_fraction, level=level, cs_tuning_units=tuning_units,
-        )  # fmt: skip
-    except (MemberlabError, OSError, ValueError) as exc:
+        kw: dict[str, Any] = {
+            "covariates": cov, "holdout_fraction": holdout_fraction, "level": level,
+            "cs_tuning_units": tuning_units, "every": every,
+        }  # fmt: skip
+        if file is not None:
+            frame, pending = _read(file)
+            out = holdout_report(frame, unit=unit, arm=arm, reward=reward, pending=pending, **kw)
+        else:
+            from memberlab.service._experiment import experiment_report
+            from memberlab.store import Store
+
+            store = Store(database_url or os.environ.get("MEMBERLAB_DATABASE_URL"), migrate=False)
+            try:
+                out = experiment_report(
+                    store, kind, space=space, since=parse_time(since, "--since"),
+                    until=parse_time(until, "--until"), **kw,
+                )  # fmt: skip
+            finally:
+                store.close()
+    except (MemberlabError, OSError, ValueError, SQLAlchemyError) as exc:
         _fail(str(exc))
         return
-    out = _clean(res.to_dict())
+    out = _clean(out)
     if as_json:
         typer.echo(json.dumps(out, indent=2))
+        return
+    if not out["ready"]:
+        typer.echo(f"not ready: {out['reason']}")
         return
     for name, a in out["arms"].items():
         typer.echo(
@@ -84,8 +124,14 @@ def readout(
         f"lift {lift['absolute']:+.5f} [{lift['lower']:+.5f}, {lift['upper']:+.5f}] "
         f"({100 * lift['relative']:+.1f}%), always-valid [{cs['lower']:+.5f}, {cs['upper']:+.5f}]"
     )
-    if out["srm"].get("p_value") is not None:
-        typer.echo(f"SRM p = {out['srm']['p_value']:.3g}")
+    srm = out["srm"]
+    if srm.get("p_value") is not None:
+        typer.echo(
+            f"SRM p = {srm['p_value']:.3g}"
+            + ("  ! sample ratio mismatch" if srm["mismatch"] else "")
+        )
+    if srm.get("units_in_both_arms"):
+        typer.echo(f"! {srm['units_in_both_arms']} unit(s) seen in both arms: the split is broken")
     if "cuped" in out:
         cu = out["cuped"]
         typer.echo(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -16,20 +15,14 @@ app = typer.Typer(help="The service's decision logs: export them to Parquet.", n
 
 def parse_time(text: str | None, name: str) -> float | None:
     """Epoch seconds from an ISO 8601 time (UTC when no zone) or a number of seconds."""
-    if text is None:
-        return None
+    from memberlab import MemberlabError
+    from memberlab.store._export import parse_time as _parse
+
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        _fail(f"--{name} == {text!r}: must be an ISO 8601 time or epoch seconds.")
+        return _parse(text, f"--{name}")
+    except MemberlabError as exc:
+        _fail(str(exc))
         raise  # unreachable
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return t.timestamp()
 
 
 @app.command("export")

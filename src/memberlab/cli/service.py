@@ -38,6 +38,19 @@ def serve(
         help="Directory written by 'memberlab choice fit': serves GET "
         "/v1/choice/counterfactual and the dashboard's membership counterfactuals.",
     ),
+    holdout_fraction: float | None = typer.Option(
+        None,
+        help="Share of units (a decision's unit_id) held out of the policy and served by "
+        "the baseline, in [0, 1); default 0: no experiment. Readout: GET /v1/admin/experiment.",
+    ),
+    holdout_policy: str | None = typer.Option(
+        None, help="The holdout's baseline: uniform (default) or first (the first candidate)."
+    ),
+    experiment_salt: str | None = typer.Option(
+        None,
+        help="Salt of the sticky assignment (default: the one kept in the database, made "
+        "once); changing it re-assigns every unit.",
+    ),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
     """Run the decision service (uvicorn; several worker processes with --workers)."""
@@ -66,6 +79,9 @@ def serve(
         "exploration": exploration,
         "crosses": crosses,
         "choice_model": model_dir,
+        "holdout_fraction": holdout_fraction,
+        "holdout_policy": holdout_policy,
+        "experiment_salt": experiment_salt,
     }
     settings = Settings.from_env(**overrides)  # validate once, before any worker starts
     for name, value in overrides.items():
@@ -74,6 +90,14 @@ def serve(
     store = Store(settings.database_url)  # create or migrate the schema once
     try:
         problem = check_crosses(settings.crosses, store.list_items())
+        experiment = ""
+        if settings.holdout_fraction > 0:  # one salt for every worker, made once
+            from memberlab.service._experiment import resolve_salt
+
+            resolve_salt(store, settings.experiment_salt)
+            experiment = (
+                f"; holdout {settings.holdout_fraction:g} of units ({settings.holdout_policy})"
+            )
     finally:
         store.close()
     if problem:
@@ -96,7 +120,7 @@ def serve(
         trainer.start()
     typer.echo(
         f"memberlab serving on http://{host}:{port} ({workers} worker(s)); "
-        f"database {display_url(settings.database_url)}",
+        f"database {display_url(settings.database_url)}{experiment}",
         err=True,
     )
     try:

@@ -17,6 +17,12 @@ unit (per-request assignment).
   interval that holds at every look simultaneously with probability ``level``, so
   reading it daily does not inflate false positives.
 - SRM: chi-square test of the unit counts against the configured holdout fraction.
+
+:func:`holdout_report` is what the service's ``GET /v1/admin/experiment`` and
+``memberlab experiment readout`` print: the readout, plus units seen in both arms (a
+broken split: each is counted in the arm of its first decision, and the SRM check
+flags it) and the cumulative lift over time. :func:`per_decision` turns export rows (one
+per served item) into the one row per decision the readout takes.
 """
 
 from __future__ import annotations
@@ -32,7 +38,16 @@ from scipy import special, stats
 
 from memberlab._errors import DataValidationError
 
-__all__ = ["ARMS", "ExperimentReadout", "confidence_sequence_halfwidth", "readout"]
+__all__ = [
+    "ARMS",
+    "ExperimentReadout",
+    "confidence_sequence_halfwidth",
+    "first_arm",
+    "holdout_report",
+    "lift_series",
+    "per_decision",
+    "readout",
+]
 
 ARMS = ("holdout", "policy")
 
@@ -271,3 +286,181 @@ def readout(
             "method": "CUPED (pooled theta), per-unit means",
         }
     return ExperimentReadout(arms, lift, srm, cs, cuped, int(per.unassigned.sum()))
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def per_decision(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """One row per decision from export rows (one per served item).
+
+    Keeps decisions with an arm whose every impression is closed; the reward is summed
+    over the decision's served items. Returns the frame (columns ``decision_id, ts,
+    unit_id, assignment, reward``, in time order) and the number of decisions left out
+    because a window is still open.
+    """
+    for col in ("decision_id", "assignment", "reward", "status"):
+        if col not in rows.columns:
+            raise DataValidationError(
+                f"column {col!r} is missing; an export has decision_id, ts, unit_id, "
+                f"assignment, reward and status (columns are {list(rows.columns)})."
+            )
+    f = rows[rows["assignment"].notna()]
+    closed = (f["status"] == "closed").groupby(f["decision_id"], sort=False).all()
+    reward = pd.to_numeric(f["reward"], errors="coerce").fillna(0.0)
+    g = f.assign(reward=reward).groupby("decision_id", sort=False)
+    out = pd.DataFrame(
+        {
+            "ts": g["ts"].first() if "ts" in f.columns else 0.0,
+            "unit_id": g["unit_id"].first() if "unit_id" in f.columns else None,
+            "assignment": g["assignment"].first(),
+            "reward": g["reward"].sum(),
+        }
+    )
+    out = out[closed.reindex(out.index).to_numpy()]
+    out = out.reset_index().sort_values(["ts", "decision_id"], kind="stable")
+    return out.reset_index(drop=True), int((~closed).sum())
+
+
+def first_arm(
+    frame: pd.DataFrame, *, unit: str = "unit_id", arm: str = "assignment"
+) -> tuple[pd.DataFrame, int]:
+    """Put every row of a unit in the arm of the unit's first row (rows in time order).
+
+    Returns the frame and the number of units seen in both arms: with sticky assignment
+    there are none, so any is a broken split (a changed salt or holdout fraction, a
+    client that assigns on its own).
+    """
+    if unit not in frame.columns or arm not in frame.columns:
+        return frame, 0
+    named = frame[unit].notna()
+    if not named.any():
+        return frame, 0
+    arms = frame.loc[named, arm].astype(str)
+    units = frame.loc[named, unit]
+    n_arms = arms.groupby(units, sort=False).nunique()
+    mixed = int((n_arms > 1).sum())
+    if mixed:
+        frame = frame.copy()
+        first = arms.groupby(units, sort=False).first()
+        frame.loc[named, arm] = units.map(first).to_numpy()
+    return frame, mixed
+
+
+def lift_series(
+    frame: pd.DataFrame,
+    *,
+    ts: str = "ts",
+    every: float | None = None,
+    max_points: int = 60,
+    **kw: Any,
+) -> list[dict[str, Any]]:
+    """The cumulative readout at the end of each period of ``every`` seconds.
+
+    ``every=None`` splits the logged span into about 20 periods; ``every=86400`` gives
+    one point per UTC day. Each point has the lift, its fixed-n interval and the
+    confidence sequence (the band to watch over time: it holds at every look at once),
+    the units per arm and the SRM p-value; periods where an arm has fewer than two
+    units are left out. ``kw`` goes to :func:`readout`.
+    """
+    if frame.empty or ts not in frame.columns:
+        return []
+    t = pd.to_numeric(frame[ts], errors="coerce").to_numpy(dtype=np.float64)
+    t0, t1 = float(np.nanmin(t)), float(np.nanmax(t))
+    span = t1 - t0
+    if every is None:
+        every = span / 20 if span > 0 else 1.0
+    if every <= 0 or not math.isfinite(every):
+        raise DataValidationError(f"every == {every}, must be a positive number of seconds.")
+    if span / every > max_points:
+        every = span / max_points
+    if span == 0:  # one moment: one point
+        start, n = t0, 1
+    else:
+        start = math.floor(t0 / every) * every
+        n = max(1, math.ceil((t1 - start) / every))
+        if start + n * every <= t1:
+            n += 1
+    out: list[dict[str, Any]] = []
+    for j in range(1, n + 1):
+        end = start + j * every
+        part = frame[t < end] if j < n else frame
+        try:
+            r = readout(part, **kw)
+        except DataValidationError:
+            continue
+        lift, cs = r.lift, r.confidence_sequence
+        out.append(
+            {
+                "until": min(end, t1) if j == n else end,
+                "decisions": len(part),
+                "units": {a: r.arms[a]["units"] for a in ARMS},
+                "absolute": lift["absolute"],
+                "lower": lift["lower"],
+                "upper": lift["upper"],
+                "cs_lower": cs["lower"],
+                "cs_upper": cs["upper"],
+                "srm_p_value": r.srm["p_value"],
+            }
+        )
+    return out
+
+
+def holdout_report(
+    frame: pd.DataFrame,
+    *,
+    unit: str = "unit_id",
+    arm: str = "assignment",
+    reward: str = "reward",
+    ts: str = "ts",
+    covariates: Mapping[str, float] | pd.Series | None = None,
+    holdout_fraction: float | None = None,
+    level: float = 0.95,
+    cs_tuning_units: float = 10_000.0,
+    every: float | None = None,
+    pending: int = 0,
+) -> dict[str, Any]:
+    """The readout as JSON, with a broken-split check and the lift over time.
+
+    ``frame`` has one row per decision in time order (see :func:`per_decision`). Units
+    seen in both arms are counted in the arm of their first decision and reported in
+    ``srm["units_in_both_arms"]``; ``srm["mismatch"]`` is true when there is any or
+    when the chi-square test's p-value is under 0.001. When an arm has fewer than two
+    units the answer is ``{"ready": false, "reason": ...}`` with the counts so far.
+    ``pending`` (decisions whose windows are open, left out) is reported as given.
+    """
+    frame, mixed = first_arm(frame, unit=unit, arm=arm)
+    kw: dict[str, Any] = {
+        "unit": unit, "arm": arm, "reward": reward, "holdout_fraction": holdout_fraction,
+        "level": level, "cs_tuning_units": cs_tuning_units,
+    }  # fmt: skip
+    try:
+        res = readout(frame, covariates=covariates, **kw)
+    except DataValidationError as exc:
+        if "need at least 2" not in str(exc):
+            raise
+        counts: dict[str, dict[str, int]] = {}
+        for a in ARMS:
+            rows = frame[frame[arm].astype(str) == a] if arm in frame.columns else frame[:0]
+            named = rows[unit].dropna() if unit in rows.columns else pd.Series([], dtype=object)
+            counts[a] = {
+                "units": int(named.nunique() + (len(rows) - len(named))),
+                "decisions": len(rows),
+            }
+        return {
+            "ready": False,
+            "reason": str(exc),
+            "arms": counts,
+            "decisions_pending": pending,
+            "series": [],
+        }
+    out: dict[str, Any] = {"ready": True, **res.to_dict()}
+    chi_mismatch = bool(out["srm"].get("mismatch", False))
+    out["srm"] = {
+        **out["srm"],
+        "units_in_both_arms": mixed,
+        "mismatch": chi_mismatch or mixed > 0,
+    }
+    out["decisions_pending"] = pending
+    out["series"] = lift_series(frame, ts=ts, every=every, **kw) if ts in frame.columns else []
+    return out

@@ -22,6 +22,7 @@ from memberlab.service._metrics import MetricsMiddleware, RequestMetrics
 from memberlab.service.deps import build_services
 from memberlab.service.errors import error_response, install_error_handlers
 from memberlab.service.routes import admin, choice, events, items, keys, layouts, ops, pages
+from memberlab.service.routes import experiment as experiment_routes
 from memberlab.service.schemas import ErrorOut
 from memberlab.service.settings import Settings
 from memberlab.store import Store
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(layouts.spaces_router, prefix="/v1/layouts")
     app.include_router(layouts.router, prefix="/v1/layouts")
     app.include_router(admin.router, prefix="/v1/admin")
+    app.include_router(experiment_routes.router, prefix="/v1/admin")
     app.include_router(keys.router, prefix="/v1/admin/keys")
     app.include_router(choice.router, prefix="/v1/choice")
     app.include_router(pages.router)

@@ -8,7 +8,7 @@ HTTP by passing a :class:`Services` directly (see ``tests/service/test_routes.py
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from memberlab._errors import AuthError, ForbiddenError
 from memberlab.service._choice import ChoiceHolder
+from memberlab.service._experiment import Experiment
 from memberlab.service._layouts import LayoutsHolder
 from memberlab.service._policy import CalloutsHolder
 from memberlab.service._trainer import Trainer
@@ -86,6 +87,7 @@ class Services:
     trainer: Trainer
     keys: KeyCache
     choice: ChoiceHolder | None = None
+    experiment: Experiment = field(default_factory=Experiment)
 
 
 def build_services(settings: Settings, store: Store) -> Services:
@@ -100,6 +102,7 @@ def build_services(settings: Settings, store: Store) -> Services:
         trainer=Trainer(store, settings, callouts, layouts),
         keys=KeyCache(store, settings.key_cache_ttl),
         choice=ChoiceHolder(settings.choice_model) if settings.choice_model else None,
+        experiment=Experiment.from_settings(settings, store),
     )
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "RatesOut",
     "RefitIn",
     "RefitOut",
+    "ReportOut",
     "ServedItemOut",
     "SpaceRetiredOut",
     "SpacesOut",
@@ -53,6 +54,15 @@ ItemId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=
 Key = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
 Text = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)]
 Scalar = Text | bool | int | float
+UnitId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
+UNIT_HELP = (
+    "The shopper or member the request is for: the holdout experiment assigns a unit to "
+    "an arm once (sticky); without it each request is assigned on its own."
+)
+Arm = Literal["policy", "holdout"]
+ArmUnit = Literal["unit", "request"]
+ARM_HELP = "holdout: served by the baseline; policy: by the policy (always, without a holdout)."
+ARM_UNIT_HELP = "unit: the arm is the unit id's (sticky); request: drawn for this request."
 Value = Scalar | None | Annotated[list[Scalar], Field(max_length=100)]
 
 
@@ -129,6 +139,7 @@ class DecisionIn(_In):
     candidates: Annotated[list[ItemId], Field(min_length=1, max_length=1000)] | None = None
     k: int = Field(1, ge=1, le=100)
     timestamp: Timestamp | None = Field(default=None, description="ISO 8601 time of the request.")
+    unit_id: UnitId | None = Field(default=None, description=UNIT_HELP)
 
 
 class RatesIn(_In):
@@ -156,7 +167,7 @@ class RatesOut(BaseModel):
 
 class ServedItemOut(BaseModel):
     item_id: str
-    score: float
+    score: float | None = Field(description="Thompson-sampling score; null in the holdout.")
     propensity: float | None
 
 
@@ -164,6 +175,10 @@ class DecisionOut(BaseModel):
     decision_id: str
     items: list[ServedItemOut]
     policy_version: int
+    assignment: Arm = Field(default="policy", description=ARM_HELP)
+    assignment_unit: Literal["unit", "request"] = Field(
+        default="request", description=ARM_UNIT_HELP
+    )
 
 
 class EventIn(_In):
@@ -305,6 +320,10 @@ class ChoiceOut(RootModel[dict[str, Any]]):
     """A JSON object produced by :mod:`memberlab.service._choice`."""
 
 
+class ReportOut(RootModel[dict[str, Any]]):
+    """A JSON object produced by the library (readouts, export pages, evaluations)."""
+
+
 class RefitIn(_In):
     method: Literal["deconvolved", "naive"] = "deconvolved"
 
@@ -357,6 +376,7 @@ class LayoutDecisionIn(_In):
         default_factory=dict, examples=[{"device": "mobile"}]
     )
     timestamp: Timestamp | None = Field(default=None, description="ISO 8601 time.")
+    unit_id: UnitId | None = Field(default=None, description=UNIT_HELP)
 
 
 class LayoutDecisionOut(BaseModel):
@@ -364,6 +384,10 @@ class LayoutDecisionOut(BaseModel):
     layout: dict[str, str]
     propensity: float | None
     policy_version: int
+    assignment: Arm = Field(default="policy", description=ARM_HELP)
+    assignment_unit: Literal["unit", "request"] = Field(
+        default="request", description=ARM_UNIT_HELP
+    )
 
 
 class ErrorOut(BaseModel):

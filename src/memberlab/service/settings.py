@@ -64,6 +64,14 @@ class Settings(BaseModel):
         Directory written by ``memberlab choice fit`` (``results.json`` and
         ``arrays.npz``); enables ``GET /v1/choice/counterfactual``. ``None``: no
         membership counterfactuals (that endpoint answers 404).
+    holdout_fraction : float
+        Share of units (``unit_id`` of a decision request) held out of the policy and
+        served by the baseline, in [0, 1); 0 (default) runs no experiment.
+    holdout_policy : {"uniform", "first"}
+        The holdout's baseline: uniform over the candidates, or the first candidate.
+    experiment_salt : str or None
+        Salt of the sticky assignment; ``None`` uses the one kept in the database (made
+        once). Changing it re-assigns every unit.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -86,6 +94,9 @@ class Settings(BaseModel):
     choice_model: str | None = None
     key_cache_ttl: float = Field(5.0, ge=0, le=3600)
     min_observations: int = Field(30, ge=0)
+    holdout_fraction: float = Field(0.0, ge=0, lt=1)
+    holdout_policy: Literal["uniform", "first"] = "uniform"
+    experiment_salt: str | None = Field(None, min_length=1, max_length=200)
 
     @field_validator("crosses", mode="before")
     @classmethod

@@ -59,7 +59,8 @@ class Dialect:
         """Insert one decision row and its impression rows atomically (the hot path)."""
         ph = self.placeholder
         with store._tx() as conn:
-            conn.exec_driver_sql(f"INSERT INTO {dcols} VALUES ({', '.join([ph] * 10)})", drow)
+            values = ", ".join([ph] * len(drow))
+            conn.exec_driver_sql(f"INSERT INTO {dcols} VALUES ({values})", drow)
             conn.exec_driver_sql(f"INSERT INTO {icols} VALUES ({', '.join([ph] * 9)})", irows)
 
 

@@ -12,11 +12,12 @@ size, and a page-through sees every row that existed when it started.
 :func:`export_page` is the same query one page at a time (for an HTTP endpoint);
 :func:`export_parquet` streams every page to a Parquet file.
 
-The decisions table does not record a request's explicit candidate list: when a request
-relied on the catalogue, its candidates were the items active at that moment, which this
-module reconstructs from the items table (items created by then and not retired before, by the
-wall clock of the server, whatever time the client sent);
-the file's metadata says so (``candidates_source``).
+Candidates are the list the service logged with the decision (schema 2: the request's
+explicit list, or the items active when it was served). Decisions logged before the
+service recorded them have none; for those this module reconstructs the items active at
+that moment from the items table (items created by then and not retired before, by the
+wall clock of the server, whatever time the client sent); the file's metadata says which
+(``candidates_source``: ``logged``, ``catalog`` or ``logged, else catalog``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "export_page",
     "export_parquet",
     "iter_export",
+    "parse_time",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,30 @@ class ExportCursor:
             raise DataValidationError(
                 f"cursor == {text!r} is not a cursor of this export."
             ) from exc
+
+
+def parse_time(text: str | None, name: str) -> float | None:
+    """Epoch seconds from an ISO 8601 time (UTC when it has no zone) or a number of
+    seconds, for the ``since``/``until`` filters; None or "" is no filter."""
+    from datetime import UTC, datetime
+
+    if text is None or text == "":
+        return None
+    try:
+        t = float(text)
+    except ValueError:
+        try:
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise DataValidationError(
+                f"{name} == {text!r}: must be an ISO 8601 time or epoch seconds."
+            ) from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    if not math.isfinite(t):
+        raise DataValidationError(f"{name} == {text!r}: must be a finite number of seconds.")
+    return t
 
 
 def _check(kind: str, since: float | None, until: float | None) -> None:
@@ -102,7 +128,7 @@ def _query(
         d.c.created_at.label("logged_at"),
     ]
     # columns a newer schema may add (the holdout's unit id and arm)
-    for extra in ("unit_id", "assignment"):
+    for extra in ("unit_id", "assignment", "candidates"):
         if extra in d.c:
             cols.append(d.c[extra])
     q = sa.select(*cols).select_from(i.join(d, d.c.decision_id == i.c.decision_id))
@@ -153,7 +179,13 @@ def _row(r: Any, kind: str, catalog: list[dict[str, Any]]) -> dict[str, Any]:
     if kind == "callouts":
         item = r.item_id
         position = served.index(item) if item in served else 0
-        cands = _candidates_at(catalog, float(r.logged_at))  # wall clock, as the items'
+        logged = r._mapping.get("candidates")
+        if isinstance(logged, str):
+            logged = json.loads(logged)
+        if logged is not None:
+            cands = [str(x) for x in logged]
+        else:
+            cands = _candidates_at(catalog, float(r.logged_at))  # wall clock, as the items'
         for x in served:  # served items were candidates, whatever the catalogue says
             if x not in cands:
                 cands.append(x)
@@ -185,6 +217,7 @@ def _row(r: Any, kind: str, catalog: list[dict[str, Any]]) -> dict[str, Any]:
         "seed": int(r.seed),
         "reward": float(r.reward) if closed and r.reward is not None else None,
         "status": "closed" if closed else "pending",
+        "_logged_candidates": kind == "callouts" and r._mapping.get("candidates") is not None,
     }
 
 
@@ -254,6 +287,7 @@ def export_page(
     for r in rows:
         row = _row(r, kind, catalog)
         row["context"] = row.pop("_ctx")
+        del row["_logged_candidates"]
         out.append(row)
     nxt = None
     if len(rows) == limit:
@@ -262,14 +296,16 @@ def export_page(
     return out, nxt
 
 
-def _first_pass(store: Any, kind: str, **kw: Any) -> tuple[dict[str, str], int]:
-    """Each context key's column type over the export (number, list or string), and the
-    longest ranked list."""
+def _first_pass(store: Any, kind: str, **kw: Any) -> tuple[dict[str, str], int, str | None]:
+    """Each context key's column type over the export (number, list or string), the
+    longest ranked list, and where the candidates come from."""
     kinds: dict[str, set[str]] = {}
     len_list = 1
+    sources: set[bool] = set()
     for batch in iter_export(store, kind=kind, **kw):
         for row in batch:
             len_list = max(len_list, row["position"] + 1)
+            sources.add(row["_logged_candidates"])
             for k, v in row["_ctx"].items():
                 if isinstance(v, bool) or v is None:
                     t = "string"
@@ -281,7 +317,12 @@ def _first_pass(store: Any, kind: str, **kw: Any) -> tuple[dict[str, str], int]:
                     t = "string"
                 kinds.setdefault(k, set()).add(t)
     out = {k: (next(iter(t)) if len(t) == 1 else "string") for k, t in sorted(kinds.items())}
-    return out, len_list
+    source = None
+    if kind == "callouts":
+        source = "logged, else catalog" if len(sources) == 2 else "catalog"
+        if sources <= {True}:
+            source = "logged"
+    return out, len_list, source
 
 
 def _ctx_value(v: Any, t: str) -> Any:
@@ -319,7 +360,7 @@ def export_parquet(
     import pyarrow.parquet as pq
 
     kw: dict[str, Any] = {"space": space, "since": since, "until": until}
-    ctx_kinds, len_list = _first_pass(store, kind, batch_size=batch_size, **kw)
+    ctx_kinds, len_list, source = _first_pass(store, kind, batch_size=batch_size, **kw)
     ctx_types = {"number": pa.float64(), "list": pa.list_(pa.string()), "string": pa.string()}
     fields = [
         pa.field("decision_id", pa.string()),
@@ -348,7 +389,7 @@ def export_parquet(
         "since": since,
         "until": until,
         "items": catalog if kind == "callouts" else [],
-        "candidates_source": "catalog" if kind == "callouts" else None,
+        "candidates_source": source,
         "context_kinds": ctx_kinds,
         "len_list": len_list,
     }

@@ -50,6 +50,9 @@ class LedgerMixin(StoreBase):
             decision.ts,
             decision.ts_client,
             now,
+            decision.unit_id,
+            decision.assignment,
+            None if decision.candidates is None else json.dumps(decision.candidates),
         )
         irows = [
             (
@@ -67,7 +70,7 @@ class LedgerMixin(StoreBase):
         ]
         dcols = (
             "decisions (decision_id, kind, space, context, served, policy_version, seed, ts, "
-            "ts_client, created_at)"
+            "ts_client, created_at, unit_id, assignment, candidates)"
         )
         icols = (
             "impressions (decision_id, item_id, kind, space, propensity, ts, deadline, status, "

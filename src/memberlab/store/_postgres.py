@@ -51,7 +51,7 @@ class PostgresDialect(Dialect):
         ph = self.placeholder
         values = ", ".join([f"({', '.join([ph] * 9)})"] * len(irows))
         sql = (
-            f"WITH d AS (INSERT INTO {dcols} VALUES ({', '.join([ph] * 10)})) "
+            f"WITH d AS (INSERT INTO {dcols} VALUES ({', '.join([ph] * len(drow))})) "
             f"INSERT INTO {icols} VALUES {values}"
         )
         params = drow + tuple(v for row in irows for v in row)

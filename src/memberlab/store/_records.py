@@ -44,7 +44,12 @@ class ItemRecord:
 
 @dataclass(frozen=True, slots=True)
 class DecisionRecord:
-    """A logged decision; ``served`` is the list of item ids (callouts) or the layout."""
+    """A logged decision; ``served`` is the list of item ids (callouts) or the layout.
+
+    ``unit_id`` is the unit (shopper, member) the request named, ``assignment`` its
+    experiment arm (``"policy"`` or ``"holdout"``; ``None`` when no experiment runs) and
+    ``candidates`` the item ids the decision chose from (``None`` for layouts).
+    """
 
     decision_id: str
     kind: str
@@ -55,6 +60,9 @@ class DecisionRecord:
     seed: int
     ts: float
     ts_client: bool = False
+    unit_id: str | None = None
+    assignment: str | None = None
+    candidates: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

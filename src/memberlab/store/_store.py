@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from memberlab._errors import StaleSnapshotError
 from memberlab.store._base import StoreBase
+from memberlab.store._experiment import EvaluationRecord, ExperimentDecisions, ExperimentMixin
 from memberlab.store._items import ItemsMixin
 from memberlab.store._keys import KeysMixin
 from memberlab.store._lease import LeaseMixin
@@ -32,7 +33,9 @@ __all__ = [
     "ApiKeyRecord",
     "DecisionRecord",
     "DueImpression",
+    "EvaluationRecord",
     "EventRecord",
+    "ExperimentDecisions",
     "ItemRecord",
     "Snapshot",
     "StaleSnapshotError",
@@ -45,5 +48,7 @@ __all__ = [
 ]
 
 
-class Store(KeysMixin, ItemsMixin, LedgerMixin, SnapshotsMixin, LeaseMixin, StoreBase):
+class Store(
+    KeysMixin, ItemsMixin, LedgerMixin, SnapshotsMixin, LeaseMixin, ExperimentMixin, StoreBase
+):
     __doc__ = StoreBase.__doc__

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from memberlab._errors import DataValidationError, NoItemsError, UnknownDecisionError
 from memberlab.callouts import CalloutRecommender, Decision
 from memberlab.policy import new_seed
+from memberlab.service._experiment import callouts_baseline, decision_candidates
 from memberlab.service._layouts import LAYOUTS
 from memberlab.service._policy import KIND
 from memberlab.service.deps import DecideKey, Svc
@@ -35,15 +36,23 @@ events_router = APIRouter(tags=["events"])
     responses=responses(_404="Unknown candidate item.", _409="No active item to choose from."),
 )
 def decide(body: DecisionIn, svc: Svc, _: DecideKey) -> DecisionOut:
-    """Thompson-sample the top ``k`` callouts for a shopper; the decision is logged."""
-    seed = new_seed()
+    """Thompson-sample the top ``k`` callouts for a shopper; the decision is logged.
 
-    def run(rec: CalloutRecommender) -> Decision:
+    With a holdout running (``memberlab serve --holdout-fraction``) a request's
+    ``unit_id`` decides its arm, and the holdout is served by the baseline."""
+    seed = new_seed()
+    arm = svc.experiment.assign(body.unit_id)
+
+    def run(rec: CalloutRecommender) -> tuple[Decision, list[str]]:
         if body.candidates is None and not rec.catalog.active_ids():
             raise NoItemsError("no active items: PUT /v1/callouts/items first.")
-        return rec.decide(body.context, candidates=body.candidates, k=body.k, seed=seed)
+        cands = decision_candidates(rec, body.candidates)
+        if arm.holdout:
+            how = svc.experiment.policy
+            return callouts_baseline(rec, body.candidates, body.k, seed, how), cands
+        return rec.decide(body.context, candidates=body.candidates, k=body.k, seed=seed), cands
 
-    decision, version = svc.callouts.call(run)
+    (decision, candidates), version = svc.callouts.call(run)
     client_ts = epoch(body.timestamp)
     record = DecisionRecord(
         decision_id=uuid.uuid4().hex,
@@ -55,6 +64,9 @@ def decide(body: DecisionIn, svc: Svc, _: DecideKey) -> DecisionOut:
         seed=seed,
         ts=time.time() if client_ts is None else client_ts,
         ts_client=client_ts is not None,
+        unit_id=body.unit_id,
+        assignment=arm.logged,
+        candidates=candidates,
     )
     svc.store.log_decision(
         record,
@@ -65,11 +77,15 @@ def decide(body: DecisionIn, svc: Svc, _: DecideKey) -> DecisionOut:
         decision_id=record.decision_id,
         items=[
             ServedItemOut(
-                item_id=s.item_id, score=float(s.score), propensity=finite_or_none(s.propensity)
+                item_id=s.item_id,
+                score=finite_or_none(s.score),
+                propensity=finite_or_none(s.propensity),
             )
             for s in decision.items
         ],
         policy_version=version,
+        assignment=arm.arm,
+        assignment_unit=arm.unit,
     )
 
 

@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from memberlab._errors import SpaceConflictError, UnknownItemError
-from memberlab.layouts import LayoutPolicy, LayoutSpace
+from memberlab.layouts import LayoutDecision, LayoutPolicy, LayoutSpace
 from memberlab.policy import new_seed
+from memberlab.service._experiment import layouts_baseline
 from memberlab.service._layouts import LAYOUTS, LayoutsHolder
 from memberlab.service._policy import lease
 from memberlab.service.deps import AdminKey, DecideKey, Svc
@@ -136,9 +137,17 @@ def decide_layout(
     body: LayoutDecisionIn, space: SpacePath, svc: Svc, _: DecideKey
 ) -> LayoutDecisionOut:
     """Thompson-sample a layout for a request; rewards come through POST /v1/events
-    with the decision id and no item id."""
+    with the decision id and no item id. With a holdout running, ``unit_id`` decides the
+    arm (the same arm as the unit's callouts) and the holdout gets the baseline."""
     seed = new_seed()
-    decision, version = svc.layouts.call(space, lambda p: p.decide(body.context, seed=seed))
+    arm = svc.experiment.assign(body.unit_id)
+
+    def run(p: LayoutPolicy) -> LayoutDecision:
+        if arm.holdout:
+            return layouts_baseline(p, seed, svc.experiment.policy)
+        return p.decide(body.context, seed=seed)
+
+    decision, version = svc.layouts.call(space, run)
     client_ts = epoch_or_now(body.timestamp)
     record = DecisionRecord(
         decision_id=decision.decision_id,
@@ -150,6 +159,8 @@ def decide_layout(
         seed=seed,
         ts=client_ts[0],
         ts_client=client_ts[1],
+        unit_id=body.unit_id,
+        assignment=arm.logged,
     )
     svc.store.log_decision(
         record, [("", decision.propensity)], window=svc.settings.attribution_window
@@ -159,6 +170,8 @@ def decide_layout(
         layout=decision.layout,
         propensity=finite_or_none(decision.propensity),
         policy_version=version,
+        assignment=arm.arm,
+        assignment_unit=arm.unit,
     )
 
 
