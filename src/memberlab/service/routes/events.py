@@ -34,8 +34,9 @@ events_router = APIRouter(tags=["events"])
     response_model=DecisionOut,
     responses=responses(_404="Unknown candidate item.", _409="No active item to choose from."),
 )
-def decide(body: DecisionIn, svc: Svc, _: DecideKey) -> DecisionOut:
+async def decide(body: DecisionIn, svc: Svc, _: DecideKey) -> DecisionOut:
     """Thompson-sample the top ``k`` callouts for a shopper; the decision is logged."""
+    # async: served on the event loop (no thread hop); the log is group-committed
     seed = new_seed()
 
     def run(rec: CalloutRecommender) -> Decision:
@@ -56,7 +57,7 @@ def decide(body: DecisionIn, svc: Svc, _: DecideKey) -> DecisionOut:
         ts=time.time() if client_ts is None else client_ts,
         ts_client=client_ts is not None,
     )
-    svc.store.log_decision(
+    await svc.store.log_decision_async(
         record,
         [(s.item_id, s.propensity) for s in decision.items],
         window=svc.settings.attribution_window,

@@ -132,7 +132,7 @@ def retire_layout_space(space: SpacePath, svc: Svc, _: AdminKey) -> SpaceRetired
 
 
 @router.post("/{space}/decisions", response_model=LayoutDecisionOut, responses=_NOT_FOUND)
-def decide_layout(
+async def decide_layout(
     body: LayoutDecisionIn, space: SpacePath, svc: Svc, _: DecideKey
 ) -> LayoutDecisionOut:
     """Thompson-sample a layout for a request; rewards come through POST /v1/events
@@ -151,7 +151,7 @@ def decide_layout(
         ts=client_ts[0],
         ts_client=client_ts[1],
     )
-    svc.store.log_decision(
+    await svc.store.log_decision_async(
         record, [("", decision.propensity)], window=svc.settings.attribution_window
     )
     return LayoutDecisionOut(
