@@ -17,9 +17,10 @@ attribution window, so it closes windows and publishes snapshots during the load
 memberlab row says how many windows it closed and how many versions it published while
 measuring. A rate is found by doubling from ``--start`` until p99 misses the target,
 then bisecting ``--refine`` times between the last rate that held and the first that
-did not (each rate on a freshly started server, after 2 s of warm-up). A rate at which
-the load generator itself fell behind its schedule (more than 1% of sends late by
-5 ms) is reported and ends the search: the number is then a lower bound.
+did not (each rate on a freshly started server, after 2 s of warm-up and, for memberlab,
+once the trainer has closed the warm-up's windows). Latency counts from the scheduled
+send time, so a load generator that falls behind (on a busy machine) only makes p99
+worse; each row prints its late sends (more than 5 ms behind schedule).
 
     python benchmarks/service_load.py                        # the table (about 10 min)
     python benchmarks/service_load.py --duration 20          # steadier, about 20 min
@@ -282,7 +283,13 @@ def run_memberlab(backend: str, url: str, rate: float, duration: float, workers:
             for item_id, attrs in CATALOG.items():
                 c.put(f"/v1/callouts/items/{item_id}", json={"attributes": attrs})
             run_drive(server.port, key, min(rate, 200), 2.0, Result(backend, rate, 2.0))
-            before = c.get("/v1/admin/stats").json()
+            # measure only once the trainer process is up (it imports for several seconds
+            # on a busy machine) and has closed the warm-up's windows
+            deadline = time.monotonic() + 120
+            while (before := c.get("/v1/admin/stats").json())["closed"] == 0:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the trainer closed no window in 120 s: {before}")
+                time.sleep(0.5)
             res = Result(backend, rate, duration)
             run_drive(server.port, key, rate, duration, res)
             after = c.get("/v1/admin/stats").json()
@@ -302,7 +309,7 @@ class Found:
     held_p99: float = float("nan")
     missed: float | None = None
     missed_p99: float = float("nan")
-    generator_limited: bool = False
+    generator_lagged: bool = False
 
     def cell(self) -> str:
         if self.held is None:
@@ -310,8 +317,8 @@ class Found:
         out = f"{self.held:g}/s (p99 {self.held_p99:.0f} ms"
         if self.missed is not None:
             out += f"; {self.missed:g}/s: {self.missed_p99:.0f} ms"
-        if self.generator_limited:
-            out += "; load generator limited: a lower bound"
+        if self.generator_lagged:
+            out += "; the load generator lagged"
         return out + ")"
 
 
@@ -323,8 +330,7 @@ def search(name: str, run: Any, args: Any) -> Found:
         res = run(rate)
         s = res.summary()
         p99 = s["decision_p99_ms"]
-        late = res.late_sends > 0.01 * max(res.sends, 1)
-        ok = p99 < args.p99_target and res.errors == 0 and not late
+        ok = p99 < args.p99_target and res.errors == 0
         extra = ""
         if res.closed >= 0:
             extra = f", trainer closed {res.closed}, published {res.versions}"
@@ -340,16 +346,14 @@ def search(name: str, run: Any, args: Any) -> Found:
             print(f"    errors: {res.error_samples[:2]}")
         if ok:
             found.held, found.held_p99 = rate, p99
+            found.generator_lagged = res.late_sends > 0.01 * max(res.sends, 1)
         else:
             found.missed, found.missed_p99 = rate, p99
-            found.generator_limited = late and res.errors == 0
         return ok
 
     rate = args.start
     while rate <= args.max_rate and trial(rate):
         rate *= 2
-    if found.generator_limited:
-        return found
     for _ in range(args.refine):
         if found.held is None or found.missed is None:
             break
@@ -357,8 +361,6 @@ def search(name: str, run: Any, args: Any) -> Found:
         if mid in (found.held, found.missed):
             break
         trial(mid)
-        if found.generator_limited:
-            break
     return found
 
 
@@ -464,9 +466,14 @@ def fixed_rate(args: Any) -> None:
 def main() -> None:
     global CLICK_RATE, TRAIN_INTERVAL
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--duration", type=float, default=10.0, help="seconds measured per rate")
+    ap.add_argument(
+        "--duration",
+        type=float,
+        default=10.0,
+        help="seconds measured per rate (>= 6: the trainer closes windows while measuring)",
+    )
     ap.add_argument("--p99-target", type=float, default=50.0, help="ms")
-    ap.add_argument("--start", type=float, default=50.0, help="first rate of the search")
+    ap.add_argument("--start", type=float, default=25.0, help="first rate of the search")
     ap.add_argument("--max-rate", type=float, default=10_000.0)
     ap.add_argument("--refine", type=int, default=3, help="bisection steps after doubling")
     ap.add_argument("--click-rate", type=float, default=0.2)
