@@ -1,43 +1,51 @@
-"""Fixed-rate load on the decision service: decisions plus their delayed click events.
+"""Open-loop HTTP load on the decision service, and its ratio to a minimal FastAPI app.
 
-Starts ``memberlab serve`` (a separate process, on 127.0.0.1 only) on SQLite and/or
-PostgreSQL, then drives it from this process at a fixed request rate (open loop: a request
-is sent at its scheduled time whether or not earlier ones have answered, and latency is
-measured from the scheduled time, so queueing shows up in the numbers). Each decision is
-followed, with probability ``--click-rate`` and after a random delay of up to 2 s, by a
-click event; events go out in batches every 100 ms (as a website's beacon would). The
-trainer runs every second on a 5 s attribution window, so it works during the load.
+The default run prints one table: for 1 and 2 server worker processes, the highest
+decision rate whose p99 latency stays under ``--p99-target`` (50 ms) with no errors, for
+the smallest FastAPI app doing the same HTTP work (``_baseline_app.py``: bearer header
+and JSON body parsed, JSON answered) and for ``memberlab serve`` on SQLite with click
+events and the trainer running, both served by the same uvicorn settings
+(:func:`memberlab.service.launch.run_uvicorn`), measured in the same run; their ratio;
+and the scaling from 1 to 2 workers.
 
-Reports achieved rates, p50/p90/p99/max latency of decisions and event batches, and
-errors, with the machine and versions. ``--sweep`` also finds the highest decision rate
-whose p99 stays under ``--p99-target`` ms.
+Load: open loop (a request is sent at its scheduled time whether or not earlier ones have
+answered; latency is measured from the scheduled time, so queueing counts), from this
+process (the servers are separate processes, on 127.0.0.1 only), with 64 keep-alive
+connections. 20% of decisions are followed by a click event within 2 s; events go out
+in batches every 100 ms, as a web beacon would. The trainer runs every second on a 5 s
+attribution window, so it closes windows and publishes snapshots during the load; each
+memberlab row says how many windows it closed and how many versions it published while
+measuring. A rate is found by doubling from ``--start`` until p99 misses the target,
+then bisecting ``--refine`` times between the last rate that held and the first that
+did not (each rate on a freshly started server, after 2 s of warm-up and, for memberlab,
+once the trainer has closed the warm-up's windows). Latency counts from the scheduled
+send time, so a load generator that falls behind (on a busy machine) only makes p99
+worse; each row prints its late sends (more than 5 ms behind schedule).
 
-    .venv/bin/python benchmarks/service_load.py                      # 60 s at 500/s, both
-    .venv/bin/python benchmarks/service_load.py --duration 15 --backend sqlite
-    .venv/bin/python benchmarks/service_load.py --sweep --duration 20
-    .venv/bin/python benchmarks/service_load.py --compare --duration 10   # vs minimal FastAPI
+    python benchmarks/service_load.py                        # the table (about 10 min)
+    python benchmarks/service_load.py --duration 20          # steadier, about 20 min
+    python benchmarks/service_load.py --rate 500 --backend postgres   # one fixed rate
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import platform
 import random
 import secrets
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_lines
 from memberlab.service import launch
 from memberlab.service.demo import CATALOG, CROSSES, shopper
 from memberlab.service.launch import Server
@@ -59,6 +67,10 @@ class Result:
     ev_lat: list[float] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
     late_sends: int = 0
+    sends: int = 0
+    client_cpu: float = 0.0
+    closed: int = -1  # memberlab only: windows the trainer closed while measuring
+    versions: int = 0
 
     def summary(self) -> dict[str, Any]:
         def q(xs: list[float], p: float) -> float:
@@ -80,35 +92,31 @@ class Result:
 
 
 class Conn:
-    """A minimal keep-alive HTTP/1.1 client connection (lower overhead than httpx, so the
-    load generator does not steal the server's CPU on a small machine)."""
+    """A minimal keep-alive HTTP/1.1 client connection (much less CPU per request than
+    httpx, so the load generator steals little of the server's CPU on a small machine)."""
 
     def __init__(self, port: int, key: str) -> None:
-        self.port, self.key = port, key
+        self.port = port
+        self.head = (
+            f"Host: {HOST}\r\nAuthorization: Bearer {key}\r\n"
+            "Content-Type: application/json\r\nContent-Length: "
+        ).encode()
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, body: Any) -> tuple[int, bytes]:
+    async def request(self, method: str, path: str, data: bytes) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
         assert self.reader is not None
-        data = json.dumps(body).encode()
-        head = (
-            f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {self.key}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        self.writer.write(
+            b"%s %s HTTP/1.1\r\n%s%d\r\n\r\n%s"
+            % (method.encode(), path.encode(), self.head, len(data), data)
         )
-        self.writer.write(head.encode() + data)
         try:
-            status_line = await self.reader.readline()
-            status = int(status_line.split()[1])
-            length = 0
-            while True:
-                line = await self.reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                name, _, value = line.decode().partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            i = head.lower().find(b"content-length:")
+            length = int(head[i + 15 : head.index(b"\r\n", i)]) if i >= 0 else 0
             payload = await self.reader.readexactly(length)
         except Exception:
             self.writer.close()
@@ -123,26 +131,30 @@ class Pool:
         for _ in range(size):
             self.free.put_nowait(Conn(port, key))
 
-    async def request(self, method: str, path: str, body: Any) -> tuple[int, bytes]:
+    async def request(self, method: str, path: str, data: bytes) -> tuple[int, bytes]:
         conn = await self.free.get()
         try:
-            return await conn.request(method, path, body)
+            return await conn.request(method, path, data)
         finally:
             self.free.put_nowait(conn)
 
 
 async def drive(port: int, key: str, rate: float, duration: float, res: Result) -> None:
+    """Send decisions at ``rate`` per second for ``duration`` seconds (open loop), and
+    a click event batch every 100 ms."""
     pool = Pool(port, key, 64)
     rng = np.random.default_rng(0)
-    contexts = [shopper(rng) for _ in range(500)]
+    bodies = [json.dumps({"context": shopper(rng)}).encode() for _ in range(500)]
     outbox: list[tuple[float, dict[str, Any]]] = []
-    start = time.perf_counter()
     tasks: set[asyncio.Task[None]] = set()
+    cpu0 = time.process_time()
+    start = time.perf_counter()
 
     async def one_decision(scheduled: float) -> None:
-        ctx = contexts[random.randrange(len(contexts))]
         try:
-            status, payload = await pool.request("POST", "/v1/callouts/decisions", {"context": ctx})
+            status, payload = await pool.request(
+                "POST", "/v1/callouts/decisions", bodies[random.randrange(len(bodies))]
+            )
         except Exception as exc:
             res.errors += 1
             res.error_samples.append(repr(exc))
@@ -165,7 +177,8 @@ async def drive(port: int, key: str, rate: float, duration: float, res: Result) 
 
     async def send_events(batch: list[dict[str, Any]], scheduled: float) -> None:
         try:
-            status, payload = await pool.request("POST", "/v1/events", {"events": batch})
+            data = json.dumps({"events": batch}).encode()
+            status, payload = await pool.request("POST", "/v1/events", data)
         except Exception as exc:
             res.errors += 1
             res.error_samples.append(repr(exc))
@@ -198,22 +211,34 @@ async def drive(port: int, key: str, rate: float, duration: float, res: Result) 
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        elif delay < -0.01:
+        elif delay < -0.005:
             res.late_sends += 1
         task = asyncio.create_task(one_decision(scheduled))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         i += 1
+    res.sends = i
     await ev_task
     if tasks:
         await asyncio.wait(tasks, timeout=30)
+    res.client_cpu = time.process_time() - cpu0
+
+
+def run_drive(port: int, key: str, rate: float, duration: float, res: Result) -> None:
+    """:func:`drive` on uvloop when installed (less load-generator CPU per request)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(drive(port, key, rate, duration, res))
+    else:
+        uvloop.run(drive(port, key, rate, duration, res))
 
 
 CLICK_RATE = 0.2
 TRAIN_INTERVAL = 1.0
 
 
-def start_server(url: str, workers: int, log: Path) -> Server:
+def start_memberlab(url: str, workers: int, log: Path) -> Server:
     return launch.start_server(
         url,
         "--workers",
@@ -230,143 +255,172 @@ def start_server(url: str, workers: int, log: Path) -> Server:
 
 
 def run_baseline(rate: float, duration: float, workers: int) -> Result:
-    """The same load on :mod:`_baseline_app` (fixed answers), same uvicorn settings."""
+    """The same load on :mod:`_baseline_app`, served by the same uvicorn settings."""
     port = launch.free_port(HOST)
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "_baseline_app:create_app",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--timeout-graceful-shutdown",
-        "5",
-    ]
+    cmd = launch.uvicorn_command("_baseline_app:create_app", host=HOST, port=port, workers=workers)
     log = Path(tempfile.gettempdir()) / "memberlab-bench-baseline.log"
     here = str(Path(__file__).resolve().parent)
     path = os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])
     server = launch.start_command(cmd, host=HOST, port=port, log_path=log, env={"PYTHONPATH": path})
     try:
-        asyncio.run(drive(port, "none", min(rate, 200), 2.0, Result("baseline", rate, 2.0)))
+        run_drive(port, "none", min(rate, 200), 2.0, Result("baseline", rate, 2.0))
         res = Result("baseline", rate, duration)
-        asyncio.run(drive(port, "none", rate, duration, res))
+        run_drive(port, "none", rate, duration, res)
         res.error_samples = res.error_samples[:5]
         return res
     finally:
         server.stop(timeout=20)
 
 
-SWEEP = (25, 50, 100, 200, 300, 400, 600, 800, 1000, 1300, 1600, 2000, 2500, 3200)
-
-
-def sweep(name: str, run: Any, target: float) -> tuple[float | None, list[dict[str, Any]]]:
-    """Rates in :data:`SWEEP` until p99 >= target ms or an error: the highest that held."""
-    best, rows = None, []
-    for rate in SWEEP:
-        res = run(rate)
-        s = res.summary()
-        rows.append(s)
-        ok = s["decision_p99_ms"] < target and s["errors"] == 0
-        print(f"  {name} {rate:5d}/s: p99 {s['decision_p99_ms']:7.1f} ms, errors {s['errors']}")
-        if not ok:
-            break
-        best = rate
-    return best, rows
-
-
-def compare(args: Any, tmp: str) -> None:
-    """memberlab serve (SQLite, events and trainer running) against the minimal FastAPI
-    endpoint, 1 and 2 workers: the highest rate with p99 < target for each, and ratios."""
-    out: dict[tuple[str, int], float | None] = {}
-    for workers in (1, 2):
-
-        def ml(rate: float, workers: int = workers) -> Result:
-            url = f"sqlite:///{tmp}/cmp-{workers}-{int(rate)}.db"
-            return run_one("sqlite", url, rate, args.duration, workers)
-
-        print(f"workers {workers}: memberlab serve (SQLite, trainer every {TRAIN_INTERVAL} s)")
-        out["memberlab", workers], _ = sweep("memberlab", ml, args.p99_target)
-        print(f"workers {workers}: minimal FastAPI endpoint, same uvicorn settings")
-        out["baseline", workers], _ = sweep(
-            "baseline", lambda r, w=workers: run_baseline(r, args.duration, w), args.p99_target
-        )
-    print(
-        f"\nhighest decision rate with p99 < {args.p99_target:g} ms and no errors "
-        f"({args.duration:g} s per rate; rates tried: {list(SWEEP)}):"
-    )
-    print("| workers | memberlab serve | minimal FastAPI | ratio |")
-    print("|---|---|---|---|")
-    for workers in (1, 2):
-        m, b = out["memberlab", workers], out["baseline", workers]
-        ratio = f"{m / b:.2f}" if m and b else "-"
-        print(f"| {workers} | {m} | {b} | {ratio} |")
-    m1, m2 = out["memberlab", 1], out["memberlab", 2]
-    b1, b2 = out["baseline", 1], out["baseline", 2]
-    if m1 and m2:
-        print(f"scaling 1 -> 2 workers: memberlab {m2 / m1:.2f}x", end="")
-        print(f", baseline {b2 / b1:.2f}x" if b1 and b2 else "")
-
-
-def run_one(backend: str, url: str, rate: float, duration: float, workers: int) -> Result:
+def run_memberlab(backend: str, url: str, rate: float, duration: float, workers: int) -> Result:
     store = Store(url)
     key = store.create_api_key("admin", label="bench")
     store.close()
     log = Path(tempfile.gettempdir()) / f"memberlab-bench-{backend}.log"
-    server = start_server(url, workers, log)
-    port = server.port
+    server = start_memberlab(url, workers, log)
     try:
-        import httpx
-
-        with httpx.Client(
-            base_url=f"http://{HOST}:{port}", headers={"Authorization": f"Bearer {key}"}
-        ) as c:
+        with server.client(key) as c:
             for item_id, attrs in CATALOG.items():
                 c.put(f"/v1/callouts/items/{item_id}", json={"attributes": attrs})
-        # warm up: caches, connections
-        asyncio.run(drive(port, key, min(rate, 200), 2.0, Result(backend, rate, 2.0)))
-        res = Result(backend, rate, duration)
-        asyncio.run(drive(port, key, rate, duration, res))
-        with httpx.Client(
-            base_url=f"http://{HOST}:{port}", headers={"Authorization": f"Bearer {key}"}
-        ) as c:
-            stats = c.get("/v1/admin/stats").json()
+            run_drive(server.port, key, min(rate, 200), 2.0, Result(backend, rate, 2.0))
+            # measure only once the trainer process is up (it imports for several seconds
+            # on a busy machine) and has closed the warm-up's windows
+            deadline = time.monotonic() + 120
+            while (before := c.get("/v1/admin/stats").json())["closed"] == 0:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the trainer closed no window in 120 s: {before}")
+                time.sleep(0.5)
+            res = Result(backend, rate, duration)
+            run_drive(server.port, key, rate, duration, res)
+            after = c.get("/v1/admin/stats").json()
+        res.closed = after["closed"] - before["closed"]
+        res.versions = after["policy_version"] - before["policy_version"]
         res.error_samples = res.error_samples[:5]
-        print(f"  server counts: {stats}")
         return res
     finally:
         server.stop(timeout=20)
 
 
-def machine() -> str:
-    cpu = platform.processor() or ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    pkgs = ["memberlab", "fastapi", "uvicorn", "starlette", "sqlalchemy", "psycopg", "numpy"]
-    vers = ", ".join(f"{p} {_v(p)}" for p in pkgs)
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{platform.platform()}; {os.cpu_count()} CPUs ({cpu}); load average {load} "
-        f"(other work on the machine skews the numbers); Python "
-        f"{platform.python_version()}; {vers}"
+@dataclass
+class Found:
+    """What a search found: the highest rate that held and the lowest that did not."""
+
+    held: float | None = None
+    held_p99: float = float("nan")
+    missed: float | None = None
+    missed_p99: float = float("nan")
+    generator_lagged: bool = False
+
+    def cell(self) -> str:
+        if self.held is None:
+            return f"none (p99 {self.missed_p99:.0f} ms at {self.missed:g}/s)"
+        out = f"{self.held:g}/s (p99 {self.held_p99:.0f} ms"
+        if self.missed is not None:
+            out += f"; {self.missed:g}/s: {self.missed_p99:.0f} ms"
+        if self.generator_lagged:
+            out += "; the load generator lagged"
+        return out + ")"
+
+
+def search(name: str, run: Any, args: Any) -> Found:
+    """Double from ``args.start`` until p99 misses the target, then bisect."""
+    found = Found()
+
+    def trial(rate: float) -> bool:
+        res = run(rate)
+        s = res.summary()
+        p99 = s["decision_p99_ms"]
+        ok = p99 < args.p99_target and res.errors == 0
+        extra = ""
+        if res.closed >= 0:
+            extra = f", trainer closed {res.closed}, published {res.versions}"
+        print(
+            f"  {name:9s} {rate:6.0f}/s: achieved {s['achieved_decisions_per_s']:6.0f}/s, "
+            f"p50 {s['decision_p50_ms']:6.1f}, p99 {p99:7.1f}, max {s['decision_max_ms']:7.1f} ms, "
+            f"errors {res.errors}, late sends {res.late_sends}, generator CPU "
+            f"{1e3 * res.client_cpu / max(res.sends, 1):.2f} ms/decision{extra}; "
+            f"load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+        if res.error_samples:
+            print(f"    errors: {res.error_samples[:2]}")
+        if ok:
+            found.held, found.held_p99 = rate, p99
+            found.generator_lagged = res.late_sends > 0.01 * max(res.sends, 1)
+        else:
+            found.missed, found.missed_p99 = rate, p99
+        return ok
+
+    rate = args.start
+    while rate <= args.max_rate and trial(rate):
+        rate *= 2
+    for _ in range(args.refine):
+        if found.held is None or found.missed is None:
+            break
+        mid = round((found.held + found.missed) / 2 / 10) * 10
+        if mid in (found.held, found.missed):
+            break
+        trial(mid)
+    return found
+
+
+def compare(args: Any, tmp: str) -> None:
+    """The table: minimal FastAPI and memberlab serve, 1 and 2 workers, same run."""
+    out: dict[tuple[str, int], Found] = {}
+    for workers in (1, 2):
+        print(f"workers {workers}: minimal FastAPI app (_baseline_app.py), same uvicorn settings")
+        out["baseline", workers] = search(
+            "baseline", lambda r, w=workers: run_baseline(r, args.duration, w), args
+        )
+
+        def ml(rate: float, workers: int = workers) -> Result:
+            url = f"sqlite:///{tmp}/cmp-{workers}-{int(rate)}.db"
+            return run_memberlab("sqlite", url, rate, args.duration, workers)
+
+        print(
+            f"workers {workers}: memberlab serve (SQLite, events, "
+            f"trainer every {TRAIN_INTERVAL:g} s)"
+        )
+        out["memberlab", workers] = search("memberlab", ml, args)
+    print(
+        f"\nHighest decision rate with p99 < {args.p99_target:g} ms and no errors "
+        f"({args.duration:g} s per rate; load average now "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}):\n"
     )
+    print("| workers | minimal FastAPI | memberlab serve | ratio |")
+    print("|---|---|---|---|")
+    for workers in (1, 2):
+        b, m = out["baseline", workers], out["memberlab", workers]
+        ratio = f"{m.held / b.held:.2f}" if m.held and b.held else "-"
+        print(f"| {workers} | {b.cell()} | {m.cell()} | {ratio} |")
+    print()
+    for name in ("baseline", "memberlab"):
+        one, two = out[name, 1].held, out[name, 2].held
+        if one and two:
+            print(f"scaling 1 -> 2 workers, {name}: {two / one:.2f}x")
 
 
-def _v(p: str) -> str:
-    try:
-        return version(p)
-    except Exception:
-        return "-"
+def banner() -> None:
+    for line in machine_lines(
+        (
+            "memberlab",
+            "fastapi",
+            "starlette",
+            "uvicorn",
+            "uvloop",
+            "httptools",
+            "pydantic",
+            "sqlalchemy",
+            "psycopg",
+            "numpy",
+        )
+    ):
+        print(line)
+    print(
+        f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())} at the start "
+        "(other work on the machine skews absolute numbers; the ratios are measured in "
+        "one run)"
+    )
 
 
 def pg_version(url: str) -> str:
@@ -380,76 +434,68 @@ def pg_version(url: str) -> str:
         store.close()
 
 
+def fixed_rate(args: Any) -> None:
+    """One fixed rate on one backend (``--rate``)."""
+    tmp = tempfile.TemporaryDirectory(prefix="memberlab-bench-")
+    schema = None
+    try:
+        if args.backend == "sqlite":
+            url = f"sqlite:///{tmp.name}/bench.db"
+        else:
+            schema = f"bench_{secrets.token_hex(4)}"
+            _pg_exec(args.postgres_url, f"CREATE SCHEMA {schema}")
+            url = f"{args.postgres_url}?options=-csearch_path%3D{schema}"
+            print(f"PostgreSQL {pg_version(url)}")
+        print(f"{args.backend}: {args.rate:g}/s for {args.duration:g} s, {args.workers} worker(s)")
+        res = run_memberlab(args.backend, url, args.rate, args.duration, args.workers)
+        s = res.summary()
+        print(
+            "  " + json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in s.items()})
+        )
+        print(
+            f"  late sends {res.late_sends}; trainer closed {res.closed}, published {res.versions}"
+        )
+        if res.error_samples:
+            print(f"  error samples: {res.error_samples}")
+    finally:
+        if schema:
+            _pg_exec(args.postgres_url, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        tmp.cleanup()
+
+
 def main() -> None:
     global CLICK_RATE, TRAIN_INTERVAL
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--rate", type=float, default=500.0, help="decisions per second")
-    ap.add_argument("--duration", type=float, default=60.0, help="seconds per run")
-    ap.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    ap.add_argument(
+        "--duration",
+        type=float,
+        default=10.0,
+        help="seconds measured per rate (>= 6: the trainer closes windows while measuring)",
+    )
+    ap.add_argument("--p99-target", type=float, default=50.0, help="ms")
+    ap.add_argument("--start", type=float, default=25.0, help="first rate of the search")
+    ap.add_argument("--max-rate", type=float, default=10_000.0)
+    ap.add_argument("--refine", type=int, default=3, help="bisection steps after doubling")
+    ap.add_argument("--click-rate", type=float, default=0.2)
+    ap.add_argument("--train-interval", type=float, default=1.0, help="0: no background trainer")
+    ap.add_argument("--rate", type=float, help="instead of the table: one fixed rate")
+    ap.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite", help="--rate")
+    ap.add_argument("--workers", type=int, default=1, help="for --rate")
     ap.add_argument(
         "--postgres-url",
         default=os.environ.get(
             "MEMBERLAB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
         ),
     )
-    ap.add_argument("--workers", type=int, default=2, help="HTTP server processes")
-    ap.add_argument("--click-rate", type=float, default=0.2)
-    ap.add_argument("--train-interval", type=float, default=1.0, help="0: no background trainer")
-    ap.add_argument("--sweep", action="store_true", help="find the highest rate with p99 < target")
-    ap.add_argument("--p99-target", type=float, default=50.0, help="ms, for --sweep")
-    ap.add_argument(
-        "--compare",
-        action="store_true",
-        help="sweep memberlab serve (SQLite) and a minimal FastAPI endpoint, 1 and 2 workers",
-    )
     args = ap.parse_args()
     CLICK_RATE = args.click_rate
     TRAIN_INTERVAL = args.train_interval
-    print(f"machine: {machine()}")
-    if args.compare:
-        with tempfile.TemporaryDirectory(prefix="memberlab-bench-") as tmp:
-            compare(args, tmp)
+    banner()
+    if args.rate is not None:
+        fixed_rate(args)
         return
-    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
-    tmp = tempfile.TemporaryDirectory(prefix="memberlab-bench-")
-    schemas: list[str] = []
-    results = []
-    for backend in backends:
-        rates = [args.rate]
-        if args.sweep:
-            rates = [100, 200, 300, 400, 500, 600, 800, 1000, 1200]
-        best = None
-        for rate in rates:
-            if backend == "sqlite":
-                url = f"sqlite:///{tmp.name}/bench-{int(rate)}.db"
-            else:
-                schema = f"bench_{secrets.token_hex(4)}"
-                schemas.append(schema)
-                _pg_exec(args.postgres_url, f"CREATE SCHEMA {schema}")
-                url = f"{args.postgres_url}?options=-csearch_path%3D{schema}"
-                print(f"PostgreSQL {pg_version(url)}")
-            print(
-                f"{backend}: {rate:.0f} decisions/s for {args.duration:.0f} s, "
-                f"{args.workers} worker(s)"
-            )
-            res = run_one(backend, url, rate, args.duration, args.workers)
-            s = res.summary()
-            results.append(s)
-            print(
-                "  "
-                + json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in s.items()})
-            )
-            if res.error_samples:
-                print(f"  error samples: {res.error_samples}")
-            if s["decision_p99_ms"] < args.p99_target and s["errors"] == 0:
-                best = rate
-            elif args.sweep:
-                break
-        if args.sweep:
-            print(f"{backend}: highest rate with p99 < {args.p99_target} ms and no errors: {best}")
-    for schema in schemas:
-        _pg_exec(args.postgres_url, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    tmp.cleanup()
+    with tempfile.TemporaryDirectory(prefix="memberlab-bench-") as tmp:
+        compare(args, tmp)
 
 
 def _pg_exec(url: str, sql: str) -> None:

@@ -110,3 +110,51 @@ def test_sigkill_during_event_stream_loses_nothing_acknowledged(
         assert stats["policy_version"] >= version_before
         assert stats["closed"] == 40
         assert c.post("/v1/callouts/decisions", json={}).status_code == 200
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_decision_stream_loses_no_acknowledged_decision(
+    serve: Callable[..., Server], keys: Keys, database_url: str
+) -> None:
+    """Decisions are group-committed (several requests share one transaction): each is
+    answered only after its transaction committed, so a kill loses none answered."""
+    server = serve("--workers", "2", "--train-interval", "0.2", "--attribution-window", "1")
+    with server.client(keys.admin) as c:
+        for item in ("a", "b", "c"):
+            assert c.put(f"/v1/callouts/items/{item}", json={"attributes": {"k": item}}).is_success
+    acked: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def stream() -> None:
+        with server.client(keys.decide, timeout=5.0) as c:
+            while not stop.is_set():
+                try:
+                    r = c.post("/v1/callouts/decisions", json={"context": {"k": "a"}})
+                except httpx.HTTPError:
+                    return  # the server is gone
+                if r.status_code == 200:
+                    with lock:
+                        acked.append(r.json()["decision_id"])
+
+    threads = [threading.Thread(target=stream) for _ in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while len(acked) < 300 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    server.kill()
+    stop.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert len(acked) >= 300
+    store = Store(database_url)
+    with store.engine.connect() as conn:
+        stored = {r[0] for r in conn.execute(sa.text("SELECT decision_id FROM decisions"))}
+        impressions = {
+            r[0] for r in conn.execute(sa.text("SELECT DISTINCT decision_id FROM impressions"))
+        }
+    store.close()
+    lost = set(acked) - stored
+    assert not lost, f"{len(lost)} of {len(acked)} acknowledged decisions lost"
+    assert set(acked) <= impressions, "an acknowledged decision lost its impressions"

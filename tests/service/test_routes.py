@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -40,10 +41,10 @@ def svc(tmp_path: Path) -> Services:
 
 def test_routes_run_as_plain_functions(svc: Services) -> None:
     with pytest.raises(NoItemsError):
-        events.decide(DecisionIn(), svc, "decide")
+        asyncio.run(events.decide(DecisionIn(), svc, "decide"))
     out = items.put_item(ItemIn(attributes={"benefit": "video"}), "v", svc, "admin")
     assert out.active and out.warnings == []
-    d = events.decide(DecisionIn(context={"page": "films"}), svc, "decide")
+    d = asyncio.run(events.decide(DecisionIn(context={"page": "films"}), svc, "decide"))
     assert d.items[0].item_id == "v" and 0 < (d.items[0].propensity or 0) <= 1
     ev = EventIn(event_id="e1", decision_id=d.decision_id, item_id="v", type="click")
     assert events.post_events(EventsIn(events=[ev]), svc, "decide").accepted == 1
@@ -63,7 +64,8 @@ def test_routes_run_as_plain_functions(svc: Services) -> None:
     with pytest.raises(DataValidationError):  # a slot cannot interact with itself
         layouts.put_layout_space(space, "s", svc, "admin")
     layouts.put_layout_space(LayoutSpaceIn(slots={"a": ["x", "y"]}), "s", svc, "admin")
-    assert layouts.decide_layout(LayoutDecisionIn(), "s", svc, "decide").layout["a"] in "xy"
+    lay = asyncio.run(layouts.decide_layout(LayoutDecisionIn(), "s", svc, "decide"))
+    assert lay.layout["a"] in "xy"
 
 
 def test_one_table_from_exception_to_status() -> None:

@@ -153,17 +153,14 @@ def _check_bindable(host: str, port: int) -> None:
 
 
 def _run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
-    import uvicorn
+    from memberlab.service.launch import run_uvicorn
 
-    uvicorn.run(
+    run_uvicorn(
         "memberlab.service.app:create_app",
-        factory=True,
         host=host,
         port=port,
         workers=workers,
         log_level=log_level,
-        access_log=False,
-        timeout_graceful_shutdown=5,
     )
 
 

@@ -138,11 +138,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, recorder=app.state.request_metrics)
 
+    # The hot routes first: a request is matched against the routes in this order, and
+    # their paths are literal, so nothing later can shadow them or be shadowed.
+    app.include_router(events.decisions_router, prefix="/v1/callouts")
+    app.include_router(events.events_router, prefix="/v1/events")
     app.include_router(ops.router)
     app.include_router(items.router, prefix="/v1/callouts/items")
-    app.include_router(events.decisions_router, prefix="/v1/callouts")
     app.include_router(items.rates_router, prefix="/v1/callouts")
-    app.include_router(events.events_router, prefix="/v1/events")
     app.include_router(layouts.spaces_router, prefix="/v1/layouts")
     app.include_router(layouts.router, prefix="/v1/layouts")
     app.include_router(admin.router, prefix="/v1/admin")

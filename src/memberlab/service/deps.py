@@ -106,7 +106,7 @@ def build_services(settings: Settings, store: Store) -> Services:
     )
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:  # async: no thread hop
     """The app's :class:`Services` (FastAPI dependency)."""
     svc: Services = request.app.state.services
     return svc

@@ -18,10 +18,44 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-__all__ = ["Server", "free_port", "running_server", "start_command", "start_server"]
+__all__ = [
+    "UVICORN_SETTINGS",
+    "Server",
+    "free_port",
+    "run_uvicorn",
+    "running_server",
+    "start_command",
+    "start_server",
+    "uvicorn_command",
+]
+
+#: uvicorn settings of ``memberlab serve`` (and of the load benchmark's baseline app)
+UVICORN_SETTINGS: dict[str, Any] = {
+    "factory": True,
+    "access_log": False,
+    "timeout_graceful_shutdown": 5,
+}
+
+
+def run_uvicorn(app: str, *, host: str, port: int, workers: int, log_level: str) -> None:
+    """Serve the app factory ``app`` (``"module:function"``) as ``memberlab serve`` does."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, workers=workers, log_level=log_level, **UVICORN_SETTINGS)
+
+
+def uvicorn_command(app: str, *, host: str, port: int, workers: int) -> list[str]:
+    """The command line of a process that serves ``app`` through :func:`run_uvicorn`."""
+    code = (
+        "from memberlab.service.launch import run_uvicorn; "
+        f"run_uvicorn({app!r}, host={host!r}, port={port}, workers={workers}, "
+        "log_level='warning')"
+    )
+    return [sys.executable, "-c", code]
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -79,6 +79,7 @@ class StoreBase:
 
     def close(self) -> None:
         """Close every pooled connection."""
+        self.sql.close()
         self.engine.dispose()
 
     @contextmanager

@@ -18,6 +18,7 @@ from memberlab._errors import DataValidationError
 
 if TYPE_CHECKING:
     from memberlab.store._base import StoreBase
+    from memberlab.store._group import Rows
 
 __all__ = ["DIALECTS", "Dialect", "dialect_for"]
 
@@ -45,23 +46,36 @@ class Dialect:
         """An INSERT that supports ``on_conflict_do_nothing`` / ``..._do_update``."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the dialect holds beside the pool (default: nothing)."""
+
     def migration_lock(self, conn: sa.Connection) -> None:
         """Serialise concurrent migrations (default: the write transaction does)."""
 
-    def log_decision(
+    def log_decisions(
         self,
         store: StoreBase,
         dcols: str,
-        drow: tuple[Any, ...],
         icols: str,
-        irows: Sequence[tuple[Any, ...]],
-    ) -> None:
-        """Insert one decision row and its impression rows atomically (the hot path)."""
+        rows: Sequence[Rows],
+        *,
+        wait: bool = True,
+    ) -> bool:
+        """Insert decision rows and their impression rows in one transaction (the hot
+        path; ``rows`` holds ``(decision row, impression rows)`` per decision).
+
+        With ``wait=False`` a backend with one writer at a time (SQLite) returns False,
+        having written nothing, when another connection holds the write lock; otherwise
+        (and always here: the database takes concurrent writers) True once committed.
+        """
         ph = self.placeholder
+        drows = [d for d, _ in rows]
+        irows = [i for _, imps in rows for i in imps]
         with store._tx() as conn:
-            values = ", ".join([ph] * len(drow))
-            conn.exec_driver_sql(f"INSERT INTO {dcols} VALUES ({values})", drow)
-            conn.exec_driver_sql(f"INSERT INTO {icols} VALUES ({', '.join([ph] * 9)})", irows)
+            conn.exec_driver_sql(f"INSERT INTO {dcols} VALUES ({', '.join([ph] * 13)})", drows)
+            if irows:
+                conn.exec_driver_sql(f"INSERT INTO {icols} VALUES ({', '.join([ph] * 9)})", irows)
+        return True
 
 
 DIALECTS: dict[str, type[Dialect]] = {}

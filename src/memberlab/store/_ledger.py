@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -11,8 +12,56 @@ import sqlalchemy as sa
 
 from memberlab.store import _schema as s
 from memberlab.store._base import StoreBase
+from memberlab.store._group import LoopGroupCommit, Rows
 from memberlab.store._records import EVENT_CHUNK as _EVENT_CHUNK
 from memberlab.store._records import DecisionRecord, DueImpression, EventRecord
+
+_DCOLS = (
+    "decisions (decision_id, kind, space, context, served, policy_version, seed, ts, "
+    "ts_client, created_at, unit_id, assignment, candidates)"
+)
+_ICOLS = (
+    "impressions (decision_id, item_id, kind, space, propensity, ts, deadline, status, "
+    "policy_version)"
+)
+_GROUP_LOCK = threading.Lock()
+
+
+def _decision_rows(
+    decision: DecisionRecord, impressions: Sequence[tuple[str, float | None]], window: float
+) -> Rows:
+    """The decision row and impression rows of :data:`_DCOLS` and :data:`_ICOLS`."""
+    drow = (
+        decision.decision_id,
+        decision.kind,
+        decision.space,
+        json.dumps(decision.context, separators=(",", ":")),
+        json.dumps(decision.served, separators=(",", ":")),
+        decision.policy_version,
+        decision.seed,
+        decision.ts,
+        decision.ts_client,
+        time.time(),
+        decision.unit_id,
+        decision.assignment,
+        None if decision.candidates is None else json.dumps(decision.candidates),
+    )
+    irows = [
+        (
+            decision.decision_id,
+            item_id,
+            decision.kind,
+            decision.space,
+            prop,
+            decision.ts,
+            decision.ts + window,
+            0,
+            decision.policy_version,
+        )
+        for item_id, prop in impressions
+    ]
+    return drow, irows
+
 
 _GET_DECISIONS = sa.select(s.decisions).where(
     s.decisions.c.decision_id.in_(sa.bindparam("ids", expanding=True))
@@ -34,49 +83,35 @@ class LedgerMixin(StoreBase):
         ``impressions`` holds ``(item_id, propensity)`` pairs; a layout decision has one
         impression with item id ``""``.
         """
-        now = time.time()
-        # The hottest write of the service: plain SQL through the driver (one prepared
-        # statement each), skipping SQLAlchemy's per-call statement handling.
-        context = json.dumps(decision.context, separators=(",", ":"))
-        served = json.dumps(decision.served, separators=(",", ":"))
-        drow = (
-            decision.decision_id,
-            decision.kind,
-            decision.space,
-            context,
-            served,
-            decision.policy_version,
-            decision.seed,
-            decision.ts,
-            decision.ts_client,
-            now,
-            decision.unit_id,
-            decision.assignment,
-            None if decision.candidates is None else json.dumps(decision.candidates),
-        )
-        irows = [
-            (
-                decision.decision_id,
-                item_id,
-                decision.kind,
-                decision.space,
-                prop,
-                decision.ts,
-                decision.ts + window,
-                0,
-                decision.policy_version,
-            )
-            for item_id, prop in impressions
-        ]
-        dcols = (
-            "decisions (decision_id, kind, space, context, served, policy_version, seed, ts, "
-            "ts_client, created_at, unit_id, assignment, candidates)"
-        )
-        icols = (
-            "impressions (decision_id, item_id, kind, space, propensity, ts, deadline, status, "
-            "policy_version)"
-        )
-        self.sql.log_decision(self, dcols, drow, icols, irows)
+        self._write_decisions([_decision_rows(decision, impressions, window)])
+
+    async def log_decision_async(
+        self,
+        decision: DecisionRecord,
+        impressions: Sequence[tuple[str, float | None]],
+        *,
+        window: float,
+    ) -> None:
+        """:meth:`log_decision` for a caller on an event loop, committed together with
+        the other decisions queued meanwhile (group commit, one writer thread per store);
+        returns once the decision is committed."""
+        group = self.__dict__.get("_group")
+        if group is None:
+            with _GROUP_LOCK:
+                group = self.__dict__.get("_group")
+                if group is None:
+                    group = self.__dict__["_group"] = LoopGroupCommit(
+                        self._try_write_decisions, self._write_decisions
+                    )
+        await group.submit(_decision_rows(decision, impressions, window))
+
+    # The hottest write of the service: plain SQL through the driver (one prepared
+    # statement each), skipping SQLAlchemy's per-call statement handling.
+    def _write_decisions(self, rows: list[Rows]) -> None:
+        self.sql.log_decisions(self, _DCOLS, _ICOLS, rows)
+
+    def _try_write_decisions(self, rows: list[Rows]) -> bool:
+        return self.sql.log_decisions(self, _DCOLS, _ICOLS, rows, wait=False)
 
     def get_decisions(self, decision_ids: Sequence[str]) -> dict[str, DecisionRecord]:
         """The logged decisions among ``decision_ids`` (missing ids are left out)."""

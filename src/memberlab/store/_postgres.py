@@ -13,6 +13,7 @@ from memberlab.store._dialect import DIALECTS, Dialect
 
 if TYPE_CHECKING:
     from memberlab.store._base import StoreBase
+    from memberlab.store._group import Rows
 
 __all__ = ["PostgresDialect"]
 
@@ -39,25 +40,30 @@ class PostgresDialect(Dialect):
     def migration_lock(self, conn: sa.Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(7142001)"))
 
-    def log_decision(
+    def log_decisions(
         self,
         store: StoreBase,
         dcols: str,
-        drow: tuple[Any, ...],
         icols: str,
-        irows: Sequence[tuple[Any, ...]],
-    ) -> None:
-        # One statement, one round trip, atomic on its own: autocommit.
-        ph = self.placeholder
+        rows: Sequence[Rows],
+        *,
+        wait: bool = True,
+    ) -> bool:
+        # PostgreSQL has no database-wide writer lock: wait or not, the write goes ahead
+        if len(rows) > 1 or not rows[0][1]:  # a group commit: one transaction
+            return super().log_decisions(store, dcols, icols, rows)
+        # One decision: one statement, one round trip, atomic on its own (autocommit).
+        (drow, irows), ph = rows[0], self.placeholder
         values = ", ".join([f"({', '.join([ph] * 9)})"] * len(irows))
         sql = (
             f"WITH d AS (INSERT INTO {dcols} VALUES ({', '.join([ph] * len(drow))})) "
             f"INSERT INTO {icols} VALUES {values}"
         )
-        params = drow + tuple(v for row in irows for v in row)
+        params = tuple(drow) + tuple(v for row in irows for v in row)
         with store.engine.connect() as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             conn.exec_driver_sql(sql, params)
+        return True
 
 
 DIALECTS[PostgresDialect.name] = PostgresDialect

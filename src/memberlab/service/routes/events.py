@@ -35,11 +35,12 @@ events_router = APIRouter(tags=["events"])
     response_model=DecisionOut,
     responses=responses(_404="Unknown candidate item.", _409="No active item to choose from."),
 )
-def decide(body: DecisionIn, svc: Svc, _: DecideKey) -> DecisionOut:
+async def decide(body: DecisionIn, svc: Svc, _: DecideKey) -> DecisionOut:
     """Thompson-sample the top ``k`` callouts for a shopper; the decision is logged.
 
     With a holdout running (``memberlab serve --holdout-fraction``) a request's
     ``unit_id`` decides its arm, and the holdout is served by the baseline."""
+    # async: served on the event loop (no thread hop); the log is group-committed
     seed = new_seed()
     arm = svc.experiment.assign(body.unit_id)
 
@@ -68,7 +69,7 @@ def decide(body: DecisionIn, svc: Svc, _: DecideKey) -> DecisionOut:
         assignment=arm.logged,
         candidates=candidates,
     )
-    svc.store.log_decision(
+    await svc.store.log_decision_async(
         record,
         [(s.item_id, s.propensity) for s in decision.items],
         window=svc.settings.attribution_window,

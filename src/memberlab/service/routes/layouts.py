@@ -133,7 +133,7 @@ def retire_layout_space(space: SpacePath, svc: Svc, _: AdminKey) -> SpaceRetired
 
 
 @router.post("/{space}/decisions", response_model=LayoutDecisionOut, responses=_NOT_FOUND)
-def decide_layout(
+async def decide_layout(
     body: LayoutDecisionIn, space: SpacePath, svc: Svc, _: DecideKey
 ) -> LayoutDecisionOut:
     """Thompson-sample a layout for a request; rewards come through POST /v1/events
@@ -162,7 +162,7 @@ def decide_layout(
         unit_id=body.unit_id,
         assignment=arm.logged,
     )
-    svc.store.log_decision(
+    await svc.store.log_decision_async(
         record, [("", decision.propensity)], window=svc.settings.attribution_window
     )
     return LayoutDecisionOut(

@@ -1,0 +1,122 @@
+"""Group commit on the caller's event loop: decisions logged in one loop iteration share
+one transaction.
+
+A decision is acknowledged only after the transaction holding its rows has committed,
+so nothing acknowledged is lost in a crash; what is shared is the transaction. A
+request that logs a decision queues its rows and awaits; the first one schedules a
+flush for the end of the current loop iteration (``call_soon``), which writes every
+row queued by then in one ``BEGIN``/``COMMIT`` and wakes their requests. Nothing waits
+to fill a batch: an idle service commits a lone decision at once.
+
+The flush runs on the loop itself, not on a thread: on the small, shared machines the
+service runs on, waking another thread (and handing it the GIL) costs more than the
+write. It never blocks the loop on a lock another process holds: when the database's
+single writer lock (SQLite) is taken, the flush gives way and tries again a moment
+later, and the rows that arrive meanwhile join the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["LoopGroupCommit", "Rows"]
+
+log = logging.getLogger("memberlab.store")
+
+#: (decision row, impression rows)
+Rows = tuple[tuple[Any, ...], Sequence[tuple[Any, ...]]]
+
+#: seconds between attempts while another process holds the write lock
+_RETRY = (0.0005, 0.001, 0.002, 0.004)
+
+
+class LoopGroupCommit:
+    """Batches ``(decision row, impression rows)`` per event loop into one transaction.
+
+    Parameters
+    ----------
+    try_write : callable (list of Rows) -> bool
+        Writes and commits every row in one transaction and returns True; returns False,
+        having written nothing, when the write lock is busy (try again later).
+    write : callable (list of Rows) -> None
+        The same, waiting for the lock (used to write rows one by one after a batch
+        failed, so that one bad row fails only its own request).
+    """
+
+    def __init__(
+        self,
+        try_write: Callable[[list[Rows]], bool],
+        write: Callable[[list[Rows]], None],
+    ) -> None:
+        self._try_write = try_write
+        self._write = write
+        self._queues: dict[asyncio.AbstractEventLoop, _LoopQueue] = {}
+
+    async def submit(self, rows: Rows) -> None:
+        """Queue ``rows``; returns once they are committed (raises what the write did)."""
+        loop = asyncio.get_running_loop()
+        q = self._queues.get(loop)
+        if q is None:
+            if len(self._queues) > 16:  # loops of finished test clients
+                for old in [lp for lp in self._queues if lp.is_closed()]:
+                    del self._queues[old]
+            q = self._queues[loop] = _LoopQueue(loop, self)
+        fut: asyncio.Future[None] = loop.create_future()
+        q.add(rows, fut)
+        await fut
+
+
+class _LoopQueue:
+    def __init__(self, loop: asyncio.AbstractEventLoop, owner: LoopGroupCommit) -> None:
+        self.loop, self.owner = loop, owner
+        self.items: list[tuple[Rows, asyncio.Future[None]]] = []
+        self.scheduled = False
+        self.attempt = 0
+
+    def add(self, rows: Rows, fut: asyncio.Future[None]) -> None:
+        self.items.append((rows, fut))
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        batch, self.items = self.items, []
+        try:
+            done = self.owner._try_write([rows for rows, _ in batch])
+        except Exception as exc:
+            self.scheduled = False
+            self.attempt = 0
+            self._fail(batch, exc)
+            return
+        if not done:  # the write lock is busy: later, with whatever arrives meanwhile
+            self.items = batch + self.items
+            delay = _RETRY[min(self.attempt, len(_RETRY) - 1)]
+            self.attempt += 1
+            self.loop.call_later(delay, self.flush)
+            return
+        self.attempt = 0
+        self.scheduled = False
+        for _, fut in batch:
+            if not fut.done():  # a cancelled request (client gone): its rows are in
+                fut.set_result(None)
+
+    def _fail(self, batch: list[tuple[Rows, asyncio.Future[None]]], exc: Exception) -> None:
+        if len(batch) > 1:
+            log.warning("group commit of %d decisions failed (%s); writing singly", len(batch), exc)
+        for rows, fut in batch:
+            err: Exception | None = exc
+            if len(batch) > 1:
+                try:
+                    self.owner._write([rows])
+                    err = None
+                except Exception as one:
+                    err = one
+            if fut.done():
+                continue
+            if err is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(err)
