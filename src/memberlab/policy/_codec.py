@@ -63,6 +63,10 @@ def encode_value(value: Any) -> Any:
         return {_TYPE: "Catalog", "value": value.to_json()}
     if isinstance(value, LayoutSpace):
         return {_TYPE: "LayoutSpace", "value": value.to_dict()}
+    from memberlab.value._member import MemberValues
+
+    if isinstance(value, MemberValues):
+        return {_TYPE: "MemberValues", "value": value.to_dict()}
     if isinstance(value, Mapping):
         return {_TYPE: "dict", "items": [[str(k), encode_value(v)] for k, v in value.items()]}
     if isinstance(value, list | tuple):
@@ -89,6 +93,10 @@ def decode_value(value: Any) -> Any:
         return Catalog.from_json(value["value"])
     if tag == "LayoutSpace":
         return LayoutSpace.from_dict(value["value"])
+    if tag == "MemberValues":
+        from memberlab.value._member import MemberValues
+
+        return MemberValues.from_dict(value["value"])
     if tag == "dict":
         return {str(k): decode_value(v) for k, v in value["items"]}
     raise DataValidationError(f"unknown value tag {tag!r} in a policy snapshot.")

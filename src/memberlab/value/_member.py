@@ -231,6 +231,82 @@ class MemberValues:
                 out[j] = 0.0 if np.isnan(v) else v
         return out
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (what a :class:`~memberlab.value.ValueRecommender` snapshot
+        stores); :meth:`from_dict` is its inverse."""
+
+        def arr(a: FloatArray | None) -> list[list[float | None]] | None:
+            # NaN (infeasible) as null: JSON has no NaN, and NaN != NaN would make two
+            # equal encodings compare unequal
+            if a is None:
+                return None
+            return [[None if np.isnan(v) else v for v in row] for row in np.asarray(a).tolist()]
+
+        return {
+            "actions": [_plain(a) for a in self.actions],
+            "anchor": _plain(self.anchor),
+            "state_cols": list(self.state_cols),
+            "states": {
+                "columns": [str(c) for c in self.states.columns],
+                "data": [[_plain(v) for v in row] for row in self.states.itertuples(index=False)],
+            },
+            "values": arr(self.values),
+            "revenue": arr(self.revenue),
+            "lower": arr(self.lower),
+            "upper": arr(self.upper),
+            "horizon": self.horizon,
+            "discount": float(self.discount),
+            "method": self.method,
+            "info": {str(k): _plain(v) for k, v in self.info.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MemberValues:
+        """Rebuild from :meth:`to_dict` output; malformed input raises
+        :class:`~memberlab.DataValidationError`."""
+        try:
+            states = pd.DataFrame(data["states"]["data"], columns=data["states"]["columns"])
+            actions = list(data["actions"])
+            shape = (len(states), len(actions))
+
+            def arr(key: str, optional: bool = False) -> FloatArray | None:
+                v = data[key]
+                if v is None and optional:
+                    return None
+                a = np.asarray(v, dtype=float)
+                if a.shape != shape:
+                    raise DataValidationError(
+                        f"member values {key!r} has shape {a.shape}, must be {shape}."
+                    )
+                return a
+
+            horizon = data["horizon"]
+            out = cls(
+                actions=actions,
+                anchor=data["anchor"],
+                state_cols=[str(c) for c in data["state_cols"]],
+                states=states,
+                values=arr("values"),  # type: ignore[arg-type]
+                revenue=arr("revenue"),  # type: ignore[arg-type]
+                lower=arr("lower", True),
+                upper=arr("upper", True),
+                horizon=None if horizon is None else int(horizon),
+                discount=float(data["discount"]),
+                method=str(data["method"]),
+                info=dict(data.get("info") or {}),
+            )
+        except DataValidationError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise DataValidationError(f"member values are malformed: {exc!r}") from exc
+        missing = [c for c in out.state_cols if c not in states.columns]
+        if missing or out.anchor not in actions:
+            raise DataValidationError(
+                f"member values are malformed: state columns {missing} missing or anchor "
+                f"{out.anchor!r} not among the actions {actions}."
+            )
+        return out
+
     def frame(self, states: pd.DataFrame | None = None) -> pd.DataFrame:
         """Long table: state columns, ``plan``, ``value`` (``lower``/``upper``), ``revenue``.
 
