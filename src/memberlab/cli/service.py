@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from memberlab.cli._common import DB_HELP as _DB_HELP
+from memberlab.cli._common import fail, user_errors
 
 keys_app = typer.Typer(help="API keys (stored hashed; printed once).", no_args_is_help=True)
 
@@ -33,6 +34,21 @@ def serve(
         help="Directory written by 'memberlab choice fit': serves GET "
         "/v1/choice/counterfactual and the dashboard's membership counterfactuals.",
     ),
+    objective: str = typer.Option(
+        "clicks",
+        help="What callout decisions optimise: 'clicks', or 'value' (expected member value "
+        "of the conversions they bring; needs --choice-model).",
+    ),
+    value_horizon: int | None = typer.Option(
+        None, min=1, help="Months of revenue in the member value (--objective value; default 24)."
+    ),
+    price: list[str] = typer.Option(
+        [],
+        "--price",
+        help="ACTION=COLUMN|AMOUNT: what a member pays for a plan, as for 'choice "
+        "counterfactual' (--objective value; repeatable; default: each plan's price_<plan> "
+        "state column).",
+    ),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
     """Run the decision service (uvicorn; several worker processes with --workers)."""
@@ -41,6 +57,13 @@ def serve(
     from memberlab.store import Store, display_url, normalize_url
 
     model_dir = choice_model or os.environ.get("MEMBERLAB_CHOICE_MODEL") or None
+    if objective not in ("clicks", "value"):
+        fail(f"--objective {objective!r}: must be 'clicks' or 'value'.")
+    if objective == "value" and model_dir is None:
+        fail("--objective value needs --choice-model DIR, DIR written by 'memberlab choice fit'.")
+    if objective == "value":
+        assert model_dir is not None
+        _check_value_model(str(model_dir), value_horizon, price)
     if model_dir is not None:  # load once here, so a bad directory fails before serving
         from memberlab import MemberlabError
         from memberlab.choice import ChoiceResults
@@ -60,6 +83,9 @@ def serve(
         "propensity_draws": propensity_draws,
         "crosses": crosses,
         "choice_model": model_dir,
+        "objective": objective if objective != "clicks" else None,
+        "value_horizon": value_horizon,
+        "prices": ",".join(price) or None,
     }
     settings = Settings.from_env(**overrides)  # validate once, before any worker starts
     for name, value in overrides.items():
@@ -99,6 +125,27 @@ def serve(
         if trainer is not None:
             trainer.terminate()
             trainer.join(timeout=10)
+
+
+def _check_value_model(directory: str, horizon: int | None, price: list[str]) -> None:
+    """Compute the member values once before serving, so a directory that is not a
+    fitted choice model, a model without transitions or a bad --price fails in one line."""
+    from memberlab import MemberlabError
+    from memberlab.choice import ChoiceResults
+    from memberlab.service._value import load_replicates, value_prices
+    from memberlab.value import member_values
+
+    try:
+        results = ChoiceResults.load(directory)
+    except (MemberlabError, OSError, ValueError, KeyError) as exc:
+        fail(
+            f"--choice-model {directory!r} is not a model written by 'memberlab choice fit': {exc}"
+        )
+    with user_errors():
+        prices = value_prices(results, price)
+        member_values(
+            results, prices=prices, horizon=horizon or 24, replicates=load_replicates(directory)
+        )
 
 
 def _check_bindable(host: str, port: int) -> None:

@@ -60,6 +60,15 @@ class Settings(BaseModel):
         Directory written by ``memberlab choice fit`` (``results.json`` and
         ``arrays.npz``); enables ``GET /v1/choice/counterfactual``. ``None``: no
         membership counterfactuals (that endpoint answers 404).
+    objective : {"clicks", "value"}
+        What callout decisions optimise: clicks, or the expected member value of the
+        conversions they bring (needs ``choice_model``; see :mod:`memberlab.service._value`).
+    value_horizon : int
+        Months of revenue in the member value (the value objective).
+    prices : tuple of str
+        ``ACTION=COLUMN|AMOUNT``: what a member pays for a plan, as for ``choice
+        counterfactual`` (the value objective; environment: comma separated). None
+        given: each plan's ``price_<plan>`` state column.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -81,6 +90,16 @@ class Settings(BaseModel):
     choice_model: str | None = None
     key_cache_ttl: float = Field(5.0, ge=0, le=3600)
     min_observations: int = Field(30, ge=0)
+    objective: Literal["clicks", "value"] = "clicks"
+    value_horizon: int = Field(24, ge=1, le=600)
+    prices: tuple[str, ...] = ()
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _split_prices(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [c.strip() for c in v.split(",") if c.strip()]
+        return tuple(v)
 
     @field_validator("crosses", mode="before")
     @classmethod

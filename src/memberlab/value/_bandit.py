@@ -93,7 +93,7 @@ class ValueRecommender(PolicyCodecMixin):
         *,
         catalog: Catalog,
         values: MemberValues,
-        crosses: Sequence[tuple[str, str]] = (),
+        crosses: Sequence[tuple[str, str]] | None = (),
         propensity_draws: int = 100,
         recommender_params: Mapping[str, Any] | None = None,
         rng: RNGLike = None,
@@ -245,20 +245,42 @@ class ValueRecommender(PolicyCodecMixin):
         version = self.policy_version
         return Decision(f"v{version}-{seed:016x}", items, version, seed)
 
-    def expected_values(self, context: Mapping[str, Any]) -> pd.DataFrame:
+    def expected_values(
+        self,
+        context: Mapping[str, Any],
+        level: float = 0.95,
+        *,
+        n_draws: int = 2000,
+        seed: int = 0,
+    ) -> pd.DataFrame:
         """Posterior expected value and click rate of every active item, side by side.
+
+        Parameters
+        ----------
+        context : dict
+            Must carry the choice model's state columns by name.
+        level : float, default 0.95
+            Level of the equal-tailed credible intervals.
+        n_draws : int, default 2000
+            Posterior draws behind the expected value's interval (seeded by ``seed``,
+            so the same model and context give the same interval).
 
         Returns
         -------
         DataFrame
-            ``item_id, expected_value, click_rate, p_<plan>...`` (posterior predictive
-            means, no exploration), sorted by expected value.
+            ``item_id, expected_value, click_rate, p_<plan>..., ev_lower, ev_upper,
+            click_lower, click_upper`` (means are posterior predictive, no exploration;
+            the expected value's interval is over posterior draws of every plan model
+            with the member values held fixed), sorted by expected value.
         """
+        if not 0 < level < 1:
+            raise DataValidationError(f"level == {level}, must be in (0, 1).")
         models = self._build()
         vals = self.plan_values(context)
         ctx = dict(context)
-        clicks = models[CLICK].click_rates(ctx)
-        out = pd.DataFrame({"item_id": clicks["item_id"]})
+        clicks = models[CLICK].click_rates(ctx, level)
+        ids = [str(i) for i in clicks["item_id"]]
+        out = pd.DataFrame({"item_id": ids})
         ev = np.zeros(len(out))
         for p, plan in enumerate(self.plans):
             rate = models[plan].click_rates(ctx)["mean"].to_numpy()
@@ -266,6 +288,14 @@ class ValueRecommender(PolicyCodecMixin):
             ev += vals[p] * rate
         out.insert(1, "expected_value", ev)
         out.insert(2, "click_rate", clicks["mean"].to_numpy())
+        if ids:
+            draws = np.einsum("p,dpn->dn", vals, self._sampled(ctx, ids, seed, int(n_draws)))
+            q = [50 * (1 - level), 50 * (1 + level)]
+            out["ev_lower"], out["ev_upper"] = np.percentile(draws, q, axis=0)
+        else:
+            out["ev_lower"] = out["ev_upper"] = np.zeros(0)
+        out["click_lower"] = clicks["lower"].to_numpy()
+        out["click_upper"] = clicks["upper"].to_numpy()
         return out.sort_values("expected_value", ascending=False, ignore_index=True)
 
     # ------------------------------------------------------------------ learning

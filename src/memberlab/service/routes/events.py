@@ -12,6 +12,7 @@ from memberlab.callouts import CalloutRecommender, Decision
 from memberlab.policy import new_seed
 from memberlab.service._layouts import LAYOUTS
 from memberlab.service._policy import KIND
+from memberlab.service._value import VALUE, check_plan
 from memberlab.service.deps import DecideKey, Svc
 from memberlab.service.routes._common import responses
 from memberlab.service.schemas import (
@@ -43,11 +44,13 @@ def decide(body: DecisionIn, svc: Svc, _: DecideKey) -> DecisionOut:
             raise NoItemsError("no active items: PUT /v1/callouts/items first.")
         return rec.decide(body.context, candidates=body.candidates, k=body.k, seed=seed)
 
-    decision, version = svc.callouts.call(run)
+    # the value objective serves its own kind through the same holder machinery
+    holder = svc.callouts if svc.value is None else svc.value
+    decision, version = holder.run(run)
     client_ts = epoch(body.timestamp)
     record = DecisionRecord(
         decision_id=uuid.uuid4().hex,
-        kind=KIND,
+        kind=KIND if svc.value is None else VALUE,
         space="",
         context=body.context,
         served=decision.item_ids,
@@ -101,11 +104,12 @@ def post_events(body: EventsIn, svc: Svc, _: DecideKey) -> EventsOut:
                 f"events.{n}: decision {e.decision_id!r} is a layout decision; "
                 "send its events without an item_id."
             )
-        if d.kind == KIND and item not in d.served:
+        if d.kind in (KIND, VALUE) and item not in d.served:
             raise DataValidationError(
                 f"events.{n}: item {e.item_id!r} was not served by decision "
                 f"{e.decision_id!r} (served: {d.served})."
             )
+        check_plan(svc.value, d.kind, e.type, e.plan, f"events.{n}")
         ts = epoch(e.timestamp)
         records.append(
             EventRecord(
@@ -116,6 +120,7 @@ def post_events(body: EventsIn, svc: Svc, _: DecideKey) -> EventsOut:
                 value=e.value,
                 ts=now if ts is None else ts,
                 ts_client=ts is not None,
+                plan=e.plan,
             )
         )
     accepted, duplicates = svc.store.add_events(records)
