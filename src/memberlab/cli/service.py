@@ -132,20 +132,16 @@ def _check_value_model(directory: str, horizon: int | None, price: list[str]) ->
     fitted choice model, a model without transitions or a bad --price fails in one line."""
     from memberlab import MemberlabError
     from memberlab.choice import ChoiceResults
-    from memberlab.service._value import load_replicates, value_prices
-    from memberlab.value import member_values
+    from memberlab.value import values_from_model
 
     try:
-        results = ChoiceResults.load(directory)
+        ChoiceResults.load(directory)
     except (MemberlabError, OSError, ValueError, KeyError) as exc:
         fail(
             f"--choice-model {directory!r} is not a model written by 'memberlab choice fit': {exc}"
         )
     with user_errors():
-        prices = value_prices(results, price)
-        member_values(
-            results, prices=prices, horizon=horizon or 24, replicates=load_replicates(directory)
-        )
+        values_from_model(directory, horizon=horizon or 24, prices=price)
 
 
 def _check_bindable(host: str, port: int) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "decode_value",
     "encode_value",
     "read_snapshot",
+    "snapshot_kind",
     "write_snapshot",
 ]
 
@@ -120,6 +121,20 @@ def write_snapshot(
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
     return MAGIC + head + b"\n" + buf.getvalue()
+
+
+def snapshot_kind(data: bytes) -> str | None:
+    """The ``kind`` a snapshot's header names (None when ``data`` is not a snapshot of
+    this codec, e.g. a version-1 callouts file), without decoding the rest."""
+    if not data.startswith(MAGIC):
+        return None
+    cut = data.find(b"\n", len(MAGIC))
+    try:
+        header = json.loads(data[len(MAGIC) : cut if cut >= 0 else len(data)])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    kind = header.get("kind") if isinstance(header, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def read_snapshot(

@@ -13,16 +13,12 @@ each closed impression's click and the plan of its first conversion
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from memberlab._errors import DataValidationError, LeaseBusyError, StaleSnapshotError
 from memberlab.callouts import Catalog
-from memberlab.choice import ChoiceResults, parse_changes
-from memberlab.choice._bootstrap import BOOTSTRAP_DIR, load_bootstrap
 from memberlab.service._policy import (
     PolicyHolder,
     PolicyKind,
@@ -32,12 +28,20 @@ from memberlab.service._policy import (
 )
 from memberlab.service.settings import Settings
 from memberlab.store import DueImpression, Store
-from memberlab.value import MemberValues, ValueFeedback, ValueRecommender, member_values
+from memberlab.value import (
+    MemberValues,
+    ValueFeedback,
+    ValueRecommender,
+    load_replicates,
+    value_prices,
+    values_from_model,
+)
 
 __all__ = [
     "VALUE",
     "VALUE_KIND",
     "ValueHolder",
+    "check_plan",
     "load_replicates",
     "member_values_for",
     "new_value_recommender",
@@ -49,57 +53,6 @@ log = logging.getLogger(__name__)
 VALUE = "value"
 
 
-def value_prices(results: ChoiceResults, items: Sequence[str]) -> dict[str, str | float]:
-    """``{plan: state column or amount}`` from ``ACTION=COLUMN|AMOUNT`` items, parsed by
-    :func:`memberlab.choice.parse_changes` (as ``choice counterfactual`` does). Without
-    items, every non-anchor action with a state column ``price_<action>`` pays it.
-
-    Raises
-    ------
-    DataValidationError
-        A malformed item, or no item and no ``price_<action>`` column (member values
-        would all be 0).
-    """
-    prices = dict(parse_changes(results, price=list(items)).prices)
-    if prices:
-        return prices
-    plans = [str(a) for a in results.actions if a != results.anchor]
-    prices = {p: f"price_{p}" for p in plans if f"price_{p}" in results.state_cols}
-    if not prices:
-        raise DataValidationError(
-            "the value objective needs prices: give --price ACTION=COLUMN|AMOUNT for the "
-            f"plans {plans} (no state column price_<plan> to default to; state columns "
-            f"{results.state_cols})."
-        )
-    return prices
-
-
-def load_replicates(directory: str | Path) -> list[ChoiceResults]:
-    """The bootstrap replicates ``choice fit --bootstrap B`` wrote to ``directory`` (none
-    when it wrote none)."""
-    if not (Path(directory) / BOOTSTRAP_DIR / "bootstrap.json").is_file():
-        return []
-    return list(load_bootstrap(directory).replicates)
-
-
-@functools.lru_cache(maxsize=8)
-def _member_values(directory: str, horizon: int, prices: tuple[str, ...]) -> MemberValues:
-    results = ChoiceResults.load(directory)
-    spec = value_prices(results, prices)
-    values = member_values(
-        results, prices=spec, horizon=horizon, replicates=load_replicates(directory)
-    )
-    log.info(
-        "member values of %d states x %d plans from %s (horizon %d, prices %s)",
-        len(values.states),
-        len(values.plans),
-        directory,
-        horizon,
-        spec,
-    )
-    return values
-
-
 def member_values_for(settings: Settings) -> MemberValues:
     """The member values the settings describe (computed once per process)."""
     if not settings.choice_model:
@@ -107,8 +60,8 @@ def member_values_for(settings: Settings) -> MemberValues:
             "the value objective needs a choice model: --choice-model DIR, DIR written by "
             "'memberlab choice fit'."
         )
-    return _member_values(
-        str(settings.choice_model), int(settings.value_horizon), tuple(settings.prices)
+    return values_from_model(
+        settings.choice_model, horizon=settings.value_horizon, prices=settings.prices
     )
 
 

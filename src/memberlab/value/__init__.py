@@ -23,6 +23,7 @@ from memberlab.value._member import (
     price_table,
     state_codes,
 )
+from memberlab.value._model import load_replicates, value_prices, values_from_model
 from memberlab.value._scenario import (
     Scenario,
     ScenarioComparison,
@@ -57,10 +58,13 @@ __all__ = [
     "ValueTrace",
     "ValueWorld",
     "compare_scenarios",
+    "load_replicates",
     "member_values",
     "price_coefficient",
     "price_table",
     "run_value_world",
     "state_codes",
     "true_results",
+    "value_prices",
+    "values_from_model",
 ]

@@ -28,7 +28,13 @@ from memberlab._errors import DataValidationError
 from memberlab._rng import RNGLike, as_generator
 from memberlab._typing import FloatArray
 from memberlab.callouts import Catalog, PendingLedger
-from memberlab.callouts.recommender import CalloutRecommender, Decision, Feedback, ServedItem
+from memberlab.callouts.recommender import (
+    BatchDecision,
+    CalloutRecommender,
+    Decision,
+    Feedback,
+    ServedItem,
+)
 from memberlab.policy._codec import PolicyCodecMixin, decode_value, encode_value
 from memberlab.policy._seeds import check_seed, draw_seed
 from memberlab.value._member import MemberValues
@@ -244,6 +250,39 @@ class ValueRecommender(PolicyCodecMixin):
         items = [ServedItem(ids[j], float(ev[0, j]), slot[r], inset[r]) for r, j in enumerate(top)]
         version = self.policy_version
         return Decision(f"v{version}-{seed:016x}", items, version, seed)
+
+    def decide_batch(
+        self,
+        context: Mapping[str, Any],
+        *,
+        n: int,
+        candidates: Sequence[str] | None = None,
+        k: int = 1,
+        seed: int | None = None,
+        rng: RNGLike = None,
+    ) -> BatchDecision:
+        """``n`` Thompson decisions for one context at once (no propensities), as
+        :meth:`CalloutRecommender.decide_batch` for one context: what off-policy
+        evaluation (:class:`memberlab.evaluation.RecommenderPolicy`) draws.
+
+        Each decision ranks the candidates by the expected value under its own posterior
+        draw of every plan model; ``scores`` are those expected values.
+        """
+        if not isinstance(context, Mapping):
+            raise DataValidationError(f"context must be a dict, got {type(context).__name__}.")
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise DataValidationError(f"n == {n!r}, must be an integer >= 1.")
+        self._build()
+        vals = self.plan_values(context)
+        ids = list(self.catalog.active_ids() if candidates is None else candidates)
+        if not ids:
+            raise DataValidationError("no candidates: the catalog has no active item.")
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= len(ids):
+            raise DataValidationError(f"k == {k!r}, must be an integer in [1, {len(ids)}].")
+        seed = self._seed(seed, rng)
+        ev = np.einsum("p,dpn->dn", vals, self._sampled(context, ids, seed, int(n)))
+        order = np.argsort(-ev, axis=1, kind="stable")[:, :k]
+        return BatchDecision(ids, order, np.take_along_axis(ev, order, axis=1), self._version, seed)
 
     def expected_values(
         self,
