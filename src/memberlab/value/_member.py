@@ -29,7 +29,7 @@ import pandas as pd
 from memberlab._errors import DataValidationError
 from memberlab._rng import RNGLike, as_generator, spawn
 from memberlab._typing import FloatArray, IntArray
-from memberlab.choice._counterfactual import ShiftSpec, reward_shift
+from memberlab.choice._counterfactual import ShiftSpec, price_matrix, reward_shift
 from memberlab.choice._env import sample_next, simulate_path
 from memberlab.choice._results import ChoiceResults
 from memberlab.choice._solve import policy_transition
@@ -39,7 +39,6 @@ __all__ = [
     "PriceSpec",
     "StateColumnError",
     "member_values",
-    "price_table",
     "state_codes",
 ]
 
@@ -62,37 +61,6 @@ class StateColumnError(DataValidationError):
     def __init__(self, message: str, *, column: str) -> None:
         super().__init__(message)
         self.column = column
-
-
-def price_table(results: ChoiceResults, prices: PriceSpec) -> FloatArray:
-    """What a member pays per state and action, shape (n_states, n_actions).
-
-    Parameters
-    ----------
-    results : ChoiceResults
-    prices : mapping
-        ``{action: state column or amount}``, the price specification of
-        :func:`memberlab.choice.counterfactual`. Actions not named pay 0.
-    """
-    n_s, n_a = results.rewards.shape
-    out = np.zeros((n_s, n_a))
-    for label, spec in prices.items():
-        a = results.action_index(label)
-        if isinstance(spec, str):
-            if spec not in results.states.columns:
-                raise DataValidationError(
-                    f"price column {spec!r} for action {label!r} is not among the state "
-                    f"columns {results.state_cols}."
-                )
-            out[:, a] = results.states[spec].to_numpy(dtype=float)
-        else:
-            amount = float(spec)
-            if not np.isfinite(amount):
-                raise DataValidationError(
-                    f"price of action {label!r} == {spec!r}, must be a finite amount."
-                )
-            out[:, a] = amount
-    return out
 
 
 def _key(v: Any) -> str:
@@ -492,8 +460,7 @@ def _revenue(
         policy = results.solve(rewards).policy
     else:  # simulation with a step function: the fitted policy as it stands
         policy = results.policy
-    choice = results.feasible.sum(axis=1) > 1
-    pay = price_table(results, prices) * choice[:, None]
+    pay = price_matrix(results, prices)  # 0 where the member has no choice
     if method == "exact":
         return _exact_revenue(policy, results.transitions, pay, results.feasible, horizon, discount)
     assert horizon is not None
