@@ -4,12 +4,15 @@ The value world (:class:`memberlab.value.ValueWorld`, seed 0: clicks and value d
 by state), a choice model written by the real ``memberlab choice fit`` (TabularPQR on
 3,000 members x 24 months of the environment, seed 1), and one shopper stream (seed 0,
 1,600 rounds) through a real ``memberlab serve --objective value`` and a real
-``memberlab serve --objective clicks`` (trainer processes every 0.3 s, attribution
-window 200 client seconds, events every 80 rounds): in the last quarter the value
-objective's true expected value per impression exceeds the click objective's by at least
-a quarter of the oracle-minus-random gap. (When written, on a loaded machine: value 44%
-of the gap, clicks -19%; decisions' seeds are the service's own, so runs differ a little.)
-The full comparison over seeds is ``benchmarks/value_service.py``.
+``memberlab serve --objective clicks`` at the same time (trainer processes every 0.3 s,
+attribution window 200 client seconds, events every 80 rounds, 30 propensity draws): in
+the last quarter the value objective's true expected value per impression exceeds the
+click objective's by at least a fifth of the oracle-minus-random gap.
+
+The decisions' seeds are the service's own (the operating system's), so runs differ:
+in four runs when written (load average 7-8 from other jobs) the value objective
+captured 9-49% of the gap and the click objective -8% to -39%, the difference 34-88% of
+the gap; 70-72 s each. The full comparison over seeds is ``benchmarks/value_service.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from memberlab.service.value_world import run_objectives
 from memberlab.value import ValueWorld
 
 STATE = "status,months_left,delivery,video,tier,price_monthly,price_annual"
-MARGIN = 0.25  # of the oracle-minus-random gap
+MARGIN = 0.20  # of the oracle-minus-random gap (34-88% seen, see above)
 
 
 @pytest.mark.slow
@@ -47,9 +50,17 @@ def test_value_objective_beats_clicks_on_value_through_real_servers(tmp_path: Pa
         *("--value-horizon", str(world.horizon)),
     ]
     run = run_objectives(
-        world, tmp_path / "model", tmp_path, seed=0, n_rounds=1600, batch=80, serve_args=serve
+        world,
+        tmp_path / "model",
+        tmp_path,
+        seed=0,
+        n_rounds=1600,
+        batch=80,
+        serve_args=serve,
+        parallel=True,
     )
     gap = run.value["oracle"] - run.value["random"]
+    print(f"gap captured: value {run.gap_share('value'):.1%}, clicks {run.gap_share('clicks'):.1%}")
     assert gap > 0.05, run
     assert run.value["value"] - run.value["clicks"] >= MARGIN * gap, (
         run.gap_share("value"),

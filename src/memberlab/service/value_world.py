@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,7 @@ def run_objectives(
     batch: int = 100,
     serve_args: Sequence[str] = (),
     objectives: Sequence[str] = ("clicks", "value"),
+    parallel: bool = False,
 ) -> ObjectiveRun:
     """One stream (``seed``) through a real ``memberlab serve --objective O`` per
     objective (each on a fresh SQLite database in ``workdir``, its trainer process
@@ -159,7 +161,8 @@ def run_objectives(
     ``serve_args`` are passed to every server (crosses, attribution window, trainer
     interval, ...); the value server also gets ``--choice-model``. The attribution
     window (client seconds, one per round) must exceed ``batch`` rounds, or events
-    arrive after their window closed.
+    arrive after their window closed. ``parallel`` runs the servers at the same time
+    (one client thread each), which saves wall time but makes them share the machine.
     """
     value: dict[str, float] = {}
     clicks: dict[str, float] = {}
@@ -167,7 +170,8 @@ def run_objectives(
     for name, pol in (("random", RandomPolicy(world)), ("oracle", OraclePolicy(world))):
         tr = run_value_world(world, pol, n_rounds=n_rounds, batch=batch, rng=seed)
         value[name], clicks[name] = tr.last_quarter()
-    for objective in objectives:
+
+    def one(objective: str) -> tuple[str, ValueTrace, float]:
         db = Path(workdir) / f"{objective}-{seed}.db"
         url = f"sqlite:///{db}"
         admin, decide = create_keys(url)
@@ -180,9 +184,17 @@ def run_objectives(
                 load_world_items(a, world)
             t0 = time.perf_counter()
             with server.client(decide) as c:
-                trace: ValueTrace = run_value_world(
+                trace = run_value_world(
                     world, ServiceWorldPolicy(c, world), n_rounds=n_rounds, batch=batch, rng=seed
                 )
-            secs[objective] = time.perf_counter() - t0
+            return objective, trace, time.perf_counter() - t0
+
+    if parallel:  # one client thread per server: the servers are processes of their own
+        with ThreadPoolExecutor(max_workers=len(objectives)) as pool:
+            done = list(pool.map(one, objectives))
+    else:
+        done = [one(o) for o in objectives]
+    for objective, trace, took in done:
         value[objective], clicks[objective] = trace.last_quarter()
+        secs[objective] = took
     return ObjectiveRun(seed, value, clicks, secs)
