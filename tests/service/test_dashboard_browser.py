@@ -90,12 +90,12 @@ def driver(tmp_path: Path) -> Iterator[Any]:
         drv.quit()
 
 
-@pytest.fixture
-def populated(tmp_path: Path) -> Iterator[tuple[Server, str, dict[str, Any]]]:
-    """A server with a choice model, items, traffic, feedback, a trainer step, a layout
-    space; returns it, an admin key and the API's own view of what the page should show."""
-    model = fit_choice_model(tmp_path / "choice", members=300, months=10)
-    url = f"sqlite:///{tmp_path}/memberlab.db"
+def _server_with_model(tmp_path: Path, name: str, *args: str) -> tuple[Server, str]:
+    """A server on a fresh SQLite database with a small fitted choice model (windows of
+    60 s, trainer on request, 15 closed impressions before an estimate is shown), and
+    an admin key."""
+    model = fit_choice_model(tmp_path / f"choice-{name}", members=300, months=10)
+    url = f"sqlite:///{tmp_path}/{name}.db"
     store = Store(url)
     try:
         admin = store.create_api_key("admin")
@@ -103,11 +103,19 @@ def populated(tmp_path: Path) -> Iterator[tuple[Server, str, dict[str, Any]]]:
         store.close()
     server = start_server(
         url,
-        str(tmp_path / "serve.log"),
+        str(tmp_path / f"serve-{name}.log"),
         *("--train-interval", "0", "--attribution-window", "60"),
-        *("--choice-model", str(model)),
+        *("--choice-model", str(model), *args),
         env={"MEMBERLAB_MIN_OBSERVATIONS": "15"},
     )
+    return server, admin
+
+
+@pytest.fixture
+def populated(tmp_path: Path) -> Iterator[tuple[Server, str, dict[str, Any]]]:
+    """A server with a choice model, items, traffic, feedback, a trainer step, a layout
+    space; returns it, an admin key and the API's own view of what the page should show."""
+    server, admin = _server_with_model(tmp_path, "memberlab")
     try:
         with server.client(admin) as c:
             for item_id, attrs in ITEMS.items():
@@ -272,19 +280,8 @@ VALUE_SERVED = {"deal": 20, "annual": 18, "music": 4}
 def value_server(tmp_path: Path) -> Iterator[tuple[Server, str, dict[str, Any]]]:
     """A ``--objective value`` server with three callouts, conversions to both plans and
     a trainer step; returns it, an admin key and ``GET /v1/admin/value`` for two states."""
-    model = fit_choice_model(tmp_path / "choice", members=300, months=10)
-    url = f"sqlite:///{tmp_path}/value.db"
-    store = Store(url)
-    try:
-        admin = store.create_api_key("admin")
-    finally:
-        store.close()
-    server = start_server(
-        url,
-        str(tmp_path / "serve-value.log"),
-        *("--train-interval", "0", "--attribution-window", "60", "--choice-model", str(model)),
-        *("--objective", "value", "--price", "monthly=1.5", "--price", "annual=14"),
-        env={"MEMBERLAB_MIN_OBSERVATIONS": "15"},
+    server, admin = _server_with_model(
+        tmp_path, "value", "--objective", "value", "--price", "monthly=1.5", "--price", "annual=14"
     )
     try:
         with server.client(admin) as c:

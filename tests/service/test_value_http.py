@@ -138,6 +138,7 @@ def test_value_objective_end_to_end(
     r = admin.post("/v1/admin/train")
     assert r.status_code == 200 and r.json()["closed"] >= 40, r.text
     assert r.json()["details"]["value"] == {"": 40}
+    assert r.json()["pending"] == 1  # the last decision's window is open (kind "value")
     store = Store(database_url)
     try:
         snap = store.load_snapshot("value")

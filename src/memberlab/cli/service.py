@@ -34,10 +34,11 @@ def serve(
         help="Directory written by 'memberlab choice fit': serves GET "
         "/v1/choice/counterfactual and the dashboard's membership counterfactuals.",
     ),
-    objective: str = typer.Option(
-        "clicks",
+    objective: str | None = typer.Option(
+        None,
         help="What callout decisions optimise: 'clicks', or 'value' (expected member value "
-        "of the conversions they bring; needs --choice-model).",
+        "of the conversions they bring; needs --choice-model). Default: "
+        "MEMBERLAB_OBJECTIVE, else clicks.",
     ),
     value_horizon: int | None = typer.Option(
         None, min=1, help="Months of revenue in the member value (--objective value; default 24)."
@@ -57,6 +58,7 @@ def serve(
     from memberlab.store import Store, display_url, normalize_url
 
     model_dir = choice_model or os.environ.get("MEMBERLAB_CHOICE_MODEL") or None
+    objective = objective or os.environ.get("MEMBERLAB_OBJECTIVE") or "clicks"
     if objective not in ("clicks", "value"):
         fail(f"--objective {objective!r}: must be 'clicks' or 'value'.")
     if objective == "value" and model_dir is None:
