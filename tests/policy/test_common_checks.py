@@ -12,8 +12,17 @@ import pytest
 from memberlab import DataValidationError
 from memberlab.bayes import GroupPrior
 from memberlab.callouts import CalloutRecommender, Catalog, Feedback
+from memberlab.choice import MembershipEnv
 from memberlab.layouts import LayoutPolicy
 from memberlab.policy import Policy, checks
+from memberlab.value import (
+    ENV_PRICES,
+    MemberValues,
+    ValueFeedback,
+    ValueRecommender,
+    member_values,
+    true_results,
+)
 
 DATA = Path(__file__).parent / "data"
 BENEFITS = ["video", "music", "delivery", "reading"]
@@ -117,8 +126,70 @@ def _layout_case(exact: int) -> checks.PolicyCase:
     )
 
 
+def _value_setup() -> tuple[MemberValues, list[dict[str, Any]], dict[str, Any]]:
+    """Member values of the membership environment's true model (12 months); two
+    training states (a light and a heavy delivery user) and a third never trained on."""
+    env = MembershipEnv()
+    values = member_values(true_results(env), prices=ENV_PRICES, horizon=12)
+    st = env.states
+    rows = st[(st["status"] == "none") & (st["tier"] == 1) & (st["video"] == 0)]
+
+    def ctx(row: Any, **extra: Any) -> dict[str, Any]:
+        return {**{c: np.asarray(row[c]).item() for c in values.state_cols}, **extra}
+
+    seen = [ctx(rows.iloc[0], page="home"), ctx(rows.iloc[-1], page="video")]
+    unseen = ctx(st[st["status"] == "monthly"].iloc[3], page="never", device="watch")
+    return values, seen, unseen
+
+
+VALUES, VALUE_CONTEXTS, VALUE_UNSEEN = _value_setup()
+
+
+def _value_catalog() -> Catalog:
+    return Catalog.from_records(
+        [
+            {"item_id": f"v{j}", "pitch": "deal" if j % 2 else "annual", "brand": f"b{j % 3}"}
+            for j in range(5)
+        ]
+    )
+
+
+def _value_feedback(pol: ValueRecommender, rng: np.random.Generator) -> list[ValueFeedback]:
+    ids = pol.catalog.active_ids()
+    out = []
+    for _ in range(40):
+        clicked = bool(rng.random() < 0.4)
+        converted = clicked and rng.random() < 0.5
+        plan = ("monthly", "annual")[int(rng.integers(2))] if converted else None
+        ctx = VALUE_CONTEXTS[int(rng.integers(2))]
+        out.append(ValueFeedback(ctx, ids[int(rng.integers(len(ids)))], clicked, plan))
+    return out
+
+
+VALUE = checks.PolicyCase(
+    make=lambda: ValueRecommender(
+        catalog=_value_catalog(),
+        values=VALUES,
+        crosses=[("delivery", "pitch"), ("status", "pitch"), ("page", "brand")],
+        propensity_draws=300,
+        recommender_params={
+            "noise": 0.8,
+            "priors": {"brand": GroupPrior(0.0, 0.3)},
+            "default_prior": GroupPrior(0.0, 0.5),
+            "bias_prior": GroupPrior(-1.0, 0.5),
+            "shadow_sweeps": 3,
+        },
+        rng=5,
+    ),
+    contexts=VALUE_CONTEXTS,
+    unseen_context=VALUE_UNSEEN,
+    feedback=_value_feedback,
+    decide_kwargs={"k": 2},
+)
+
 CASES = {
     "callouts": CALLOUTS,
+    "value": VALUE,
     "layouts-exact": _layout_case(1024),
     "layouts-hill": _layout_case(0),
 }
@@ -219,3 +290,28 @@ def test_decision_ids_are_one_format_and_unique_per_decision(kind: str) -> None:
     assert a.decision_id != b.decision_id and a == b
     for d in (a, b):
         assert len(d.decision_id) == 32 and int(d.decision_id, 16) >= 0
+def test_value_snapshot_keeps_refitted_priors_and_member_values() -> None:
+    """A refit changes the underlying models' group priors (learned state, not
+    constructor arguments): a snapshot must carry them, and the member values bit for bit."""
+    pol = VALUE.make()
+    rng = np.random.default_rng(3)
+    log = [fb for _ in range(4) for fb in _value_feedback(pol, rng)]
+    pol.update(log)
+    pol.refit_priors(log, min_weights=1)
+    back = ValueRecommender.from_bytes(pol.to_bytes())
+    for name, m in pol.models.items():
+        assert back.models[name].priors == m.priors, name
+    np.testing.assert_array_equal(back.values.values, VALUES.values)
+    assert back.values.states.equals(VALUES.states)
+    for ctx in VALUE_CONTEXTS:
+        assert back.decide(ctx, seed=11, k=2) == pol.decide(ctx, seed=11, k=2)
+
+
+def test_value_snapshot_malformed_member_values_is_a_validation_error() -> None:
+    from memberlab import DataValidationError
+
+    data = VALUE.make().to_bytes()
+    bad = data.replace(b'"state_cols": ["status"', b'"state_cols": ["nope"', 1)
+    assert bad != data
+    with pytest.raises(DataValidationError, match="state columns"):
+        ValueRecommender.from_bytes(bad)

@@ -105,12 +105,12 @@ def driver(tmp_path: Path) -> Iterator[Any]:
         drv.quit()
 
 
-@pytest.fixture
-def populated(tmp_path: Path) -> Iterator[tuple[Server, str, dict[str, Any]]]:
-    """A server with a choice model, items, traffic, feedback, a trainer step, a layout
-    space; returns it, an admin key and the API's own view of what the page should show."""
-    model = fit_choice_model(tmp_path / "choice", members=300, months=10)
-    url = f"sqlite:///{tmp_path}/memberlab.db"
+def _server_with_model(tmp_path: Path, name: str, *args: str) -> tuple[Server, str]:
+    """A server on a fresh SQLite database with a small fitted choice model (windows of
+    60 s, trainer on request, 15 closed impressions before an estimate is shown), and
+    an admin key."""
+    model = fit_choice_model(tmp_path / f"choice-{name}", members=300, months=10)
+    url = f"sqlite:///{tmp_path}/{name}.db"
     store = Store(url)
     try:
         admin = store.create_api_key("admin")
@@ -118,12 +118,21 @@ def populated(tmp_path: Path) -> Iterator[tuple[Server, str, dict[str, Any]]]:
         store.close()
     server = start_server(
         url,
-        str(tmp_path / "serve.log"),
+        str(tmp_path / f"serve-{name}.log"),
         *("--train-interval", "0", "--attribution-window", "60"),
-        *("--choice-model", str(model)),
-        *("--holdout-fraction", "0.3", "--experiment-salt", SALT),
+        *("--choice-model", str(model), *args),
         env={"MEMBERLAB_MIN_OBSERVATIONS": "15"},
     )
+    return server, admin
+
+
+@pytest.fixture
+def populated(tmp_path: Path) -> Iterator[tuple[Server, str, dict[str, Any]]]:
+    """A server with a choice model, a holdout (split skewed on purpose), items, traffic,
+    feedback, a trainer step, a layout space and a recorded offline evaluation; returns
+    it, an admin key and the API's own view of what the page should show."""
+    holdout = ("--holdout-fraction", "0.3", "--experiment-salt", SALT)
+    server, admin = _server_with_model(tmp_path, "memberlab", *holdout)
     units = _skewed_units()
     try:
         with server.client(admin) as c:
@@ -274,6 +283,8 @@ def test_dashboard_renders_in_chromium(
         assert word in legend
     assert "month 17" in driver.find_element(By.ID, "cf-table").text
     assert driver.find_element(By.ID, "err").text == ""
+    # a click-objective service says how to get the member-value panel
+    assert "--objective value" in driver.find_element(By.ID, "value-note").text
 
     # the holdout readout: arms, lift, the SRM warning (the split is broken on purpose),
     # the lift over time with its bands
@@ -312,3 +323,98 @@ def test_dashboard_renders_in_chromium(
     keep = os.environ.get("MEMBERLAB_SCREENSHOT_DIR")
     if keep:
         shutil.copy(shot, Path(keep) / "dashboard.png")
+
+
+VALUE_STATE = {"status": "none", "months_left": 0, "delivery": 2, "video": 0, "tier": 1}
+#: decisions per item, each restricted to that item; music stays under min_observations
+VALUE_SERVED = {"deal": 20, "annual": 18, "music": 4}
+
+
+@pytest.fixture
+def value_server(tmp_path: Path) -> Iterator[tuple[Server, str, dict[str, Any]]]:
+    """A ``--objective value`` server with three callouts, conversions to both plans and
+    a trainer step; returns it, an admin key and ``GET /v1/admin/value`` for two states."""
+    server, admin = _server_with_model(
+        tmp_path, "value", "--objective", "value", "--price", "monthly=1.5", "--price", "annual=14"
+    )
+    try:
+        with server.client(admin) as c:
+            for item_id, attrs in {
+                "deal": {"pitch": "deal"},
+                "annual": {"pitch": "annual"},
+                "music": {"pitch": "music"},
+            }.items():
+                _ok(c.put(f"/v1/callouts/items/{item_id}", json={"attributes": attrs}))
+            events, n = [], 0
+            for item, count in VALUE_SERVED.items():
+                for k in range(count):
+                    t = T0 + n
+                    n += 1
+                    body = {"context": VALUE_STATE, "candidates": [item], "timestamp": _iso(t)}
+                    did = _ok(c.post("/v1/callouts/decisions", json=body))["decision_id"]
+                    ev = {"decision_id": did, "item_id": item, "timestamp": _iso(t + 1)}
+                    if k % 2 == 0:
+                        events.append({**ev, "event_id": f"c{n}", "type": "click"})
+                    if k % 4 == 0:
+                        plan = "annual" if item == "annual" else "monthly"
+                        events.append(
+                            {**ev, "event_id": f"v{n}", "type": "conversion", "plan": plan}
+                        )
+            _ok(c.post("/v1/events", json={"events": events}), 202)
+            later = {"context": VALUE_STATE, "timestamp": _iso(T0 + 600)}
+            _ok(c.post("/v1/callouts/decisions", json=later))
+            assert _ok(c.post("/v1/admin/train"))["closed"] == sum(VALUE_SERVED.values())
+            first = _ok(c.get("/v1/admin/value"))
+            other = first["states"][-1]
+            expect = {
+                "first": first,
+                "chosen": _ok(c.get("/v1/admin/value", params={"state": json.dumps(other)})),
+            }
+        yield server, admin, expect
+    finally:
+        server.stop()
+
+
+def test_dashboard_value_panel_in_chromium(
+    driver: Any, value_server: tuple[Server, str, dict[str, Any]]
+) -> None:
+    """The member-value panel: per callout the expected value and the click rate side by
+    side with intervals (or "too few observations"), for the state chosen in the page."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    server, admin, expect = value_server
+    wait = WebDriverWait(driver, 15, ignored_exceptions=(StaleElementReferenceException,))
+
+    def css(sel: str) -> list[Any]:
+        return list(driver.find_elements(By.CSS_SELECTOR, sel))
+
+    driver.get(server.base_url + "/dashboard")
+    driver.find_element(By.ID, "key").send_keys(admin)
+    driver.find_element(By.ID, "save").click()
+    wait.until(lambda _: len(css("#value-table tr")) == 1 + len(VALUE_SERVED))
+    first = expect["first"]
+    rows = {r.get_attribute("data-item"): r.text for r in css("#value-table tr[data-item]")}
+    assert list(rows) == [i["item_id"] for i in first["items"]]  # ranked by expected value
+    for item in first["items"]:
+        text = rows[item["item_id"]]
+        if item["enough_data"]:
+            assert f"{item['expected_value']:.4f} [{item['expected_value_lower']:.4f}," in text
+            assert f"{100 * item['click_rate']:.1f}%" in text
+        else:
+            assert "too few observations" in text and "[" not in text
+    assert {i["item_id"] for i in first["items"] if not i["enough_data"]} == {"music"}
+    plans = driver.find_element(By.ID, "value-plans").text
+    assert f"annual {first['plans'][0]['value']:.2f}" in plans
+    # choose another state: the table and the plans' values follow it
+    sel = Select(driver.find_element(By.ID, "value-state"))
+    assert len(sel.options) == len(first["states"])
+    sel.select_by_index(len(first["states"]) - 1)
+    chosen = expect["chosen"]
+    want = f"annual {chosen['plans'][0]['value']:.2f}"
+    wait.until(lambda _: want in driver.find_element(By.ID, "value-plans").text)
+    item = next(i for i in chosen["items"] if i["enough_data"])
+    row = driver.find_element(By.CSS_SELECTOR, f"#value-table tr[data-item='{item['item_id']}']")
+    assert f"{item['expected_value']:.4f}" in row.text
+    assert driver.find_element(By.ID, "err").text == ""

@@ -207,3 +207,37 @@ def test_schema_1_database_gains_experiment_and_plan_columns(database_url: str) 
         assert sa.inspect(conn).has_table("evaluations")
     assert "ix_decisions_unit" in names
     st.close()
+
+
+def test_due_impressions_with_conversions_keep_clicks_and_plans_apart(store: Store) -> None:
+    """The value objective's reading of the ledger: clicks alone make the reward, and the
+    earliest conversion in the window that names a plan gives the plan (later ones, and
+    conversions outside the window, do not)."""
+
+    def dec(did: str) -> DecisionRecord:
+        return DecisionRecord(did, "value", "", {"tier": 1}, ["a"], 1, 7, 100.0, True)
+
+    for did in ("c1", "c2", "c3", "c4"):
+        store.log_decision(dec(did), [("a", 0.5)], window=10)
+    conv = "conversion"
+    store.add_events(
+        [
+            _event("k1", "c1", "a", 101.0),
+            EventRecord("p1", "c1", "a", conv, None, 102.0, True, plan="annual"),
+            EventRecord("p1b", "c1", "a", conv, None, 103.0, True, plan="monthly"),
+            EventRecord("p2", "c2", "a", conv, None, 102.0, True, plan="monthly"),  # no click
+            _event("k3", "c3", "a", 101.0),
+            EventRecord("p3", "c3", "a", conv, None, 130.0, True, plan="annual"),  # too late
+        ]
+    )
+    due = store.due_impressions("value", now=110.0, conversions=True)
+    got = {d.decision_id: (d.reward, d.plan) for d in due}
+    assert got == {
+        "c1": (1.0, "annual"),
+        "c2": (0.0, "monthly"),
+        "c3": (1.0, None),
+        "c4": (0.0, None),
+    }
+    # read without conversions, a conversion is a reward and no plan is read
+    plain = {d.decision_id: (d.reward, d.plan) for d in store.due_impressions("value", 110.0)}
+    assert plain["c2"] == (1.0, None)

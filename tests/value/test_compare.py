@@ -160,12 +160,12 @@ def test_price_coefficient_recovered(env: MembershipEnv, pqr_large) -> None:  # 
     """TabularPQR on 960,000 member-months (seed 1): the price coefficient of both plans
     within 0.1 of the truth, -alpha_price = -1 (the price tier, which determines the
     prices, is left out of the controls)."""
-    from memberlab.value import price_coefficient
+    from memberlab.choice import price_coefficient
 
     res = pqr_large
     for plan, col in ENV_PRICES.items():
-        assert price_coefficient(res, action=plan, column=col) == pytest.approx(-1.0, abs=0.1)
-    assert price_coefficient(true_results(env), action="monthly", column="price_monthly") == (
+        assert price_coefficient(res, action=plan, price=col) == pytest.approx(-1.0, abs=0.1)
+    assert price_coefficient(true_results(env), action="monthly", price="price_monthly") == (
         pytest.approx(-1.0, abs=1e-9)
     )
 
@@ -200,3 +200,55 @@ def test_compare_with_bootstrap_replicates(env: MembershipEnv) -> None:
     assert cmp.info["n_replicates"] == 4
     assert row["revenue_diff_lower"] <= row["revenue_diff_upper"]
     assert row["retention_diff_lower"] > 0  # a benefit worth 0.5 a month keeps members
+
+
+def test_compare_cli_uses_the_bootstrap_replicates_choice_fit_wrote(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+    """``choice fit --bootstrap 3`` then ``choice compare``: the intervals are the
+    percentiles over the three replicates (the library's compare_scenarios with the
+    loaded replicates gives the same numbers), not the bootstrap over members; without
+    --price the plans pay their price_<plan> state columns."""
+    from memberlab.choice import ChoiceResults, load_bootstrap
+    from memberlab.value import compare_scenarios
+
+    env.simulate(1500, 12, rng=4).to_csv(tmp_path / "panel.csv", index=False)
+    fit = runner.invoke(
+        app,
+        [
+            "choice", "fit", str(tmp_path / "panel.csv"), "--id", "member", "--time", "month",
+            "--state", STATE, "--action", "action", "--anchor", "none", "--discount", "0.97",
+            "--feasible", "feasible", "--bootstrap", "3", "--out", str(tmp_path / "model"),
+        ],
+    )  # fmt: skip
+    assert fit.exit_code == 0, fit.output
+    cmd = [
+        "choice", "compare", str(tmp_path / "model"), "--scenario",
+        "video=--reward-shift annual=0.5", "--months", "6", "--members", "800", "--seed", "2",
+        "--json",
+    ]  # fmt: skip
+    out = runner.invoke(app, cmd)
+    assert out.exit_code == 0, out.output
+    payload = json.loads(out.stdout)
+    assert payload["interval_source"] == "replicates"
+    boot = load_bootstrap(tmp_path / "model")
+    lib = compare_scenarios(
+        ChoiceResults.load(tmp_path / "model"),
+        {"video": "--reward-shift annual=0.5"},
+        prices=ENV_PRICES,
+        months=6,
+        n_members=800,
+        replicates=boot.replicates,
+        rng=2,
+    ).to_dict()
+    assert payload["scenarios"] == lib["scenarios"]
+    members = compare_scenarios(
+        ChoiceResults.load(tmp_path / "model"),
+        {"video": "--reward-shift annual=0.5"},
+        prices=ENV_PRICES,
+        months=6,
+        n_members=800,
+        rng=2,
+    ).to_dict()
+    row = {s["scenario"]: s for s in payload["scenarios"]}["video"]
+    other = {s["scenario"]: s for s in members["scenarios"]}["video"]
+    assert row["revenue_diff"] == other["revenue_diff"]  # the same point estimate
+    assert row["revenue_diff_lower"] != other["revenue_diff_lower"]  # other intervals

@@ -176,7 +176,7 @@ def test_states_at_once_and_errors(env: MembershipEnv) -> None:
         mv.plan_values(bad)
     with pytest.raises(ValueError, match="horizon"):
         member_values(res, prices=ENV_PRICES, horizon=0)
-    with pytest.raises(ValueError, match="price column 'nope'"):
+    with pytest.raises(ValueError, match="column 'nope' is not a state column"):
         member_values(res, prices={"monthly": "nope"})
     with pytest.raises(ValueError, match="method"):
         member_values(res, prices=ENV_PRICES, method="magic")

@@ -10,24 +10,6 @@ import typer
 __all__ = ["compare_cmd", "register"]
 
 
-def _parse_prices(items: list[str]) -> dict[str, str | float]:
-    from memberlab.cli.choice import _fail
-
-    out: dict[str, str | float] = {}
-    for item in items:
-        label, sep, spec = item.partition("=")
-        label, spec = label.strip(), spec.strip()
-        if not sep or not label or not spec:
-            _fail(f"--price {item!r} must look like ACTION=COLUMN or ACTION=AMOUNT.")
-        if label in out:
-            _fail(f"--price names action {label!r} twice.")
-        try:
-            out[label] = float(spec)
-        except ValueError:
-            out[label] = spec
-    return out
-
-
 def _parse_scenarios(items: list[str]) -> dict[str, str]:
     from memberlab.cli.choice import _fail
 
@@ -56,9 +38,10 @@ def compare_cmd(
         "(repeatable).",
     ),
     price: list[str] = typer.Option(
-        ...,
+        [],
         "--price",
-        help="ACTION=COLUMN|AMOUNT: what a member pays for the action (repeatable).",
+        help="ACTION=COLUMN|AMOUNT: what a member pays for the action, as for 'choice "
+        "counterfactual' (repeatable; default: each plan's price_<plan> state column).",
     ),
     months: int = typer.Option(12, "--months", min=1, help="Months to simulate."),
     members: int = typer.Option(10_000, "--members", min=2, help="Simulated members."),
@@ -67,26 +50,33 @@ def compare_cmd(
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of the comparison."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Rank scenarios by revenue per member and by retention, with intervals vs baseline."""
+    """Rank scenarios by revenue per member and by retention, with intervals vs baseline.
+
+    Intervals come from the bootstrap replicates ``choice fit --bootstrap B`` wrote to
+    DIRECTORY when there are any (the same members and random numbers in each), else
+    from a bootstrap over the simulated members."""
     from memberlab.choice import ChoiceResults
     from memberlab.cli.choice import _fail, _spinner, _user_errors
-    from memberlab.value import compare_scenarios
+    from memberlab.value import compare_scenarios, load_replicates, value_prices
 
     if not 0 < alpha < 1:
         _fail(f"--alpha {alpha}: must be in (0, 1).")
     specs = _parse_scenarios(scenario)
-    prices = _parse_prices(price)
     with _user_errors():
         res = ChoiceResults.load(directory)
+        prices = value_prices(res, price)  # parsed as 'choice counterfactual' parses them
+        reps = load_replicates(directory)
         with _spinner(f"simulating {len(specs) + 1} scenarios x {members:,} members"):
             cmp = compare_scenarios(
-                res, specs, prices=prices, months=months, n_members=members, alpha=alpha, rng=seed
-            )
+                res, specs, prices=prices, months=months, n_members=members,
+                replicates=reps, alpha=alpha, rng=seed,
+            )  # fmt: skip
         if plot is not None:
             cmp.plot(plot)
     if as_json:
         payload = cmp.to_dict()
         payload["seed"] = seed
+        payload["interval_source"] = "replicates" if reps else "members"
         payload["ranking"] = {
             "revenue": cmp.ranking("revenue"),
             "retention": cmp.ranking("retention"),
@@ -97,7 +87,11 @@ def compare_cmd(
     from rich.table import Table
 
     lvl = round(100 * (1 - alpha))
-    t = Table(title=f"scenarios vs baseline: {members:,} members, {months} months, seed {seed}")
+    source = f"{len(reps)} bootstrap replicates" if reps else "bootstrap over members"
+    t = Table(
+        title=f"scenarios vs baseline: {members:,} members, {months} months, seed {seed}; "
+        f"intervals from {source}"
+    )
     for c in (
         "scenario",
         "revenue/member",

@@ -140,6 +140,21 @@ def logs(
     train_fraction: float = typer.Option(0.5, help="Share of the logs candidates refit on."),
     select_by: str = typer.Option("snipw", help="Estimator that picks the best candidate."),
     importance: bool = typer.Option(False, help="Feature-group importance (leave one out)."),
+    reward: str = typer.Option(
+        "click",
+        help="click (the logged reward), or value: the member value of the plan each "
+        "impression converted to (an export of --kind value; needs --choice-model).",
+    ),
+    choice_model: Path | None = typer.Option(
+        None, help="With --reward value: the directory written by 'memberlab choice fit'."
+    ),
+    value_horizon: int = typer.Option(24, min=1, help="With --reward value: months of revenue."),
+    price: list[str] = typer.Option(
+        [],
+        "--price",
+        help="With --reward value: ACTION=COLUMN|AMOUNT, as for 'memberlab serve' "
+        "(default: each plan's price_<plan> state column).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     executor: str = _jobs.executor_option(),
     workers: int | None = _jobs.workers_option(),
@@ -162,15 +177,26 @@ def logs(
     every backend). ``--record`` stores the result in the database."""
     import tempfile
 
+    from memberlab.cli._common import fail
     from memberlab.evaluation import BanditDataset, RecommenderPolicy
     from memberlab.evaluation.candidates import compare_candidates, expand_grid, feature_importance
     from memberlab.evaluation.policies import policy_from_name
 
+    if reward not in ("click", "value"):
+        fail(f"--reward {reward!r}: must be 'click' or 'value'.")
+    if reward == "value" and choice_model is None:
+        fail("--reward value needs --choice-model DIR, DIR written by 'memberlab choice fit'.")
     with _user_errors(), tempfile.TemporaryDirectory() as tmp:
         source = file.name if file is not None else f"{kind} logs in the database"
         if file is None:
             file = _export(Path(tmp) / "logs.parquet", database_url, kind, space, since, until)
-        data = BanditDataset.from_export(file)
+        values = None
+        if reward == "value":
+            from memberlab.value import values_from_model
+
+            assert choice_model is not None
+            values = values_from_model(choice_model, horizon=value_horizon, prices=price)
+        data = BanditDataset.from_export(file, values=values)
         settings_file = candidates
         if settings_file is None and policy.endswith(".json"):
             settings_file = Path(policy)
@@ -200,13 +226,20 @@ def logs(
         else:
             if Path(policy).is_file():
                 from memberlab.callouts import CalloutRecommender
+                from memberlab.policy._codec import snapshot_kind
+                from memberlab.value import ValueRecommender
 
+                blob = Path(policy).read_bytes()
+                cls: Any = (
+                    ValueRecommender if snapshot_kind(blob) == "value" else CalloutRecommender
+                )
                 target: Any = RecommenderPolicy(
-                    CalloutRecommender.load(policy), n_draws=draws, rng=seed, name=policy
+                    cls.from_bytes(blob), n_draws=draws, rng=seed, name=policy
                 )
             else:
                 target = policy_from_name(policy)
             out = _run(data, target, estimators, bootstrap, seed, level, clip, False)
+        out["reward"] = reward
         if record:
             what = "candidates" if "candidates" in out else "ope"
             name = Path(settings_file).name if settings_file is not None else policy

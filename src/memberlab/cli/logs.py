@@ -27,7 +27,9 @@ def parse_time(text: str | None, name: str) -> float | None:
 
 @app.command("export")
 def export(
-    kind: str = typer.Option("callouts", help="callouts or layouts."),
+    kind: str = typer.Option(
+        "callouts", help="callouts, layouts or value (decisions of --objective value)."
+    ),
     space: str | None = typer.Option(None, help="Layout space (default: every space)."),
     since: str | None = typer.Option(None, help="Only rows at or after this time (ISO 8601)."),
     until: str | None = typer.Option(None, help="Only rows before this time (ISO 8601)."),

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from memberlab.cli._common import DB_HELP as _DB_HELP
+from memberlab.cli._common import fail, user_errors
 
 keys_app = typer.Typer(help="API keys (stored hashed; printed once).", no_args_is_help=True)
 
@@ -50,6 +51,21 @@ def serve(
         None,
         help="Salt of the sticky assignment (default: the one kept in the database, made "
         "once); changing it re-assigns every unit.",
+    objective: str | None = typer.Option(
+        None,
+        help="What callout decisions optimise: 'clicks', or 'value' (expected member value "
+        "of the conversions they bring; needs --choice-model). Default: "
+        "MEMBERLAB_OBJECTIVE, else clicks.",
+    ),
+    value_horizon: int | None = typer.Option(
+        None, min=1, help="Months of revenue in the member value (--objective value; default 24)."
+    ),
+    price: list[str] = typer.Option(
+        [],
+        "--price",
+        help="ACTION=COLUMN|AMOUNT: what a member pays for a plan, as for 'choice "
+        "counterfactual' (--objective value; repeatable; default: each plan's price_<plan> "
+        "state column).",
     ),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
@@ -59,6 +75,14 @@ def serve(
     from memberlab.store import Store, display_url, normalize_url
 
     model_dir = choice_model or os.environ.get("MEMBERLAB_CHOICE_MODEL") or None
+    objective = objective or os.environ.get("MEMBERLAB_OBJECTIVE") or "clicks"
+    if objective not in ("clicks", "value"):
+        fail(f"--objective {objective!r}: must be 'clicks' or 'value'.")
+    if objective == "value" and model_dir is None:
+        fail("--objective value needs --choice-model DIR, DIR written by 'memberlab choice fit'.")
+    if objective == "value":
+        assert model_dir is not None
+        _check_value_model(str(model_dir), value_horizon, price)
     if model_dir is not None:  # load once here, so a bad directory fails before serving
         from memberlab import MemberlabError
         from memberlab.choice import ChoiceResults
@@ -82,6 +106,9 @@ def serve(
         "holdout_fraction": holdout_fraction,
         "holdout_policy": holdout_policy,
         "experiment_salt": experiment_salt,
+        "objective": objective if objective != "clicks" else None,
+        "value_horizon": value_horizon,
+        "prices": ",".join(price) or None,
     }
     settings = Settings.from_env(**overrides)  # validate once, before any worker starts
     for name, value in overrides.items():
@@ -129,6 +156,23 @@ def serve(
         if trainer is not None:
             trainer.terminate()
             trainer.join(timeout=10)
+
+
+def _check_value_model(directory: str, horizon: int | None, price: list[str]) -> None:
+    """Compute the member values once before serving, so a directory that is not a
+    fitted choice model, a model without transitions or a bad --price fails in one line."""
+    from memberlab import MemberlabError
+    from memberlab.choice import ChoiceResults
+    from memberlab.value import values_from_model
+
+    try:
+        ChoiceResults.load(directory)
+    except (MemberlabError, OSError, ValueError, KeyError) as exc:
+        fail(
+            f"--choice-model {directory!r} is not a model written by 'memberlab choice fit': {exc}"
+        )
+    with user_errors():
+        values_from_model(directory, horizon=horizon or 24, prices=price)
 
 
 def _check_bindable(host: str, port: int) -> None:

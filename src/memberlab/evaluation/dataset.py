@@ -21,13 +21,16 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from memberlab._errors import DataValidationError, UnknownItemError
 from memberlab._typing import FloatArray, IntArray
+
+if TYPE_CHECKING:
+    from memberlab.value import MemberValues
 
 __all__ = [
     "OBD_BEHAVIORS",
@@ -334,7 +337,11 @@ class BanditDataset:
 
     @classmethod
     def from_export(
-        cls, path: str | os.PathLike[str], *, include_pending: bool = False
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        include_pending: bool = False,
+        values: MemberValues | None = None,
     ) -> BanditDataset:
         """Build from a ``memberlab logs export`` Parquet file (closed rows only, unless
         ``include_pending``).
@@ -342,6 +349,12 @@ class BanditDataset:
         Context columns are the export's ``ctx.*`` columns; the actions are every item
         seen as served or as a candidate; the item catalogue stored in the file's
         metadata is kept in ``meta["items"]``.
+
+        With ``values`` (:class:`memberlab.value.MemberValues`) the reward is member value:
+        the value of the plan each impression converted to (the export's ``plan``
+        column, an export of ``--kind value``) in the shopper's state (the ``ctx.*``
+        columns of the choice model's state columns), 0 without a conversion; so the
+        estimators evaluate a value policy. ``meta["reward"]`` says which.
         """
         import pyarrow.parquet as pq
 
@@ -368,6 +381,10 @@ class BanditDataset:
                 if c is not None:
                     names.update(str(x) for x in c)
         ctx = sorted(c for c in frame.columns if c.startswith("ctx."))
+        meta["reward"] = "click"
+        if values is not None:
+            frame = frame.assign(reward=_value_rewards(frame, values, path))
+            meta["reward"] = "value"
         ds = cls.from_frame(
             frame,
             action="item",
@@ -380,6 +397,29 @@ class BanditDataset:
             meta=meta,
         )
         return ds
+
+
+def _value_rewards(frame: pd.DataFrame, values: MemberValues, path: Any) -> FloatArray:
+    """Member value of each row's converted plan in its state (0 without conversion)."""
+    if "plan" not in frame.columns:
+        raise DataValidationError(
+            f"{path} has no 'plan' column: export the value objective's decisions "
+            "(memberlab logs export --kind value) to evaluate with member value."
+        )
+    missing = [c for c in values.state_cols if f"ctx.{c}" not in frame.columns]
+    if missing:
+        raise DataValidationError(
+            f"{path} has no context column {'ctx.' + missing[0]!r}: the choice model's state "
+            f"columns {values.state_cols} must be in the logged contexts."
+        )
+    plans = [None if p is None or p != p else str(p) for p in frame["plan"]]
+    out = np.zeros(len(frame))
+    hit = np.flatnonzero([p is not None for p in plans])
+    if hit.size:  # only converted rows need their state looked up
+        cols = [f"ctx.{c}" for c in values.state_cols]
+        states = frame.iloc[hit][cols].set_axis(values.state_cols, axis=1)
+        out[hit] = values.conversion_values(states, [plans[i] for i in hit])
+    return out
 
 
 def _numeric(frame: pd.DataFrame, col: str) -> FloatArray:

@@ -37,6 +37,7 @@ __all__ = [
     "decode_value",
     "encode_value",
     "read_snapshot",
+    "snapshot_kind",
     "write_snapshot",
 ]
 
@@ -63,6 +64,10 @@ def encode_value(value: Any) -> Any:
         return {_TYPE: "Catalog", "value": value.to_json()}
     if isinstance(value, LayoutSpace):
         return {_TYPE: "LayoutSpace", "value": value.to_dict()}
+    from memberlab.value._member import MemberValues
+
+    if isinstance(value, MemberValues):
+        return {_TYPE: "MemberValues", "value": value.to_dict()}
     if isinstance(value, Mapping):
         return {_TYPE: "dict", "items": [[str(k), encode_value(v)] for k, v in value.items()]}
     if isinstance(value, list | tuple):
@@ -89,6 +94,10 @@ def decode_value(value: Any) -> Any:
         return Catalog.from_json(value["value"])
     if tag == "LayoutSpace":
         return LayoutSpace.from_dict(value["value"])
+    if tag == "MemberValues":
+        from memberlab.value._member import MemberValues
+
+        return MemberValues.from_dict(value["value"])
     if tag == "dict":
         return {str(k): decode_value(v) for k, v in value["items"]}
     raise DataValidationError(f"unknown value tag {tag!r} in a policy snapshot.")
@@ -112,6 +121,20 @@ def write_snapshot(
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
     return MAGIC + head + b"\n" + buf.getvalue()
+
+
+def snapshot_kind(data: bytes) -> str | None:
+    """The ``kind`` a snapshot's header names (None when ``data`` is not a snapshot of
+    this codec, e.g. a version-1 callouts file), without decoding the rest."""
+    if not data.startswith(MAGIC):
+        return None
+    cut = data.find(b"\n", len(MAGIC))
+    try:
+        header = json.loads(data[len(MAGIC) : cut if cut >= 0 else len(data)])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    kind = header.get("kind") if isinstance(header, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def read_snapshot(

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from memberlab._errors import (
     LeaseBusyError,
@@ -97,6 +97,9 @@ class PolicyKind:
         The kind's feedback records for the impressions the trainer closes.
     sync : callable (policy, Store) -> int, optional
         Bring the policy in line with the items table; returns the changes.
+    conversions : bool
+        The feedback reads clicks and conversion plans apart (the value objective:
+        ``Store.due_impressions(conversions=True)``).
     """
 
     name: str
@@ -104,6 +107,7 @@ class PolicyKind:
     new: Callable[[Settings, Any], Any] | None
     feedback: Callable[[Any, Sequence[DueImpression]], list[Any]]
     sync: Callable[[Any, Store], int] | None = None
+    conversions: bool = False
 
 
 def settings_crosses(settings: Settings) -> list[tuple[str, str]] | None:
@@ -123,8 +127,14 @@ def new_recommender(settings: Settings, spec: Any = None) -> CalloutRecommender:
     )
 
 
-def sync_catalog(rec: CalloutRecommender, store: Store) -> int:
-    """Make the recommender's catalog match the items table; returns items changed."""
+class _HasCatalog(Protocol):
+    @property
+    def catalog(self) -> Catalog: ...
+
+
+def sync_catalog(rec: _HasCatalog, store: Store) -> int:
+    """Make the recommender's catalog match the items table; returns items changed (any
+    kind serving the callout items: clicks or value)."""
     changed = 0
     cat = rec.catalog
     for item in store.list_items(kind=KIND):

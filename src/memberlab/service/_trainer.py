@@ -62,11 +62,13 @@ class Trainer:
         settings: Settings,
         callouts: CalloutsHolder,
         layouts: LayoutsHolder | None = None,
+        value: PolicyHolder | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.callouts = callouts
         self.layouts = layouts or LayoutsHolder(store, settings)
+        self.value = value  # the value objective's holder, when the service runs it
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_result: TrainResult | None = None
@@ -82,7 +84,7 @@ class Trainer:
     @property
     def holders(self) -> list[PolicyHolder]:
         """Every kind's holder, trained in this order."""
-        return [self.callouts, self.layouts]
+        return [self.callouts, self.layouts, *([self.value] if self.value else [])]
 
     def step(self, *, wait: float = 0.0) -> TrainResult:
         """Run one step now; does nothing (``ran=False``) if another trainer is running."""
@@ -109,6 +111,7 @@ class Trainer:
             now,
             early_hold=self.settings.early_hold,
             limit=self.settings.train_batch_limit,
+            conversions=kind.conversions,
         )
         by_space: dict[str, list[DueImpression]] = {}
         for d in due:
@@ -225,7 +228,13 @@ def run_trainer_process(settings_json: str, parent_pid: int) -> None:
     store = Store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     holder = CalloutsHolder(store, settings)
     holder.ensure_initial()
-    trainer = Trainer(store, settings, holder)
+    value = None
+    if settings.objective == "value":
+        from memberlab.service._value import ValueHolder
+
+        value = ValueHolder(store, settings)
+        value.ensure_initial()
+    trainer = Trainer(store, settings, holder, value=value)
     while os.getppid() == parent_pid:
         time.sleep(settings.train_interval)
         try:

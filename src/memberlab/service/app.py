@@ -23,6 +23,7 @@ from memberlab.service.deps import build_services
 from memberlab.service.errors import error_response, install_error_handlers
 from memberlab.service.routes import admin, choice, events, items, keys, layouts, ops, pages
 from memberlab.service.routes import experiment as experiment_routes
+from memberlab.service.routes import value as value_routes
 from memberlab.service.schemas import ErrorOut
 from memberlab.service.settings import Settings
 from memberlab.store import Store
@@ -111,6 +112,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         svc.callouts.ensure_initial()
+        if svc.value is not None:
+            svc.value.ensure_initial()
         if settings.background_trainer:
             svc.trainer.start()
         try:
@@ -150,6 +153,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(admin.router, prefix="/v1/admin")
     app.include_router(experiment_routes.router, prefix="/v1/admin")
     app.include_router(keys.router, prefix="/v1/admin/keys")
+    app.include_router(value_routes.router, prefix="/v1/admin")
     app.include_router(choice.router, prefix="/v1/choice")
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")

@@ -20,6 +20,7 @@ from memberlab.service._experiment import Experiment
 from memberlab.service._layouts import LayoutsHolder
 from memberlab.service._policy import CalloutsHolder
 from memberlab.service._trainer import Trainer
+from memberlab.service._value import ValueHolder
 from memberlab.service.settings import Settings
 from memberlab.store import Store
 
@@ -88,21 +89,24 @@ class Services:
     keys: KeyCache
     choice: ChoiceHolder | None = None
     experiment: Experiment = field(default_factory=Experiment)
+    value: ValueHolder | None = None  # the value objective's policy (objective="value")
 
 
 def build_services(settings: Settings, store: Store) -> Services:
     """The holders, trainer and key cache of one app over ``store``."""
     callouts = CalloutsHolder(store, settings)
     layouts = LayoutsHolder(store, settings)
+    value = ValueHolder(store, settings) if settings.objective == "value" else None
     return Services(
         settings=settings,
         store=store,
         callouts=callouts,
         layouts=layouts,
-        trainer=Trainer(store, settings, callouts, layouts),
+        trainer=Trainer(store, settings, callouts, layouts, value),
         keys=KeyCache(store, settings.key_cache_ttl),
         choice=ChoiceHolder(settings.choice_model) if settings.choice_model else None,
         experiment=Experiment.from_settings(settings, store),
+        value=value,
     )
 
 

@@ -188,6 +188,13 @@ class EventIn(_In):
     type: Literal["click", "conversion"]
     value: float | None = None
     timestamp: Timestamp | None = None
+    plan: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)] | None = (
+        Field(
+            default=None,
+            description="The plan a conversion signs up for (a non-anchor action of the "
+            "choice model; required for conversions under the value objective).",
+        )
+    )
 
 
 class EventsIn(_In):

@@ -72,6 +72,15 @@ class Settings(BaseModel):
     experiment_salt : str or None
         Salt of the sticky assignment; ``None`` uses the one kept in the database (made
         once). Changing it re-assigns every unit.
+    objective : {"clicks", "value"}
+        What callout decisions optimise: clicks, or the expected member value of the
+        conversions they bring (needs ``choice_model``; see :mod:`memberlab.service._value`).
+    value_horizon : int
+        Months of revenue in the member value (the value objective).
+    prices : tuple of str
+        ``ACTION=COLUMN|AMOUNT``: what a member pays for a plan, as for ``choice
+        counterfactual`` (the value objective; environment: comma separated). None
+        given: each plan's ``price_<plan>`` state column.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -97,6 +106,16 @@ class Settings(BaseModel):
     holdout_fraction: float = Field(0.0, ge=0, lt=1)
     holdout_policy: Literal["uniform", "first"] = "uniform"
     experiment_salt: str | None = Field(None, min_length=1, max_length=200)
+    objective: Literal["clicks", "value"] = "clicks"
+    value_horizon: int = Field(24, ge=1, le=600)
+    prices: tuple[str, ...] = ()
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _split_prices(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [c.strip() for c in v.split(",") if c.strip()]
+        return tuple(v)
 
     @field_validator("crosses", mode="before")
     @classmethod

@@ -47,7 +47,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EXPORT_SCHEMA_VERSION = 1
-_KINDS = ("callouts", "layouts")
+_KINDS = ("callouts", "layouts", "value")
+#: kinds whose rows are served callout items (the value objective serves callouts too)
+_ITEM_KINDS = ("callouts", "value")
+#: seconds a conversion may precede its decision and count (the service's default
+#: ``early_hold``), when the export reads a value row's plan
+EARLY_HOLD = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +136,23 @@ def _query(
     for extra in ("unit_id", "assignment", "candidates"):
         if extra in d.c:
             cols.append(d.c[extra])
+    if kind == "value":  # the plan of the first conversion in the window, as trained
+        e = s.events
+        cols.append(
+            sa.select(e.c.plan)
+            .where(
+                e.c.decision_id == i.c.decision_id,
+                e.c.item_id == i.c.item_id,
+                e.c.ts >= i.c.ts - EARLY_HOLD,
+                e.c.ts <= i.c.deadline,
+                e.c.type == "conversion",
+                e.c.plan.is_not(None),
+            )
+            .order_by(e.c.ts, e.c.event_id)
+            .limit(1)
+            .scalar_subquery()
+            .label("plan")
+        )
     q = sa.select(*cols).select_from(i.join(d, d.c.decision_id == i.c.decision_id))
     q = q.where(i.c.kind == kind)
     if space is not None:
@@ -151,6 +173,7 @@ def _query(
 
 def _catalog(store: Any, kind: str) -> list[dict[str, Any]]:
     t = s.items
+    kind = "callouts" if kind in _ITEM_KINDS else kind  # value decisions serve callout items
     with store._tx(write=False) as conn:
         rows = conn.execute(sa.select(t).where(t.c.kind == kind).order_by(t.c.item_id)).all()
     return [
@@ -176,7 +199,7 @@ def _candidates_at(catalog: list[dict[str, Any]], ts: float) -> list[str]:
 def _row(r: Any, kind: str, catalog: list[dict[str, Any]]) -> dict[str, Any]:
     ctx = r.context if isinstance(r.context, dict) else json.loads(r.context)
     served = r.served if not isinstance(r.served, str) else json.loads(r.served)
-    if kind == "callouts":
+    if kind in _ITEM_KINDS:
         item = r.item_id
         position = served.index(item) if item in served else 0
         logged = r._mapping.get("candidates")
@@ -217,7 +240,9 @@ def _row(r: Any, kind: str, catalog: list[dict[str, Any]]) -> dict[str, Any]:
         "seed": int(r.seed),
         "reward": float(r.reward) if closed and r.reward is not None else None,
         "status": "closed" if closed else "pending",
-        "_logged_candidates": kind == "callouts" and r._mapping.get("candidates") is not None,
+        "_logged_candidates": kind in _ITEM_KINDS and m.get("candidates") is not None,
+        # value rows: the plan the impression converted to (None without a conversion)
+        "plan": m.get("plan") if closed else None,
     }
 
 
@@ -236,7 +261,9 @@ def iter_export(
     Parameters
     ----------
     store : Store
-    kind : {"callouts", "layouts"}
+    kind : {"callouts", "layouts", "value"}
+        ``"value"``: decisions of the value objective (callout rows; ``reward`` is the
+        click, ``plan`` the plan of the first conversion in the window).
     space : str, optional
         Layout space (or ``""`` for callouts); default every space.
     since, until : float, optional
@@ -380,6 +407,7 @@ def export_parquet(
         pa.field("seed", pa.int64()),
         pa.field("reward", pa.float64()),
         pa.field("status", pa.string()),
+        pa.field("plan", pa.string()),
     ]
     catalog = _catalog(store, kind)
     meta = {
@@ -388,7 +416,7 @@ def export_parquet(
         "space": space,
         "since": since,
         "until": until,
-        "items": catalog if kind == "callouts" else [],
+        "items": catalog if kind in _ITEM_KINDS else [],
         "candidates_source": source,
         "context_kinds": ctx_kinds,
         "len_list": len_list,

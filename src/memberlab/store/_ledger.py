@@ -152,6 +152,7 @@ class LedgerMixin(StoreBase):
                     "value": e.value,
                     "ts": e.ts,
                     "ts_client": e.ts_client,
+                    "plan": e.plan,
                     "received_at": now,
                 },
             )
@@ -174,7 +175,13 @@ class LedgerMixin(StoreBase):
         return max(vals) if vals else None
 
     def due_impressions(
-        self, kind: str, now: float, *, early_hold: float = 0.0, limit: int = 20_000
+        self,
+        kind: str,
+        now: float,
+        *,
+        early_hold: float = 0.0,
+        limit: int = 20_000,
+        conversions: bool = False,
     ) -> list[DueImpression]:
         """Pending impressions whose attribution window closed by ``now``, with rewards.
 
@@ -182,18 +189,32 @@ class LedgerMixin(StoreBase):
         its impression when its time lies in ``[t - early_hold, t + window]``; the reward
         is the largest joined event value (an event without a value counts 1), or 0 when
         no event joined. Oldest windows first, at most ``limit`` of them.
+
+        With ``conversions=True`` (the value objective) the reward counts click events
+        only, and ``plan`` is the plan of the earliest joined conversion that names one
+        (as :class:`memberlab.value.ValueLedger` keeps clicks and plans apart).
         """
         i, d, e = s.impressions, s.decisions, s.events
-        reward = (
-            sa.select(sa.func.max(sa.func.coalesce(e.c.value, 1.0)))
-            .where(
-                e.c.decision_id == i.c.decision_id,
-                e.c.item_id == i.c.item_id,
-                e.c.ts >= i.c.ts - early_hold,
-                e.c.ts <= i.c.deadline,
-            )
-            .scalar_subquery()
+        joined = (
+            e.c.decision_id == i.c.decision_id,
+            e.c.item_id == i.c.item_id,
+            e.c.ts >= i.c.ts - early_hold,
+            e.c.ts <= i.c.deadline,
         )
+        reward_q = sa.select(sa.func.max(sa.func.coalesce(e.c.value, 1.0))).where(*joined)
+        if conversions:
+            reward_q = reward_q.where(e.c.type == "click")
+        extra = []
+        if conversions:
+            extra.append(
+                sa.select(e.c.plan)
+                .where(*joined, e.c.type == "conversion", e.c.plan.is_not(None))
+                .order_by(e.c.ts, e.c.event_id)
+                .limit(1)
+                .scalar_subquery()
+                .label("plan")
+            )
+        reward = reward_q.scalar_subquery()
         with self._tx(write=False) as conn:
             rows = conn.execute(
                 sa.select(
@@ -203,6 +224,7 @@ class LedgerMixin(StoreBase):
                     d.c.context,
                     d.c.served,
                     reward.label("reward"),
+                    *extra,
                 )
                 .select_from(i.join(d, d.c.decision_id == i.c.decision_id))
                 .where(i.c.status == 0, i.c.kind == kind, i.c.deadline <= now)
@@ -217,6 +239,7 @@ class LedgerMixin(StoreBase):
                 r.context,
                 r.served,
                 0.0 if r.reward is None else float(r.reward),
+                r.plan if conversions else None,
             )
             for r in rows
         ]

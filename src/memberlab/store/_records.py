@@ -74,11 +74,14 @@ class EventRecord:
     value: float | None
     ts: float
     ts_client: bool = False
+    #: the plan a conversion names (the value objective), None for clicks
+    plan: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class DueImpression:
-    """An impression whose attribution window closed, with its reward."""
+    """An impression whose attribution window closed, with its reward (and, read with
+    ``conversions=True``, the plan of its first conversion in the window)."""
 
     decision_id: str
     item_id: str
@@ -86,6 +89,7 @@ class DueImpression:
     context: dict[str, Any]
     served: Any
     reward: float
+    plan: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,14 +20,13 @@ from memberlab.value._member import (
     PriceSpec,
     StateColumnError,
     member_values,
-    price_table,
     state_codes,
 )
+from memberlab.value._model import load_replicates, value_prices, values_from_model
 from memberlab.value._scenario import (
     Scenario,
     ScenarioComparison,
     compare_scenarios,
-    price_coefficient,
 )
 from memberlab.value._truth import ENV_PRICES, true_results
 from memberlab.value._world import (
@@ -57,10 +56,11 @@ __all__ = [
     "ValueTrace",
     "ValueWorld",
     "compare_scenarios",
+    "load_replicates",
     "member_values",
-    "price_coefficient",
-    "price_table",
     "run_value_world",
     "state_codes",
     "true_results",
+    "value_prices",
+    "values_from_model",
 ]

@@ -16,10 +16,9 @@ frequencies with which further posterior draws would have served the same items.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -29,7 +28,15 @@ from memberlab._errors import DataValidationError
 from memberlab._rng import RNGLike, as_generator
 from memberlab._typing import FloatArray
 from memberlab.callouts import Catalog, PendingLedger
-from memberlab.callouts.recommender import CalloutRecommender, Decision, Feedback, ServedItem
+from memberlab.callouts.recommender import (
+    BatchDecision,
+    CalloutRecommender,
+    Decision,
+    Feedback,
+    ServedItem,
+)
+from memberlab.policy._codec import PolicyCodecMixin, decode_value, encode_value
+from memberlab.policy._seeds import check_seed, draw_seed
 from memberlab.value._member import MemberValues
 
 __all__ = ["ValueFeedback", "ValueLedger", "ValueRecommender"]
@@ -53,7 +60,7 @@ def _child_seed(seed: int, model: int) -> int:
     return int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
-class ValueRecommender:
+class ValueRecommender(PolicyCodecMixin):
     """Thompson sampling on expected member value over callouts.
 
     Parameters
@@ -61,15 +68,16 @@ class ValueRecommender:
     catalog : Catalog
     values : MemberValues
         Member value of each plan per state (:func:`memberlab.value.member_values`).
-    crosses : sequence of (context_key, item_attribute)
-        Passed to every model, as for :class:`~memberlab.callouts.CalloutRecommender`.
+    crosses : sequence of (context_key, item_attribute), or None
+        Passed to every model, as for :class:`~memberlab.callouts.CalloutRecommender`
+        (``None``: every context key crossed with every item attribute).
     propensity_draws : int, default 100
         Posterior draws behind each decision's propensities.
     recommender_params : mapping, optional
         Further keyword arguments of every underlying ``CalloutRecommender`` (priors,
         noise, ...).
     rng : int, Generator or None
-        Source of decision seeds when ``decide`` is not given one.
+        Source of decision seeds when ``decide`` is given neither ``seed`` nor ``rng``.
 
     Notes
     -----
@@ -77,14 +85,21 @@ class ValueRecommender:
     model does not know, raises :class:`~memberlab.value.StateColumnError` (a
     ``ValueError``) naming it. A plan's value is taken as 0 in states where the plan or
     the anchor is infeasible (a member locked into an annual term cannot convert).
+
+    It is a policy kind of :mod:`memberlab.policy` (kind ``"value"``): one snapshot codec
+    (the member values and every hyperparameter in the header, each underlying model's
+    learned state under its name in the header and the arrays), exact replay from a
+    decision's seed, and ``decide`` never changes a model.
     """
+
+    policy_kind: ClassVar[str] = "value"
 
     def __init__(
         self,
         *,
         catalog: Catalog,
         values: MemberValues,
-        crosses: Sequence[tuple[str, str]] = (),
+        crosses: Sequence[tuple[str, str]] | None = (),
         propensity_draws: int = 100,
         recommender_params: Mapping[str, Any] | None = None,
         rng: RNGLike = None,
@@ -95,12 +110,9 @@ class ValueRecommender:
         self.propensity_draws = propensity_draws
         self.recommender_params = recommender_params
         self.rng = rng
+        self._rng = as_generator(rng)
+        self._version = 0
         self._models: dict[str, CalloutRecommender] | None = None
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor's parameters as given (scikit-learn style)."""
-        sig = inspect.signature(type(self).__init__)
-        return {name: getattr(self, name) for name in sig.parameters if name != "self"}
 
     # ------------------------------------------------------------------ set-up
     def _build(self) -> dict[str, CalloutRecommender]:
@@ -121,11 +133,11 @@ class ValueRecommender:
                 )
         if not self.values.plans:
             raise DataValidationError("values has no plan besides the anchor.")
-        self._rng = as_generator(self.rng)
         self._plan_idx = [self.values.action_index(p) for p in self.values.plans]
+        crosses = None if self.crosses is None else list(self.crosses)
         self._models = {
             name: CalloutRecommender(
-                catalog=self.catalog, crosses=list(self.crosses), propensity_draws=1, **params
+                catalog=self.catalog, crosses=crosses, propensity_draws=1, **params
             )
             for name in [CLICK, *map(str, self.values.plans)]
         }
@@ -143,7 +155,8 @@ class ValueRecommender:
 
     @property
     def policy_version(self) -> int:
-        return sum(m.policy_version for m in self._build().values())
+        """Bumped by every :meth:`update` and :meth:`refit_priors`."""
+        return self._version
 
     def plan_values(self, context: Mapping[str, Any]) -> FloatArray:
         """Member value of each plan in the context's state, shape (n_plans,)."""
@@ -155,14 +168,10 @@ class ValueRecommender:
         return np.nan_to_num(row[self._plan_idx], nan=0.0)
 
     # ------------------------------------------------------------------ serving
-    def _seed(self, rng: RNGLike) -> int:
-        if rng is None:
-            return int(self._rng.integers(0, 2**63))
-        if isinstance(rng, int | np.integer) and not isinstance(rng, bool):
-            if not 0 <= int(rng) < 2**64:
-                raise DataValidationError(f"rng == {rng}, a seed must be in [0, 2**64).")
-            return int(rng)
-        return int(as_generator(rng).integers(0, 2**63))
+    def _seed(self, seed: int | None, rng: RNGLike) -> int:
+        if seed is not None:
+            return check_seed(seed)
+        return draw_seed(self._rng if rng is None else rng)
 
     def _sampled(
         self, context: Mapping[str, Any], ids: list[str], seed: int, n_draws: int
@@ -191,6 +200,7 @@ class ValueRecommender:
         *,
         candidates: Sequence[str] | None = None,
         k: int = 1,
+        seed: int | None = None,
         rng: RNGLike = None,
         with_propensity: bool = True,
     ) -> Decision:
@@ -203,8 +213,11 @@ class ValueRecommender:
         candidates : list of str, optional
             Eligible item ids (default: every active item).
         k : int, default 1
+        seed : int, optional
+            The decision's seed in ``[0, 2**63)`` (what a replay passes).
         rng : int, Generator or None
-            An int is the decision's seed (exact replay at the same policy state).
+            Source of the seed when ``seed`` is None (an int seeds a fresh generator;
+            None: the recommender's own generator).
         with_propensity : bool, default True
 
         Returns
@@ -220,7 +233,7 @@ class ValueRecommender:
             raise DataValidationError("no candidates: the catalog has no active item.")
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= n:
             raise DataValidationError(f"k == {k!r}, must be an integer in [1, {n}].")
-        seed = self._seed(rng)
+        seed = self._seed(seed, rng)
         d = int(self.propensity_draws) if with_propensity else 0
         ev = np.einsum("p,dpn->dn", vals, self._sampled(context, ids, seed, 1 + d))
         order = np.argsort(-ev, axis=1, kind="stable")[:, :k]
@@ -238,20 +251,75 @@ class ValueRecommender:
         version = self.policy_version
         return Decision(f"v{version}-{seed:016x}", items, version, seed)
 
-    def expected_values(self, context: Mapping[str, Any]) -> pd.DataFrame:
+    def decide_batch(
+        self,
+        context: Mapping[str, Any],
+        *,
+        n: int,
+        candidates: Sequence[str] | None = None,
+        k: int = 1,
+        seed: int | None = None,
+        rng: RNGLike = None,
+    ) -> BatchDecision:
+        """``n`` Thompson decisions for one context at once (no propensities), as
+        :meth:`CalloutRecommender.decide_batch` for one context: what off-policy
+        evaluation (:class:`memberlab.evaluation.RecommenderPolicy`) draws.
+
+        Each decision ranks the candidates by the expected value under its own posterior
+        draw of every plan model; ``scores`` are those expected values.
+        """
+        if not isinstance(context, Mapping):
+            raise DataValidationError(f"context must be a dict, got {type(context).__name__}.")
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise DataValidationError(f"n == {n!r}, must be an integer >= 1.")
+        self._build()
+        vals = self.plan_values(context)
+        ids = list(self.catalog.active_ids() if candidates is None else candidates)
+        if not ids:
+            raise DataValidationError("no candidates: the catalog has no active item.")
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= len(ids):
+            raise DataValidationError(f"k == {k!r}, must be an integer in [1, {len(ids)}].")
+        seed = self._seed(seed, rng)
+        ev = np.einsum("p,dpn->dn", vals, self._sampled(context, ids, seed, int(n)))
+        order = np.argsort(-ev, axis=1, kind="stable")[:, :k]
+        return BatchDecision(ids, order, np.take_along_axis(ev, order, axis=1), self._version, seed)
+
+    def expected_values(
+        self,
+        context: Mapping[str, Any],
+        level: float = 0.95,
+        *,
+        n_draws: int = 2000,
+        seed: int = 0,
+    ) -> pd.DataFrame:
         """Posterior expected value and click rate of every active item, side by side.
+
+        Parameters
+        ----------
+        context : dict
+            Must carry the choice model's state columns by name.
+        level : float, default 0.95
+            Level of the equal-tailed credible intervals.
+        n_draws : int, default 2000
+            Posterior draws behind the expected value's interval (seeded by ``seed``,
+            so the same model and context give the same interval).
 
         Returns
         -------
         DataFrame
-            ``item_id, expected_value, click_rate, p_<plan>...`` (posterior predictive
-            means, no exploration), sorted by expected value.
+            ``item_id, expected_value, click_rate, p_<plan>..., ev_lower, ev_upper,
+            click_lower, click_upper`` (means are posterior predictive, no exploration;
+            the expected value's interval is over posterior draws of every plan model
+            with the member values held fixed), sorted by expected value.
         """
+        if not 0 < level < 1:
+            raise DataValidationError(f"level == {level}, must be in (0, 1).")
         models = self._build()
         vals = self.plan_values(context)
         ctx = dict(context)
-        clicks = models[CLICK].click_rates(ctx)
-        out = pd.DataFrame({"item_id": clicks["item_id"]})
+        clicks = models[CLICK].click_rates(ctx, level)
+        ids = [str(i) for i in clicks["item_id"]]
+        out = pd.DataFrame({"item_id": ids})
         ev = np.zeros(len(out))
         for p, plan in enumerate(self.plans):
             rate = models[plan].click_rates(ctx)["mean"].to_numpy()
@@ -259,6 +327,14 @@ class ValueRecommender:
             ev += vals[p] * rate
         out.insert(1, "expected_value", ev)
         out.insert(2, "click_rate", clicks["mean"].to_numpy())
+        if ids:
+            draws = np.einsum("p,dpn->dn", vals, self._sampled(ctx, ids, seed, int(n_draws)))
+            q = [50 * (1 - level), 50 * (1 + level)]
+            out["ev_lower"], out["ev_upper"] = np.percentile(draws, q, axis=0)
+        else:
+            out["ev_lower"] = out["ev_upper"] = np.zeros(0)
+        out["click_lower"] = clicks["lower"].to_numpy()
+        out["click_upper"] = clicks["upper"].to_numpy()
         return out.sort_values("expected_value", ascending=False, ignore_index=True)
 
     # ------------------------------------------------------------------ learning
@@ -288,15 +364,59 @@ class ValueRecommender:
             return
         for name, fbs in self._split(feedback).items():
             models[name].update(fbs)
+        self._version += 1
 
     def refit_priors(self, feedback_log: Sequence[ValueFeedback], **kwargs: Any) -> dict[str, Any]:
         """Refit every model's empirical-Bayes priors on the log (keyword arguments of
         :meth:`CalloutRecommender.refit_priors`); returns each model's result by name."""
         models = self._build()
-        return {
+        out = {
             name: models[name].refit_priors(fbs, **kwargs)
             for name, fbs in self._split(feedback_log).items()
         }
+        self._version += 1
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    # The member values and every hyperparameter travel in the header's params (the one
+    # codec); each underlying model's learned state (its feature registry, refitted group
+    # priors and generator in the header, its posterior arrays prefixed ``m<i>.``).
+    def _state_header(self) -> dict[str, Any]:
+        models = self._build()
+        return {
+            "policy_version": self._version,
+            "rng_state": self._rng.bit_generator.state,
+            "models": [
+                [name, {**m._state_header(), "priors": encode_value(m.priors)}]
+                for name, m in models.items()
+            ],
+        }
+
+    def _state_arrays(self) -> dict[str, FloatArray]:
+        return {
+            f"m{i}.{key}": arr
+            for i, m in enumerate(self._build().values())
+            for key, arr in m._state_arrays().items()
+        }
+
+    def _restore(self, state: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
+        models = self._build()
+        stored = [(str(name), st) for name, st in state["models"]]
+        if [name for name, _ in stored] != list(models):
+            raise DataValidationError(
+                f"value snapshot holds models {[n for n, _ in stored]}, expected {list(models)} "
+                "(clicks and one per plan of the member values)."
+            )
+        for i, ((_, st), m) in enumerate(zip(stored, models.values(), strict=True)):
+            prefix = f"m{i}."
+            mine = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            priors = decode_value(st["priors"])
+            if not isinstance(priors, dict):
+                raise DataValidationError("value snapshot: a model's priors must be a mapping.")
+            m.priors = priors
+            m._restore(st, mine)
+        self._version = int(state["policy_version"])
+        self._rng.bit_generator.state = state["rng_state"]
 
 
 class ValueLedger:

@@ -29,7 +29,7 @@ import pandas as pd
 from memberlab._errors import DataValidationError
 from memberlab._rng import RNGLike, as_generator, spawn
 from memberlab._typing import FloatArray, IntArray
-from memberlab.choice._counterfactual import ShiftSpec, reward_shift
+from memberlab.choice._counterfactual import ShiftSpec, price_matrix, reward_shift
 from memberlab.choice._env import sample_next, simulate_path
 from memberlab.choice._results import ChoiceResults
 from memberlab.choice._solve import policy_transition
@@ -39,7 +39,6 @@ __all__ = [
     "PriceSpec",
     "StateColumnError",
     "member_values",
-    "price_table",
     "state_codes",
 ]
 
@@ -62,37 +61,6 @@ class StateColumnError(DataValidationError):
     def __init__(self, message: str, *, column: str) -> None:
         super().__init__(message)
         self.column = column
-
-
-def price_table(results: ChoiceResults, prices: PriceSpec) -> FloatArray:
-    """What a member pays per state and action, shape (n_states, n_actions).
-
-    Parameters
-    ----------
-    results : ChoiceResults
-    prices : mapping
-        ``{action: state column or amount}``, the price specification of
-        :func:`memberlab.choice.counterfactual`. Actions not named pay 0.
-    """
-    n_s, n_a = results.rewards.shape
-    out = np.zeros((n_s, n_a))
-    for label, spec in prices.items():
-        a = results.action_index(label)
-        if isinstance(spec, str):
-            if spec not in results.states.columns:
-                raise DataValidationError(
-                    f"price column {spec!r} for action {label!r} is not among the state "
-                    f"columns {results.state_cols}."
-                )
-            out[:, a] = results.states[spec].to_numpy(dtype=float)
-        else:
-            amount = float(spec)
-            if not np.isfinite(amount):
-                raise DataValidationError(
-                    f"price of action {label!r} == {spec!r}, must be a finite amount."
-                )
-            out[:, a] = amount
-    return out
 
 
 def _key(v: Any) -> str:
@@ -229,6 +197,82 @@ class MemberValues:
             if plan is not None:
                 v = self.values[code, self.action_index(plan)]
                 out[j] = 0.0 if np.isnan(v) else v
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (what a :class:`~memberlab.value.ValueRecommender` snapshot
+        stores); :meth:`from_dict` is its inverse."""
+
+        def arr(a: FloatArray | None) -> list[list[float | None]] | None:
+            # NaN (infeasible) as null: JSON has no NaN, and NaN != NaN would make two
+            # equal encodings compare unequal
+            if a is None:
+                return None
+            return [[None if np.isnan(v) else v for v in row] for row in np.asarray(a).tolist()]
+
+        return {
+            "actions": [_plain(a) for a in self.actions],
+            "anchor": _plain(self.anchor),
+            "state_cols": list(self.state_cols),
+            "states": {
+                "columns": [str(c) for c in self.states.columns],
+                "data": [[_plain(v) for v in row] for row in self.states.itertuples(index=False)],
+            },
+            "values": arr(self.values),
+            "revenue": arr(self.revenue),
+            "lower": arr(self.lower),
+            "upper": arr(self.upper),
+            "horizon": self.horizon,
+            "discount": float(self.discount),
+            "method": self.method,
+            "info": {str(k): _plain(v) for k, v in self.info.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MemberValues:
+        """Rebuild from :meth:`to_dict` output; malformed input raises
+        :class:`~memberlab.DataValidationError`."""
+        try:
+            states = pd.DataFrame(data["states"]["data"], columns=data["states"]["columns"])
+            actions = list(data["actions"])
+            shape = (len(states), len(actions))
+
+            def arr(key: str, optional: bool = False) -> FloatArray | None:
+                v = data[key]
+                if v is None and optional:
+                    return None
+                a = np.asarray(v, dtype=float)
+                if a.shape != shape:
+                    raise DataValidationError(
+                        f"member values {key!r} has shape {a.shape}, must be {shape}."
+                    )
+                return a
+
+            horizon = data["horizon"]
+            out = cls(
+                actions=actions,
+                anchor=data["anchor"],
+                state_cols=[str(c) for c in data["state_cols"]],
+                states=states,
+                values=arr("values"),  # type: ignore[arg-type]
+                revenue=arr("revenue"),  # type: ignore[arg-type]
+                lower=arr("lower", True),
+                upper=arr("upper", True),
+                horizon=None if horizon is None else int(horizon),
+                discount=float(data["discount"]),
+                method=str(data["method"]),
+                info=dict(data.get("info") or {}),
+            )
+        except DataValidationError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise DataValidationError(f"member values are malformed: {exc!r}") from exc
+        missing = [c for c in out.state_cols if c not in states.columns]
+        if missing or out.anchor not in actions:
+            raise DataValidationError(
+                f"member values are malformed: state columns {missing} missing or anchor "
+                f"{out.anchor!r} not among the actions {actions}."
+            )
         return out
 
     def frame(self, states: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -416,8 +460,7 @@ def _revenue(
         policy = results.solve(rewards).policy
     else:  # simulation with a step function: the fitted policy as it stands
         policy = results.policy
-    choice = results.feasible.sum(axis=1) > 1
-    pay = price_table(results, prices) * choice[:, None]
+    pay = price_matrix(results, prices)  # 0 where the member has no choice
     if method == "exact":
         return _exact_revenue(policy, results.transitions, pay, results.feasible, horizon, discount)
     assert horizon is not None

@@ -25,12 +25,12 @@ import pandas as pd
 from memberlab._errors import DataValidationError
 from memberlab._rng import RNGLike, as_generator, spawn
 from memberlab._typing import FloatArray, IntArray
-from memberlab.choice._counterfactual import reward_shift, value_benefits
+from memberlab.choice._counterfactual import price_coefficient, price_matrix, reward_shift
 from memberlab.choice._env import simulate_path
 from memberlab.choice._results import ChoiceResults
-from memberlab.value._member import PriceSpec, price_table
+from memberlab.value._member import PriceSpec
 
-__all__ = ["Scenario", "ScenarioComparison", "compare_scenarios", "price_coefficient"]
+__all__ = ["Scenario", "ScenarioComparison", "compare_scenarios"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,38 +118,6 @@ class Scenario:
         parts = [f"--reward-shift {a}={d:g}" for a, d in self.reward_shift.items()]
         parts += [f"--price-change {a}={f:g}" for a, f in self.price_change.items()]
         return " ".join(parts)
-
-
-def price_coefficient(results: ChoiceResults, *, action: Any, column: str) -> float:
-    """Reward per unit of price for ``action`` (negative when members dislike paying).
-
-    From the fitted coefficient ``"<action>:<column>"`` when the estimator has one (CCP,
-    NFXP), else the price's coefficient in a weighted regression of the reward
-    difference to the anchor on the price and the other state columns
-    (:func:`memberlab.choice.value_benefits`), leaving out columns that determine the
-    price (within whose every level the price is constant, such as a price tier).
-    """
-    name = f"{results.actions[results.action_index(action)]}:{column}"
-    if name in results.param_names:
-        return float(results.params[results.param_names.index(name)])
-    st = results.states
-    # a control that determines the price (a price tier, another plan's price) would
-    # absorb its effect: keep only columns within whose levels the price still varies
-    others = [
-        c
-        for c in results.state_cols
-        if c != column
-        and st[c].nunique() > 1
-        and bool((st.groupby(c, observed=True)[column].nunique() > 1).any())
-    ]
-    tab = value_benefits(results, action=action, features=others, price=column)
-    row = tab[(tab["segment"] == "all") & (tab["term"] == column)]
-    if row.empty:
-        raise DataValidationError(
-            f"price column {column!r} has no coefficient for action {action!r}; it does not "
-            "vary across the states where the action is chosen."
-        )
-    return float(row["coef"].iloc[0])
 
 
 @dataclass(frozen=True)
@@ -263,7 +231,7 @@ def _scenario_arrays(
                 f"column of the fitted model (--price {label}=COLUMN), got {col!r}; state "
                 f"columns: {results.state_cols}."
             )
-        coef = price_coefficient(results, action=label, column=col)
+        coef = price_coefficient(results, action=label, price=col)
         extra[:, a] = coef * (factor - 1.0) * base_price[:, a]
         price[:, a] = base_price[:, a] * factor
     shift = np.where(results.feasible, delta + extra, 0.0)
@@ -354,7 +322,7 @@ def compare_scenarios(
     names = ["baseline", *parsed]
 
     def run(res: ChoiceResults) -> dict[str, tuple[FloatArray, FloatArray]]:
-        base_price = price_table(res, prices)
+        base_price = price_matrix(res, prices)
         out = {
             "baseline": _simulate(res, np.zeros_like(res.rewards), base_price, start, months, seed)
         }

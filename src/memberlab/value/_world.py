@@ -264,7 +264,7 @@ class ValueObjective:
         )
 
     def choose(self, context: Mapping[str, Any], state: int, seed: int) -> int:
-        dec = self.model.decide(context, rng=seed, with_propensity=False)
+        dec = self.model.decide(context, seed=seed, with_propensity=False)
         return self.world.items.index(dec.items[0].item_id)
 
     def learn(self, feedback: Sequence[tuple[Mapping[str, Any], int, bool, str | None]]) -> None:

@@ -52,7 +52,8 @@ def train(svc: Svc, _: AdminKey) -> TrainOut:
                 f": no attribution window has closed yet (windows last {window:g} s on the "
                 f"{result.clock} clock); the next closes at {_iso(at)}, in {in_:.0f} s"
             )
-    pending = svc.store.stats(KIND).pending if result.ran else 0
+    served = KIND if svc.value is None else "value"  # the kind callout decisions are logged as
+    pending = svc.store.stats(served).pending if result.ran else 0
     return TrainOut(
         **{**result.to_dict(), "reason": reason},
         pending=pending,

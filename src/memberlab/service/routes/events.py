@@ -13,6 +13,7 @@ from memberlab.policy import new_seed
 from memberlab.service._experiment import callouts_baseline, decision_candidates
 from memberlab.service._layouts import LAYOUTS
 from memberlab.service._policy import KIND
+from memberlab.service._value import VALUE, check_plan
 from memberlab.service.deps import DecideKey, Svc
 from memberlab.service.routes._common import responses
 from memberlab.service.schemas import (
@@ -53,11 +54,13 @@ async def decide(body: DecisionIn, svc: Svc, _: DecideKey) -> DecisionOut:
             return callouts_baseline(rec, body.candidates, body.k, seed, how), cands
         return rec.decide(body.context, candidates=body.candidates, k=body.k, seed=seed), cands
 
-    (decision, candidates), version = svc.callouts.call(run)
+    # the value objective serves its own kind through the same holder machinery
+    holder = svc.callouts if svc.value is None else svc.value
+    (decision, candidates), version = holder.run(run)
     client_ts = epoch(body.timestamp)
     record = DecisionRecord(
         decision_id=uuid.uuid4().hex,
-        kind=KIND,
+        kind=KIND if svc.value is None else VALUE,
         space="",
         context=body.context,
         served=decision.item_ids,
@@ -118,11 +121,12 @@ def post_events(body: EventsIn, svc: Svc, _: DecideKey) -> EventsOut:
                 f"events.{n}: decision {e.decision_id!r} is a layout decision; "
                 "send its events without an item_id."
             )
-        if d.kind == KIND and item not in d.served:
+        if d.kind in (KIND, VALUE) and item not in d.served:
             raise DataValidationError(
                 f"events.{n}: item {e.item_id!r} was not served by decision "
                 f"{e.decision_id!r} (served: {d.served})."
             )
+        check_plan(svc.value, d.kind, e.type, e.plan, f"events.{n}")
         ts = epoch(e.timestamp)
         records.append(
             EventRecord(
@@ -133,6 +137,7 @@ def post_events(body: EventsIn, svc: Svc, _: DecideKey) -> EventsOut:
                 value=e.value,
                 ts=now if ts is None else ts,
                 ts_client=ts is not None,
+                plan=e.plan,
             )
         )
     accepted, duplicates = svc.store.add_events(records)

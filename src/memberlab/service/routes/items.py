@@ -42,6 +42,8 @@ def put_item(body: ItemIn, item_id: ItemPath, svc: Svc, _: AdminKey) -> ItemWrit
         store.upsert_item(item_id, rec.catalog.attributes(item_id), kind=KIND)
 
     svc.callouts.publish_change(change, reason="items")
+    if svc.value is not None:  # the value policy syncs its catalog with the items table
+        svc.value.publish_change(lambda rec: None, reason="items")
     problem = check_crosses(svc.settings.crosses, store.list_items(kind=KIND))
     return ItemWrittenOut(
         item_id=item_id,
@@ -65,6 +67,8 @@ def delete_item(item_id: ItemPath, svc: Svc, _: AdminKey) -> ItemOut:
             rec.catalog.retire(item_id)
 
     svc.callouts.publish_change(change, reason="items")
+    if svc.value is not None:
+        svc.value.publish_change(lambda rec: None, reason="items")
     return ItemOut(item_id=item_id, attributes=known[item_id].attributes, active=False)
 
 
