@@ -290,6 +290,8 @@ def test_decision_ids_are_one_format_and_unique_per_decision(kind: str) -> None:
     assert a.decision_id != b.decision_id and a == b
     for d in (a, b):
         assert len(d.decision_id) == 32 and int(d.decision_id, 16) >= 0
+
+
 def test_value_snapshot_keeps_refitted_priors_and_member_values() -> None:
     """A refit changes the underlying models' group priors (learned state, not
     constructor arguments): a snapshot must carry them, and the member values bit for bit."""

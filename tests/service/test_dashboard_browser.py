@@ -133,6 +133,7 @@ def populated(tmp_path: Path) -> Iterator[tuple[Server, str, dict[str, Any]]]:
     it, an admin key and the API's own view of what the page should show."""
     holdout = ("--holdout-fraction", "0.3", "--experiment-salt", SALT)
     server, admin = _server_with_model(tmp_path, "memberlab", *holdout)
+    url = f"sqlite:///{tmp_path}/memberlab.db"  # the database _server_with_model made
     units = _skewed_units()
     try:
         with server.client(admin) as c:

@@ -51,6 +51,7 @@ def serve(
         None,
         help="Salt of the sticky assignment (default: the one kept in the database, made "
         "once); changing it re-assigns every unit.",
+    ),
     objective: str | None = typer.Option(
         None,
         help="What callout decisions optimise: 'clicks', or 'value' (expected member value "
