@@ -44,8 +44,10 @@ def numeric_bucket(x: float) -> str:
     """Quarter-octave bucket label of a number (see the module docstring)."""
     if x == 0:
         return "0"
-    k = math.floor(4.0 * math.log2(abs(x)))
-    lo, hi = 2.0 ** (k / 4), 2.0 ** ((k + 1) / 4)
+    # log2 of the largest floats rounds to 1024: they share the top bucket, which ends
+    # past the float range, at infinity
+    k = min(math.floor(4.0 * math.log2(abs(x))), 4095)
+    lo, hi = 2.0 ** (k / 4), 2.0 ** ((k + 1) / 4) if k < 4095 else math.inf
     return f"{'-' if x < 0 else ''}[{lo:.4g},{hi:.4g})"
 
 
