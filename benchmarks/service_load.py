@@ -367,7 +367,8 @@ def search(name: str, run: Any, args: Any) -> Found:
 def compare(args: Any, tmp: str) -> None:
     """The table: minimal FastAPI and memberlab serve, 1 and 2 workers, same run."""
     out: dict[tuple[str, int], Found] = {}
-    for workers in (1, 2):
+    counts = [int(w) for w in args.workers.split(",")]
+    for workers in counts:
         print(f"workers {workers}: minimal FastAPI app (_baseline_app.py), same uvicorn settings")
         out["baseline", workers] = search(
             "baseline", lambda r, w=workers: run_baseline(r, args.duration, w), args
@@ -389,12 +390,14 @@ def compare(args: Any, tmp: str) -> None:
     )
     print("| workers | minimal FastAPI | memberlab serve | ratio |")
     print("|---|---|---|---|")
-    for workers in (1, 2):
+    for workers in counts:
         b, m = out["baseline", workers], out["memberlab", workers]
         ratio = f"{m.held / b.held:.2f}" if m.held and b.held else "-"
         print(f"| {workers} | {b.cell()} | {m.cell()} | {ratio} |")
     print()
     for name in ("baseline", "memberlab"):
+        if not {1, 2} <= set(counts):
+            break
         one, two = out[name, 1].held, out[name, 2].held
         if one and two:
             print(f"scaling 1 -> 2 workers, {name}: {two / one:.2f}x")
@@ -446,8 +449,9 @@ def fixed_rate(args: Any) -> None:
             _pg_exec(args.postgres_url, f"CREATE SCHEMA {schema}")
             url = f"{args.postgres_url}?options=-csearch_path%3D{schema}"
             print(f"PostgreSQL {pg_version(url)}")
-        print(f"{args.backend}: {args.rate:g}/s for {args.duration:g} s, {args.workers} worker(s)")
-        res = run_memberlab(args.backend, url, args.rate, args.duration, args.workers)
+        print(f"{args.backend}: {args.rate:g}/s for {args.duration:g} s, workers {args.workers}")
+        workers = int(args.workers.split(",")[0])
+        res = run_memberlab(args.backend, url, args.rate, args.duration, workers)
         s = res.summary()
         print(
             "  " + json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in s.items()})
@@ -480,7 +484,9 @@ def main() -> None:
     ap.add_argument("--train-interval", type=float, default=1.0, help="0: no background trainer")
     ap.add_argument("--rate", type=float, help="instead of the table: one fixed rate")
     ap.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite", help="--rate")
-    ap.add_argument("--workers", type=int, default=1, help="for --rate")
+    ap.add_argument(
+        "--workers", default="1,2", help="worker counts of the table (--rate: the first)"
+    )
     ap.add_argument(
         "--postgres-url",
         default=os.environ.get(
