@@ -72,7 +72,8 @@ class Dialect:
         drows = [d for d, _ in rows]
         irows = [i for _, imps in rows for i in imps]
         with store._tx() as conn:
-            conn.exec_driver_sql(f"INSERT INTO {dcols} VALUES ({', '.join([ph] * 13)})", drows)
+            values = ", ".join([ph] * len(drows[0]))  # as many as _decision_rows fills
+            conn.exec_driver_sql(f"INSERT INTO {dcols} VALUES ({values})", drows)
             if irows:
                 conn.exec_driver_sql(f"INSERT INTO {icols} VALUES ({', '.join([ph] * 9)})", irows)
         return True

@@ -146,7 +146,8 @@ class SqliteDialect(Dialect):
                     return False
                 try:
                     cur.executemany(
-                        f"INSERT INTO {dcols} VALUES ({', '.join('?' * 13)})", [d for d, _ in rows]
+                        f"INSERT INTO {dcols} VALUES ({', '.join('?' * len(rows[0][0]))})",
+                        [d for d, _ in rows],
                     )
                     cur.executemany(
                         f"INSERT INTO {icols} VALUES ({', '.join('?' * 9)})",
