@@ -18,7 +18,7 @@ from memberlab._errors import (
 )
 from memberlab.service.deps import Services, build_services
 from memberlab.service.errors import STATUS, status_of
-from memberlab.service.routes import admin, events, items, layouts
+from memberlab.service.routes import admin, decisions, events, items, layouts
 from memberlab.service.schemas import (
     DecisionIn,
     EventIn,
@@ -41,10 +41,10 @@ def svc(tmp_path: Path) -> Services:
 
 def test_routes_run_as_plain_functions(svc: Services) -> None:
     with pytest.raises(NoItemsError):
-        asyncio.run(events.decide(DecisionIn(), svc, "decide"))
+        asyncio.run(decisions.decide(DecisionIn(), svc, "decide"))
     out = items.put_item(ItemIn(attributes={"benefit": "video"}), "v", svc, "admin")
     assert out.active and out.warnings == []
-    d = asyncio.run(events.decide(DecisionIn(context={"page": "films"}), svc, "decide"))
+    d = asyncio.run(decisions.decide(DecisionIn(context={"page": "films"}), svc, "decide"))
     assert d.items[0].item_id == "v" and 0 < (d.items[0].propensity or 0) <= 1
     ev = EventIn(event_id="e1", decision_id=d.decision_id, item_id="v", type="click")
     assert events.post_events(EventsIn(events=[ev]), svc, "decide").accepted == 1

@@ -14,16 +14,29 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.constants import REF_TEMPLATE
 from fastapi.staticfiles import StaticFiles
+from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memberlab import __version__
 from memberlab.service._metrics import MetricsMiddleware, RequestMetrics
 from memberlab.service.deps import build_services
 from memberlab.service.errors import error_response, install_error_handlers
-from memberlab.service.routes import admin, choice, events, items, keys, layouts, ops, pages
+from memberlab.service.routes import (
+    admin,
+    choice,
+    decisions,
+    events,
+    items,
+    keys,
+    layouts,
+    ops,
+    pages,
+)
 from memberlab.service.routes import experiment as experiment_routes
 from memberlab.service.routes import value as value_routes
+from memberlab.service.routes._common import BODY_MODELS
 from memberlab.service.schemas import ErrorOut
 from memberlab.service.settings import Settings
 from memberlab.store import Store
@@ -93,6 +106,26 @@ class BodyLimit:
         await resp(scope, receive, send)
 
 
+def _document_body_models(app: FastAPI) -> None:
+    """Add the schemas of the request bodies the hot routes read themselves
+    (:data:`~memberlab.service.routes._common.BODY_MODELS`) to the app's OpenAPI."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = base()
+        _, top = models_json_schema(
+            [(m, "validation") for m in BODY_MODELS], ref_template=REF_TEMPLATE
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, model_schema in top.get("$defs", {}).items():
+            components.setdefault(name, model_schema)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
     """Build the decision service.
 
@@ -143,7 +176,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
     # The hot routes first: a request is matched against the routes in this order, and
     # their paths are literal, so nothing later can shadow them or be shadowed.
-    app.include_router(events.decisions_router, prefix="/v1/callouts")
+    app.include_router(decisions.router, prefix="/v1/callouts")
     app.include_router(events.events_router, prefix="/v1/events")
     app.include_router(ops.router)
     app.include_router(items.router, prefix="/v1/callouts/items")
@@ -157,6 +190,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(choice.router, prefix="/v1/choice")
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
+    _document_body_models(app)
     app.state.request_metrics.set_templates(
         [*app.openapi()["paths"], "/docs", "/dashboard", "/static/{path:path}"]
     )

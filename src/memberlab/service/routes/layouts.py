@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
 from memberlab._errors import SpaceConflictError, UnknownItemError
 from memberlab.layouts import LayoutDecision, LayoutPolicy, LayoutSpace
@@ -14,8 +14,15 @@ from memberlab.policy import new_seed
 from memberlab.service._experiment import layouts_baseline
 from memberlab.service._layouts import LAYOUTS, LayoutsHolder
 from memberlab.service._policy import lease
-from memberlab.service.deps import AdminKey, DecideKey, Svc
-from memberlab.service.routes._common import SpacePath, responses
+from memberlab.service.deps import AdminKey, Services, Svc
+from memberlab.service.routes._common import (
+    SpacePath,
+    hot_route,
+    json_response,
+    read_body,
+    responses,
+    services_for,
+)
 from memberlab.service.schemas import (
     LayoutDecisionIn,
     LayoutDecisionOut,
@@ -132,13 +139,25 @@ def retire_layout_space(space: SpacePath, svc: Svc, _: AdminKey) -> SpaceRetired
     return SpaceRetiredOut(space=space, retired=True, dropped_pending=dropped)
 
 
-@router.post("/{space}/decisions", response_model=LayoutDecisionOut, responses=_NOT_FOUND)
-async def decide_layout(
-    body: LayoutDecisionIn, space: SpacePath, svc: Svc, _: DecideKey
-) -> LayoutDecisionOut:
+@router.post(
+    "/{space}/decisions",
+    response_model=LayoutDecisionOut,
+    responses=_NOT_FOUND,
+    openapi_extra=hot_route(LayoutDecisionIn),
+)
+async def post_layout_decision(request: Request, space: SpacePath) -> Response:
     """Thompson-sample a layout for a request; rewards come through POST /v1/events
     with the decision id and no item id. With a holdout running, ``unit_id`` decides the
     arm (the same arm as the unit's callouts) and the holdout gets the baseline."""
+    svc = services_for(request, "decide")
+    body = await read_body(request, LayoutDecisionIn)
+    return json_response(await decide_layout(body, space, svc))
+
+
+async def decide_layout(
+    body: LayoutDecisionIn, space: str, svc: Services, _key: str = ""
+) -> LayoutDecisionOut:
+    """The logic of :func:`post_layout_decision`, callable without HTTP."""
     seed = new_seed()
     arm = svc.experiment.assign(body.unit_id)
 
