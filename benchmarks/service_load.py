@@ -18,7 +18,8 @@ memberlab row says how many windows it closed and how many versions it published
 measuring. A rate is found by doubling from ``--start`` until p99 misses the target,
 then bisecting ``--refine`` times between the last rate that held and the first that
 did not (each rate on a freshly started server, after 2 s of warm-up and, for memberlab,
-once the trainer has closed the warm-up's windows). Latency counts from the scheduled
+once the trainer has closed the warm-up's windows). The baseline's and memberlab's
+searches take turns, one trial each, so both sides of the ratio see the same machine. Latency counts from the scheduled
 send time, so a load generator that falls behind (on a busy machine) only makes p99
 worse; each row prints its late sends (more than 5 ms behind schedule).
 
@@ -322,12 +323,34 @@ class Found:
         return out + ")"
 
 
-def search(name: str, run: Any, args: Any) -> Found:
-    """Double from ``args.start`` until p99 misses the target, then bisect."""
-    found = Found()
+class Search:
+    """Double from ``args.start`` until p99 misses the target, then bisect; one trial
+    per :meth:`step`, so two searches can take turns on the machine."""
 
-    def trial(rate: float) -> bool:
-        res = run(rate)
+    def __init__(self, name: str, run: Any, args: Any) -> None:
+        self.name, self.run, self.args = name, run, args
+        self.found = Found()
+        self.rate: float | None = args.start
+        self.refined = 0
+
+    def _next(self, ok: bool) -> float | None:
+        f, a = self.found, self.args
+        if f.missed is None:
+            nxt = (self.rate or a.start) * 2 if ok else None
+            return nxt if nxt is not None and nxt <= a.max_rate else None
+        if f.held is None or self.refined >= a.refine:
+            return None
+        mid = round((f.held + f.missed) / 2 / 10) * 10
+        return None if mid in (f.held, f.missed) else mid
+
+    def step(self) -> bool:
+        """Run the next trial; False once the search is done."""
+        if self.rate is None:
+            return False
+        rate, args, found = self.rate, self.args, self.found
+        if found.missed is not None:
+            self.refined += 1
+        res = self.run(rate)
         s = res.summary()
         p99 = s["decision_p99_ms"]
         ok = p99 < args.p99_target and res.errors == 0
@@ -335,7 +358,7 @@ def search(name: str, run: Any, args: Any) -> Found:
         if res.closed >= 0:
             extra = f", trainer closed {res.closed}, published {res.versions}"
         print(
-            f"  {name:9s} {rate:6.0f}/s: achieved {s['achieved_decisions_per_s']:6.0f}/s, "
+            f"  {self.name:9s} {rate:6.0f}/s: achieved {s['achieved_decisions_per_s']:6.0f}/s, "
             f"p50 {s['decision_p50_ms']:6.1f}, p99 {p99:7.1f}, max {s['decision_max_ms']:7.1f} ms, "
             f"errors {res.errors}, late sends {res.late_sends}, generator CPU "
             f"{1e3 * res.client_cpu / max(res.sends, 1):.2f} ms/decision{extra}; "
@@ -349,40 +372,34 @@ def search(name: str, run: Any, args: Any) -> Found:
             found.generator_lagged = res.late_sends > 0.01 * max(res.sends, 1)
         else:
             found.missed, found.missed_p99 = rate, p99
-        return ok
-
-    rate = args.start
-    while rate <= args.max_rate and trial(rate):
-        rate *= 2
-    for _ in range(args.refine):
-        if found.held is None or found.missed is None:
-            break
-        mid = round((found.held + found.missed) / 2 / 10) * 10
-        if mid in (found.held, found.missed):
-            break
-        trial(mid)
-    return found
+        self.rate = self._next(ok)
+        return self.rate is not None
 
 
 def compare(args: Any, tmp: str) -> None:
-    """The table: minimal FastAPI and memberlab serve, 1 and 2 workers, same run."""
+    """The table: minimal FastAPI and memberlab serve, 1 and 2 workers, same run.
+
+    The two searches take turns (a baseline trial, then a memberlab trial, ...), so a
+    change in what else the machine is doing falls on both sides of the ratio."""
     out: dict[tuple[str, int], Found] = {}
     counts = [int(w) for w in args.workers.split(",")]
     for workers in counts:
-        print(f"workers {workers}: minimal FastAPI app (_baseline_app.py), same uvicorn settings")
-        out["baseline", workers] = search(
-            "baseline", lambda r, w=workers: run_baseline(r, args.duration, w), args
-        )
 
         def ml(rate: float, workers: int = workers) -> Result:
             url = f"sqlite:///{tmp}/cmp-{workers}-{int(rate)}.db"
             return run_memberlab("sqlite", url, rate, args.duration, workers)
 
         print(
-            f"workers {workers}: memberlab serve (SQLite, events, "
-            f"trainer every {TRAIN_INTERVAL:g} s)"
+            f"workers {workers}: minimal FastAPI app (_baseline_app.py) and memberlab serve "
+            f"(SQLite, events, trainer every {TRAIN_INTERVAL:g} s), same uvicorn settings, "
+            "trials in turn"
         )
-        out["memberlab", workers] = search("memberlab", ml, args)
+        base = Search("baseline", lambda r, w=workers: run_baseline(r, args.duration, w), args)
+        mine = Search("memberlab", ml, args)
+        going = [base, mine]
+        while going:
+            going = [s for s in going if s.step()]
+        out["baseline", workers], out["memberlab", workers] = base.found, mine.found
     print(
         f"\nHighest decision rate with p99 < {args.p99_target:g} ms and no errors "
         f"({args.duration:g} s per rate; load average now "

@@ -137,7 +137,9 @@ async def _run(args: argparse.Namespace) -> None:
                 b = await _cpu_per_request(base, key, reqs, concurrency=8, check=lambda s: s == 200)
                 m = await _cpu_per_request(app, key, reqs, concurrency=8, check=lambda s: s == 200)
                 rows.append((b, m))
-                print(f"  round {rnd}: baseline {b * 1e3:.3f} ms, memberlab decide {m * 1e3:.3f} ms")
+                print(
+                    f"  round {rnd}: baseline {b * 1e3:.3f} ms, memberlab decide {m * 1e3:.3f} ms"
+                )
             b = min(r[0] for r in rows)
             m = min(r[1] for r in rows)
             print(
