@@ -19,9 +19,9 @@ measuring. A rate is found by doubling from ``--start`` until p99 misses the tar
 then bisecting ``--refine`` times between the last rate that held and the first that
 did not (each rate on a freshly started server, after 2 s of warm-up and, for memberlab,
 once the trainer has closed the warm-up's windows). The baseline's and memberlab's
-searches take turns, one trial each, so both sides of the ratio see the same machine. Latency counts from the scheduled
-send time, so a load generator that falls behind (on a busy machine) only makes p99
-worse; each row prints its late sends (more than 5 ms behind schedule).
+searches take turns, one trial each, so both sides of the ratio see the same machine.
+Latency counts from the scheduled send time, so a load generator that falls behind (on a
+busy machine) only makes p99 worse; each row prints its late sends (more than 5 ms behind schedule).
 
     python benchmarks/service_load.py                        # the table (about 10 min)
     python benchmarks/service_load.py --duration 20          # steadier, about 20 min
