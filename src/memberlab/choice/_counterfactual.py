@@ -24,6 +24,7 @@ from memberlab._errors import DataValidationError
 from memberlab._rng import RNGLike, as_generator, spawn
 from memberlab._typing import FloatArray, IntArray
 from memberlab.choice._bootstrap import bootstrap_replicates, reward_intervals
+from memberlab.choice._defaults import DEFAULT_ALPHA, DEFAULT_MEMBERS, DEFAULT_MONTHS
 from memberlab.choice._dynamics import _propagate, propagate_shares, simulate_path
 from memberlab.choice._panel import Panel
 from memberlab.choice._results import ChoiceResults
@@ -51,11 +52,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Defaults shared by :func:`counterfactual`, ``memberlab choice counterfactual`` and the
-#: service's ``GET /v1/choice/counterfactual``.
-DEFAULT_MONTHS = 12
-DEFAULT_MEMBERS = 10_000
-DEFAULT_ALPHA = 0.05
 DEFAULT_N_BOOT = 200
 
 ShiftSpec = Mapping[Any, float | FloatArray] | FloatArray

@@ -14,12 +14,15 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memberlab._errors import ChoiceQueryError, DataValidationError
-from memberlab.choice import DEFAULT_ALPHA, ChoiceResults, counterfactual, parse_changes
+from memberlab.choice import DEFAULT_ALPHA
 from memberlab.choice import DEFAULT_MEMBERS as _DEFAULT_MEMBERS
 from memberlab.choice import DEFAULT_MONTHS as _DEFAULT_MONTHS
+
+if TYPE_CHECKING:
+    from memberlab.choice import ChoiceResults
 
 __all__ = [
     "DEFAULT_MEMBERS",
@@ -74,6 +77,8 @@ def parse_query(
     Parsed by :func:`memberlab.choice.parse_changes`, as on the command line.
     """
     try:
+        from memberlab.choice import parse_changes  # loaded with the first query
+
         ch = parse_changes(
             results,
             shift=shift,
@@ -108,6 +113,8 @@ class ChoiceHolder:
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
+        from memberlab.choice import ChoiceResults  # loaded only with --choice-model
+
         self.results = ChoiceResults.load(self.directory)
         self._lock = threading.Lock()  # one simulation at a time per process
         self._cache: OrderedDict[ChoiceQuery, dict[str, Any]] = OrderedDict()
@@ -135,6 +142,8 @@ class ChoiceHolder:
                 self._cache.move_to_end(q)
                 return {**hit, "cached": True}
             t0 = time.perf_counter()
+            from memberlab.choice import counterfactual
+
             cf = counterfactual(
                 self.results,
                 dict(q.shift),
