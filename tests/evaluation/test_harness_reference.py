@@ -114,6 +114,22 @@ def _old_entry_points() -> dict[str, Callable[..., Any]]:
     }
 
 
+def _harness() -> dict[str, Callable[..., Any]]:
+    """The same runs through :func:`memberlab.evaluation.harness.run` itself."""
+    from memberlab.evaluation.harness import run
+
+    return {
+        "callouts": lambda w, p: run(w, p, w.n_rounds, batch=400, n_checkpoints=20, rng=7),
+        "layouts": lambda s, p: run(
+            s, p, 3000, batch=400, n_checkpoints=None, final_window=1000, rng=12
+        ),
+        "value": lambda w, p: run(w, p, 600, batch=150, rng=3),
+    }
+
+
+ENTRY = {"entry point": _old_entry_points, "harness": _harness}
+
+
 def _record() -> dict[str, Any]:
     from memberlab.value import ValueWorld
 
@@ -151,25 +167,32 @@ def _same(got: dict[str, Any], want: dict[str, Any], *, rtol: float = 0.0) -> No
             assert got[key] == w, key
 
 
+@pytest.mark.parametrize("via", list(ENTRY))
 @pytest.mark.parametrize("name", CALLOUT_POLICIES)
-def test_callouts_run_policy_matches_reference(name: str, reference: dict[str, Any]) -> None:
-    _same(_callouts(name, _old_entry_points()["callouts"]), reference["callouts"][name])
+def test_callouts_run_policy_matches_reference(
+    name: str, via: str, reference: dict[str, Any]
+) -> None:
+    _same(_callouts(name, ENTRY[via]()["callouts"]), reference["callouts"][name])
 
 
+@pytest.mark.parametrize("via", list(ENTRY))
 @pytest.mark.parametrize("name", LAYOUT_POLICIES)
-def test_layouts_run_regret_matches_reference(name: str, reference: dict[str, Any]) -> None:
+def test_layouts_run_regret_matches_reference(
+    name: str, via: str, reference: dict[str, Any]
+) -> None:
     """Layouts served and the final layout are exact; cumulative regret to 1e-12: the old
     loop added a batch's regret with ``np.sum`` (pairwise), the one harness with
     ``np.cumsum`` (sequential, as callouts always did), which differ in the last bits."""
-    got = _layouts(name, _old_entry_points()["layouts"])
+    got = _layouts(name, ENTRY[via]()["layouts"])
     _same(got, reference["layouts"][name], rtol=1e-12)
 
 
+@pytest.mark.parametrize("via", list(ENTRY))
 @pytest.mark.parametrize("name", VALUE_POLICIES)
 def test_value_run_value_world_matches_reference(
-    name: str, reference: dict[str, Any], value_world: Any
+    name: str, via: str, reference: dict[str, Any], value_world: Any
 ) -> None:
-    _same(_value(name, value_world, _old_entry_points()["value"]), reference["value"][name])
+    _same(_value(name, value_world, ENTRY[via]()["value"]), reference["value"][name])
 
 
 if __name__ == "__main__":

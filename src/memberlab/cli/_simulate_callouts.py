@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import numpy as np
 import typer
 
 _POLICIES = ("uniform", "epsilon", "beta", "fixed", "naive", "deconvolved", "oracle")
@@ -41,7 +40,8 @@ def register(app: typer.Typer) -> None:
             OraclePolicy,
             UniformPolicy,
         )
-        from memberlab.callouts.simulator import CalloutWorld, RegretTrace, SimPolicy, run_policy
+        from memberlab.callouts.simulator import CalloutWorld, SimPolicy, run_policy
+        from memberlab.evaluation.regret import RegretTrace, plot_regret, summarise
 
         chosen = [p.strip() for p in policies.split(",") if p.strip()]
         bad = [p for p in chosen if p not in _POLICIES]
@@ -91,22 +91,15 @@ def register(app: typer.Typer) -> None:
         table.add_column("± SE", justify="right")
         table.add_column("clicks", justify="right")
         table.add_column("s/run", justify="right")
-        for name, trs in results.items():
-            final = np.array([t.total for t in trs])
-            se = final.std(ddof=1) / np.sqrt(final.size) if final.size > 1 else 0.0
+        summaries = summarise(results)
+        for name, s in summaries.items():
             table.add_row(
-                name,
-                f"{final.mean():,.1f}",
-                f"{se:,.1f}",
-                f"{np.mean([t.clicks for t in trs]):,.0f}",
-                f"{np.mean([t.seconds for t in trs]):.1f}",
+                name, f"{s.mean:,.1f}", f"{s.se:,.1f}", f"{s.clicks:,.0f}", f"{s.seconds:.1f}"
             )
         console.print(table)
         if str(plot):
-            from memberlab.evaluation.regret import plot_regret
-
             plot_regret(
-                results,
+                summaries,
                 plot,
                 title="memberlab simulate callouts",
                 ylabel="cumulative expected regret (mean over seeds, +-1 SE)",

@@ -86,7 +86,11 @@ class RegretTrace:
 
 @dataclass(frozen=True, slots=True)
 class RegretSummary:
-    """Many seeds of one policy: final regret mean and standard error, mean curve."""
+    """Many seeds of one policy: final regret mean and standard error, mean curve.
+
+    ``clicks`` and ``seconds`` are means per run; ``at_optimum`` is the share of runs
+    whose final choice is the optimum (None when the runs do not say).
+    """
 
     name: str
     n_runs: int
@@ -97,6 +101,7 @@ class RegretSummary:
     curve_se: FloatArray
     clicks: float
     seconds: float
+    at_optimum: float | None = None
 
 
 def summarise(traces: Mapping[str, Sequence[RegretTrace]]) -> dict[str, RegretSummary]:
@@ -119,6 +124,11 @@ def summarise(traces: Mapping[str, Sequence[RegretTrace]]) -> dict[str, RegretSu
             curve_se=se,
             clicks=float(np.mean([r.clicks for r in runs])),
             seconds=float(np.mean([r.seconds for r in runs])),
+            at_optimum=(
+                float(np.mean([bool(r.at_optimum) for r in runs]))
+                if all(r.at_optimum is not None for r in runs)
+                else None
+            ),
         )
     return out
 
