@@ -197,6 +197,8 @@ class CalloutWorld:
             _solve_bias(lambda b: float(special.ndtr(lat + b).mean()), self.base_rate)
         )
         self.probs = np.asarray(special.ndtr(lat + self._bias), dtype=np.float64)
+        # the truth every run starts from (drift moves it during a run)
+        self._truth0 = (dict(self._eff), self._item_eff, self.probs)
 
     def _new_item(self, j: int, born: int, dies: int) -> _Item:
         r = self._rng
@@ -236,11 +238,14 @@ class CalloutWorld:
         return _SimPolicyRun(self, policy)
 
     def start(self, n_rounds: int, rng: np.random.Generator) -> None:
-        """A fresh live catalog and the catalog-change schedule (the truth is kept)."""
+        """The initial truth, a fresh live catalog and the catalog-change schedule."""
         if n_rounds > self.n_rounds:
             raise DataValidationError(
                 f"n_rounds == {n_rounds}, must be <= {self.n_rounds} (the world's schedule)."
             )
+        # drift replaces these arrays (never writes into them), so the originals stay intact
+        eff, item_eff, probs = self._truth0
+        self._eff, self._item_eff, self.probs = dict(eff), item_eff, probs
         self.catalog = Catalog(spec={"price": AttributeSpec("numeric", edges=(2.5, 7.5, 20.0))})
         self._records = self.item_records()
         self._events = self.events()
