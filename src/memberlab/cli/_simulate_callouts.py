@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import typer
+
+from memberlab.cli._simulate_progress import rounds_progress
 
 _POLICIES = ("uniform", "epsilon", "beta", "fixed", "naive", "deconvolved", "oracle")
 
@@ -23,13 +24,11 @@ def register(app: typer.Typer) -> None:
         policies: str = typer.Option(
             ",".join(_POLICIES), help=f"Comma-separated subset of {', '.join(_POLICIES)}."
         ),
-        plot: Path = typer.Option(
-            Path("callouts_regret.png"), help="Regret-curve PNG ('' to skip)."
-        ),
+        # a str, not a Path: Path("") is Path("."), so '' could never mean "no plot"
+        plot: str = typer.Option("callouts_regret.png", help="Regret-curve PNG ('' to skip)."),
     ) -> None:
         """Regret of callout policies on a cold-start world with ground truth."""
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
         from rich.table import Table
 
         from memberlab import ConvergenceWarning
@@ -53,13 +52,7 @@ def register(app: typer.Typer) -> None:
         warnings.simplefilter("ignore", ConvergenceWarning)
         console = Console()
         results: dict[str, list[RegretTrace]] = {}
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,}/{task.total:,} rounds"),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress:
+        with rounds_progress(console) as progress:
             task = progress.add_task("simulating", total=rounds * seeds * len(chosen))
             done = 0
             for seed in range(seeds):
@@ -97,7 +90,7 @@ def register(app: typer.Typer) -> None:
                 name, f"{s.mean:,.1f}", f"{s.se:,.1f}", f"{s.clicks:,.0f}", f"{s.seconds:.1f}"
             )
         console.print(table)
-        if str(plot):
+        if plot:
             plot_regret(
                 summaries,
                 plot,

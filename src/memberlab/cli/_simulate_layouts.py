@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from memberlab.cli._simulate_progress import rounds_progress
+
 _MODELS = ("basin", "pairwise")
 
 
@@ -51,7 +53,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Cumulative regret of layout policies against a simulator with ground truth."""
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
         from memberlab.evaluation.regret import RegretTrace, plot_regret, summarise
@@ -81,13 +82,7 @@ def register(app: typer.Typer) -> None:
         seqs = np.random.SeedSequence(seed).spawn(seeds)
         traces: dict[str, list[RegretTrace]] = {n: [] for n in names}
         optimum_p: list[float] = []
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} rounds"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with rounds_progress(console) as progress:
             task = progress.add_task("simulating", total=rounds * seeds * len(names))
             for i, ss in enumerate(seqs):
                 sim_seq, pol_seq, env_seq = ss.spawn(3)
