@@ -238,7 +238,8 @@ class CalloutWorld:
         return _SimPolicyRun(self, policy)
 
     def start(self, n_rounds: int, rng: np.random.Generator) -> None:
-        """The initial truth, a fresh live catalog and the catalog-change schedule."""
+        """The initial truth, a fresh live catalog (``catalog``, which policies are started
+        with) and the catalog-change schedule."""
         if n_rounds > self.n_rounds:
             raise DataValidationError(
                 f"n_rounds == {n_rounds}, must be <= {self.n_rounds} (the world's schedule)."
