@@ -38,7 +38,6 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 from _common import (  # noqa: E402
-    mean_se,
     peak_traced_mib,
     print_banner,
     rss_peak_mib,
@@ -56,7 +55,7 @@ from memberlab.callouts.policies import (  # noqa: E402
     UniformPolicy,
 )
 from memberlab.callouts.simulator import CalloutWorld, SimPolicy, run_policy  # noqa: E402
-from memberlab.evaluation.regret import RegretTrace, plot_regret  # noqa: E402
+from memberlab.evaluation.regret import RegretTrace, plot_regret, summarise  # noqa: E402
 
 FIXED = "attribute TS, fixed N(0,1) prior"
 DECONV = "attribute TS, deconvolved meta-prior"
@@ -274,22 +273,20 @@ def run_regret(args: argparse.Namespace) -> dict[str, Any]:
             results.setdefault(pol.name, []).append(tr)
         line = ", ".join(f"{k.split(',')[0][:14]}={v[-1].total:.0f}" for k, v in results.items())
         print(f"  seed {seed}: {line}", flush=True)
-    base = np.array([t.total for t in results[FIXED]])
+    summaries = summarise(results)
+    base = summaries[FIXED].mean
     print(f"\n{'policy':<40}{'cum. regret':>14}{'+- SE':>9}{'vs N(0,1) TS':>14}{'s/run':>8}")
     summary: dict[str, Any] = {}
-    for name, trs in results.items():
-        final = np.array([t.total for t in trs])
-        m, se = mean_se(final)
-        ratio = m / base.mean()
-        secs = float(np.mean([t.seconds for t in trs]))
-        print(f"{name:<40}{m:>14.1f}{se:>9.1f}{ratio:>14.3f}{secs:>8.1f}")
+    for name, s in summaries.items():
+        ratio = s.mean / base
+        print(f"{name:<40}{s.mean:>14.1f}{s.se:>9.1f}{ratio:>14.3f}{s.seconds:>8.1f}")
         summary[name] = {
-            "mean": m,
-            "se": se,
+            "mean": s.mean,
+            "se": s.se,
             "ratio_vs_fixed": ratio,
-            "seconds": secs,
-            "curve_rounds": trs[0].rounds.tolist(),
-            "curve_mean": np.mean([t.cumulative_regret for t in trs], axis=0).tolist(),
+            "seconds": s.seconds,
+            "curve_rounds": s.rounds.tolist(),
+            "curve_mean": s.curve_mean.tolist(),
         }
     d, f = summary[DECONV], summary[FIXED]
     apart = d["mean"] + 2 * d["se"] < f["mean"] - 2 * f["se"]
@@ -307,7 +304,7 @@ def run_regret(args: argparse.Namespace) -> dict[str, Any]:
         + ("" if not missed else f"; not: {missed}")
     )
     if args.plot:
-        plot_regret(results, args.plot, title="Callouts, cold-start world")
+        plot_regret(summaries, args.plot, title="Callouts, cold-start world")
         print(f"regret curves: {args.plot}")
     return summary
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import machine_lines
-from memberlab.evaluation.regret import RegretTrace, plot_regret
+from memberlab.evaluation.regret import RegretTrace, plot_regret, summarise
 from memberlab.layouts import LayoutPolicy, LayoutSpace
 from memberlab.layouts.regret import make_learner, run_regret
 from memberlab.layouts.search import dense_pairs, layout_scores, random_layouts, unary_table
@@ -76,14 +76,13 @@ def regret_section(
               flush=True)  # fmt: skip
     print(f"\n{title}: {rounds:,} rounds, {seeds} seeds, batch {batch}, restarts {restarts}")
     print(f"{'policy':<16}{'cum. regret':>13}{'s.e.':>9}{'at optimum':>12}{'s/run':>8}")
-    for name in policies:
-        tot = np.array([t.total for t in traces[name]])
-        se = tot.std(ddof=1) / np.sqrt(tot.size) if tot.size > 1 else float("nan")
-        share = np.mean([t.at_optimum for t in traces[name]])
-        secs = np.mean([t.seconds for t in traces[name]])
-        print(f"{name:<16}{tot.mean():>13,.1f}{se:>9,.1f}{share:>12.0%}{secs:>8.1f}")
+    summaries = summarise(traces)
+    for name, s in summaries.items():
+        se = s.se if s.n_runs > 1 else float("nan")
+        share = s.at_optimum or 0.0
+        print(f"{name:<16}{s.mean:>13,.1f}{se:>9,.1f}{share:>12.0%}{s.seconds:>8.1f}")
     if plot is not None:
-        print(f"plot: {plot_regret(traces, plot, title=title)}")
+        print(f"plot: {plot_regret(summaries, plot, title=title)}")
     return traces
 
 

@@ -1,4 +1,4 @@
-"""A callout world with ground truth, and a regret harness for policies.
+"""A callout world with ground truth, as a :class:`memberlab.evaluation.harness.World`.
 
 Items carry attributes (benefit, brand, colour, price, title) whose true effects are
 drawn per feature group from ``N(0, group_var)``; each item also has an idiosyncratic
@@ -11,6 +11,9 @@ Cold start: ``n_active`` items are live at any time; each lives ``item_lifetime`
 after an exponential delay and only count inside the attribution window; feedback is
 applied in batches when windows close. Optional drift moves every true effect by a
 random walk step every ``drift_every`` rounds.
+
+:func:`memberlab.evaluation.harness.run` (or :func:`run_policy`, which fills in the
+world's length) runs any :class:`SimPolicy` on it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from memberlab._errors import DataValidationError
 from memberlab._rng import RNGLike, as_generator
 from memberlab._typing import FloatArray, IntArray
 from memberlab.callouts.catalog import AttributeSpec, Catalog
+from memberlab.evaluation.harness import Outcome, run
 from memberlab.evaluation.regret import RegretTrace
 
 __all__ = [
@@ -193,6 +197,8 @@ class CalloutWorld:
             _solve_bias(lambda b: float(special.ndtr(lat + b).mean()), self.base_rate)
         )
         self.probs = np.asarray(special.ndtr(lat + self._bias), dtype=np.float64)
+        # the truth every run starts from (drift moves it during a run)
+        self._truth0 = (dict(self._eff), self._item_eff, self.probs)
 
     def _new_item(self, j: int, born: int, dies: int) -> _Item:
         r = self._rng
@@ -224,6 +230,78 @@ class CalloutWorld:
         cross = e["page x benefit"][self._ctx_page][:, self._ben]
         cross = cross + e["member x benefit"][self._ctx_mem][:, self._ben]
         return np.asarray(ctx[:, None] + item[None, :] + cross, dtype=np.float64)
+
+    # ------------------------------------------------ World (memberlab.evaluation.harness)
+    reward_names: tuple[str, ...] = ("clicks",)
+
+    def adapt(self, policy: SimPolicy) -> _SimPolicyRun:
+        return _SimPolicyRun(self, policy)
+
+    def start(self, n_rounds: int, rng: np.random.Generator) -> None:
+        """The initial truth, a fresh live catalog (``catalog``, which policies are started
+        with) and the catalog-change schedule."""
+        if n_rounds > self.n_rounds:
+            raise DataValidationError(
+                f"n_rounds == {n_rounds}, must be <= {self.n_rounds} (the world's schedule)."
+            )
+        # drift replaces these arrays (never writes into them), so the originals stay intact
+        eff, item_eff, probs = self._truth0
+        self._eff, self._item_eff, self.probs = dict(eff), item_eff, probs
+        self.catalog = Catalog(spec={"price": AttributeSpec("numeric", edges=(2.5, 7.5, 20.0))})
+        self._records = self.item_records()
+        self._events = self.events()
+        self._ev_i = 0
+        self._index_of = {it.item_id: j for j, it in enumerate(self.items)}
+        self._drift_rng: np.random.Generator | None = None
+        self._last_start = 0
+
+    def requests(self, start: int, stop: int, rng: np.random.Generator) -> _Requests:
+        """Apply the catalog changes (and drift) due by ``start``; draw the contexts."""
+        if self._drift_rng is None:  # seeded after the policy's seed, as it always was
+            self._drift_rng = np.random.default_rng(int(rng.integers(2**63)))
+        events, records = self._events, self._records
+        while self._ev_i < len(events) and events[self._ev_i][0] <= start:
+            _, kind, j = events[self._ev_i]
+            if kind == "add":
+                rec = records[j]
+                self.catalog.add(rec["item_id"], {k: v for k, v in rec.items() if k != "item_id"})
+            else:
+                self.catalog.retire(self.items[j].item_id)
+            self._ev_i += 1
+        # one drift step at the first batch start on or after each multiple of drift_every
+        if self.drift_sd > 0 and start // self.drift_every > self._last_start // self.drift_every:
+            self.drift(self._drift_rng)
+        self._last_start = start
+        active = self.catalog.active_ids()
+        aidx = np.array([self._index_of[i] for i in active])
+        codes = rng.integers(0, self.n_contexts, stop - start)
+        return _Requests(codes, active, aidx, self.probs[codes][:, aidx])
+
+    def expected(self, requests: _Requests, actions: IntArray) -> FloatArray:
+        """Click probability of the served item, shape (n, 1)."""
+        P = requests.probs
+        return np.asarray(P[np.arange(P.shape[0]), actions][:, None])
+
+    def best(self, requests: _Requests) -> FloatArray:
+        return np.asarray(requests.probs.max(axis=1))
+
+    def realise(
+        self,
+        requests: _Requests,
+        actions: IntArray,
+        expected: FloatArray,
+        rng: np.random.Generator,
+    ) -> Outcome:
+        """Clicks, their delays, and a label per impression when its window closes."""
+        m = actions.shape[0]
+        click = rng.random(m) < expected[:, 0]
+        delay = rng.exponential(self.mean_delay, m) if self.mean_delay > 0 else np.zeros(m)
+        label = (click & (delay <= self.window)).astype(np.int64)
+        rows = {"context": requests.codes, "item": requests.aidx[actions], "reward": label}
+        return Outcome(click.astype(np.float64), rows, delay=self.window)
+
+    def is_optimal(self, action: IntArray) -> bool | None:
+        return None  # the best item depends on the context and the live catalog
 
     def drift(self, rng: np.random.Generator) -> None:
         """Move every true effect one random-walk step (``drift_sd``)."""
@@ -264,7 +342,7 @@ def _solve_bias(mean_rate: Callable[[float], float], target: float) -> float:
 
 
 class SimPolicy(Protocol):
-    """What :func:`run_policy` needs of a policy."""
+    """A callout policy: what the callouts world needs of it."""
 
     name: str
 
@@ -277,6 +355,35 @@ class SimPolicy(Protocol):
 
     def learn(self, ctx_codes: IntArray, item_ids: list[str], rewards: IntArray, t: int) -> None:
         """Feedback of closed attribution windows, in impression order."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Requests:
+    """One batch: context codes, the live items and their true click rates."""
+
+    codes: IntArray  # (n,) indices into CalloutWorld.contexts
+    active: list[str]  # live item ids
+    aidx: IntArray  # (n_active,) their indices into CalloutWorld.items
+    probs: FloatArray  # (n, n_active)
+
+
+class _SimPolicyRun:
+    """A :class:`SimPolicy` as the harness's batch policy."""
+
+    def __init__(self, world: CalloutWorld, policy: SimPolicy) -> None:
+        self.world = world
+        self.policy = policy
+        self.name = policy.name
+
+    def start(self, rng: np.random.Generator) -> None:
+        self.policy.start(self.world.catalog, self.world.contexts, int(rng.integers(2**63)))
+
+    def decide(self, requests: _Requests, rng: np.random.Generator) -> IntArray:
+        return np.asarray(self.policy.choose(requests.codes, requests.active), dtype=np.int64)
+
+    def update(self, feedback: Mapping[str, Any], t: int) -> None:
+        ids = [self.world.items[j].item_id for j in feedback["item"]]
+        self.policy.learn(feedback["context"], ids, feedback["reward"], t)
 
 
 def run_policy(
@@ -293,81 +400,15 @@ def run_policy(
     Each batch of ``batch_size`` requests is decided with the policy's state at the
     batch start; clicks are drawn from the true rates, delayed, and fed back when their
     attribution windows close. Regret per round is ``max_j p_j - p_served`` (expected).
-    ``progress(n_done)`` is called after each batch.
+    ``progress(n_done)`` is called after each batch. The loop is
+    :func:`memberlab.evaluation.harness.run`.
     """
-    import time
-
-    if batch_size < 1:
-        raise DataValidationError(f"batch_size == {batch_size}, must be >= 1.")
-    t0 = time.perf_counter()
-    rng_ = as_generator(rng)
-    records = world.item_records()
-    events = world.events()
-    catalog = Catalog(spec={"price": AttributeSpec("numeric", edges=(2.5, 7.5, 20.0))})
-    policy.start(catalog, world.contexts, int(rng_.integers(2**63)))
-    drift_rng = np.random.default_rng(int(rng_.integers(2**63)))
-    n = world.n_rounds
-    checkpoints = np.unique(np.linspace(0, n, n_checkpoints + 1).astype(np.int64)[1:])
-    cum = np.zeros(checkpoints.shape[0])
-    total = 0.0
-    clicks = 0
-    ev_i = 0
-    index_of = {it.item_id: j for j, it in enumerate(world.items)}
-    pend_t: list[IntArray] = []
-    pend_c: list[IntArray] = []
-    pend_j: list[IntArray] = []
-    pend_y: list[IntArray] = []
-    cp = 0
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        while ev_i < len(events) and events[ev_i][0] <= start:
-            _, kind, j = events[ev_i]
-            if kind == "add":
-                rec = records[j]
-                catalog.add(rec["item_id"], {k: v for k, v in rec.items() if k != "item_id"})
-            else:
-                catalog.retire(world.items[j].item_id)
-            ev_i += 1
-        if world.drift_sd > 0 and start > 0 and start % world.drift_every < batch_size:
-            world.drift(drift_rng)
-        active = catalog.active_ids()
-        aidx = np.array([index_of[i] for i in active])
-        m = stop - start
-        codes = rng_.integers(0, world.n_contexts, m)
-        pos = np.asarray(policy.choose(codes, active), dtype=np.int64)
-        P = world.probs[codes][:, aidx]
-        p_served = P[np.arange(m), pos]
-        reg = np.cumsum(P.max(axis=1) - p_served) + total
-        while cp < checkpoints.shape[0] and checkpoints[cp] <= stop:
-            cum[cp] = reg[checkpoints[cp] - start - 1]
-            cp += 1
-        total = float(reg[-1])
-        click = rng_.random(m) < p_served
-        clicks += int(click.sum())
-        delay = rng_.exponential(world.mean_delay, m) if world.mean_delay > 0 else np.zeros(m)
-        pend_t.append(np.arange(start, stop))
-        pend_c.append(codes)
-        pend_j.append(aidx[pos])
-        pend_y.append((click & (delay <= world.window)).astype(np.int64))
-        # close windows that ended by the end of this batch
-        t_all = np.concatenate(pend_t)
-        due = t_all + world.window <= stop
-        if np.any(due):
-            c_all, j_all, y_all = (np.concatenate(x) for x in (pend_c, pend_j, pend_y))
-            policy.learn(c_all[due], [world.items[j].item_id for j in j_all[due]], y_all[due], stop)
-            keep = ~due
-            pend_t, pend_c, pend_j, pend_y = (
-                [t_all[keep]],
-                [c_all[keep]],
-                [j_all[keep]],
-                [y_all[keep]],
-            )
-        if progress is not None:
-            progress(stop)
-    return RegretTrace(
-        name=policy.name,
-        rounds=checkpoints,
-        cumulative_regret=cum,
-        clicks=clicks,
-        seconds=time.perf_counter() - t0,
+    return run(
+        world,
+        policy,
+        world.n_rounds,
+        batch=batch_size,
+        n_checkpoints=n_checkpoints,
+        rng=rng,
+        progress=progress,
     )

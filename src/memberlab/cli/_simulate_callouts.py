@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
-import numpy as np
 import typer
+
+from memberlab.cli._simulate_progress import rounds_progress
 
 _POLICIES = ("uniform", "epsilon", "beta", "fixed", "naive", "deconvolved", "oracle")
 
@@ -24,13 +24,11 @@ def register(app: typer.Typer) -> None:
         policies: str = typer.Option(
             ",".join(_POLICIES), help=f"Comma-separated subset of {', '.join(_POLICIES)}."
         ),
-        plot: Path = typer.Option(
-            Path("callouts_regret.png"), help="Regret-curve PNG ('' to skip)."
-        ),
+        # a str, not a Path: Path("") is Path("."), so '' could never mean "no plot"
+        plot: str = typer.Option("callouts_regret.png", help="Regret-curve PNG ('' to skip)."),
     ) -> None:
         """Regret of callout policies on a cold-start world with ground truth."""
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
         from rich.table import Table
 
         from memberlab import ConvergenceWarning
@@ -41,7 +39,8 @@ def register(app: typer.Typer) -> None:
             OraclePolicy,
             UniformPolicy,
         )
-        from memberlab.callouts.simulator import CalloutWorld, RegretTrace, SimPolicy, run_policy
+        from memberlab.callouts.simulator import CalloutWorld, SimPolicy, run_policy
+        from memberlab.evaluation.regret import RegretTrace, plot_regret, summarise
 
         chosen = [p.strip() for p in policies.split(",") if p.strip()]
         bad = [p for p in chosen if p not in _POLICIES]
@@ -53,13 +52,7 @@ def register(app: typer.Typer) -> None:
         warnings.simplefilter("ignore", ConvergenceWarning)
         console = Console()
         results: dict[str, list[RegretTrace]] = {}
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,}/{task.total:,} rounds"),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress:
+        with rounds_progress(console) as progress:
             task = progress.add_task("simulating", total=rounds * seeds * len(chosen))
             done = 0
             for seed in range(seeds):
@@ -91,22 +84,15 @@ def register(app: typer.Typer) -> None:
         table.add_column("± SE", justify="right")
         table.add_column("clicks", justify="right")
         table.add_column("s/run", justify="right")
-        for name, trs in results.items():
-            final = np.array([t.total for t in trs])
-            se = final.std(ddof=1) / np.sqrt(final.size) if final.size > 1 else 0.0
+        summaries = summarise(results)
+        for name, s in summaries.items():
             table.add_row(
-                name,
-                f"{final.mean():,.1f}",
-                f"{se:,.1f}",
-                f"{np.mean([t.clicks for t in trs]):,.0f}",
-                f"{np.mean([t.seconds for t in trs]):.1f}",
+                name, f"{s.mean:,.1f}", f"{s.se:,.1f}", f"{s.clicks:,.0f}", f"{s.seconds:.1f}"
             )
         console.print(table)
-        if str(plot):
-            from memberlab.evaluation.regret import plot_regret
-
+        if plot:
             plot_regret(
-                results,
+                summaries,
                 plot,
                 title="memberlab simulate callouts",
                 ylabel="cumulative expected regret (mean over seeds, +-1 SE)",

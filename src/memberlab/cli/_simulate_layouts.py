@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from memberlab.cli._simulate_progress import rounds_progress
+
 _MODELS = ("basin", "pairwise")
 
 
@@ -51,10 +53,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Cumulative regret of layout policies against a simulator with ground truth."""
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
-        from memberlab.evaluation.regret import RegretTrace, plot_regret
+        from memberlab.evaluation.regret import RegretTrace, plot_regret, summarise
         from memberlab.layouts.regret import make_learner, run_regret
         from memberlab.layouts.simulate import basin_model, random_pairwise_model
 
@@ -81,13 +82,7 @@ def register(app: typer.Typer) -> None:
         seqs = np.random.SeedSequence(seed).spawn(seeds)
         traces: dict[str, list[RegretTrace]] = {n: [] for n in names}
         optimum_p: list[float] = []
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} rounds"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with rounds_progress(console) as progress:
             task = progress.add_task("simulating", total=rounds * seeds * len(names))
             for i, ss in enumerate(seqs):
                 sim_seq, pol_seq, env_seq = ss.spawn(3)
@@ -130,25 +125,21 @@ def register(app: typer.Typer) -> None:
         )
         for col in ("policy", "cum. regret", "s.e.", "regret/round", "at optimum", "s/run"):
             table.add_column(col, justify="left" if col == "policy" else "right")
-        best = min(names, key=lambda n: float(np.mean([t.total for t in traces[n]])))
-        for name in names:
-            tot = np.array([t.total for t in traces[name]])
-            se = tot.std(ddof=1) / np.sqrt(tot.size) if tot.size > 1 else float("nan")
-            share = np.mean([t.at_optimum for t in traces[name]])
-            secs = np.mean([t.seconds for t in traces[name]])
-            style = "bold green" if name == best else None
+        summaries = summarise(traces)
+        best = min(names, key=lambda n: summaries[n].mean)
+        for name, s in summaries.items():
             table.add_row(
                 name,
-                f"{tot.mean():,.1f}",
-                f"{se:,.1f}",
-                f"{tot.mean() / rounds:.4f}",
-                f"{share:.0%}",
-                f"{secs:.1f}",
-                style=style,
+                f"{s.mean:,.1f}",
+                f"{s.se:,.1f}" if s.n_runs > 1 else "nan",
+                f"{s.mean / rounds:.4f}",
+                f"{s.at_optimum or 0.0:.0%}",
+                f"{s.seconds:.1f}",
+                style="bold green" if name == best else None,
             )
         console.print(table)
         console.print(f"mean click rate of the best layout: {np.mean(optimum_p):.4f}")
         path = plot_regret(
-            traces, out, title=f"{model}: {slots} slots x {variants} variants, {seeds} seeds"
+            summaries, out, title=f"{model}: {slots} slots x {variants} variants, {seeds} seeds"
         )
         console.print(f"regret plot written to {path}")

@@ -5,8 +5,10 @@
 - :mod:`memberlab.evaluation.ope`: IPS, SNIPS, DM, DR, SNDR, Switch-DR and DR-OS on
   per-decision vectors, with normal, bootstrap and empirical-Bernstein intervals.
 
-Regret harnesses against simulators live next to their simulators
-(:func:`memberlab.callouts.simulator.run_policy`).
+Regret against simulators with ground truth: one harness,
+:func:`memberlab.evaluation.harness.run`, drives every simulator (the callouts, layouts
+and value worlds) and returns one :class:`~memberlab.evaluation.regret.RegretTrace`;
+:mod:`memberlab.evaluation.regret` summarises and plots traces.
 """
 
 from memberlab.evaluation.dataset import (

@@ -1,7 +1,9 @@
 """Regret traces, their summaries and their plots: one of each for every policy kind.
 
-The simulators' run loops (:func:`memberlab.callouts.simulator.run_policy`,
-:func:`memberlab.layouts.regret.run_regret`) return a :class:`RegretTrace`;
+The one run loop, :func:`memberlab.evaluation.harness.run` (behind the simulators'
+:func:`~memberlab.callouts.simulator.run_policy`,
+:func:`~memberlab.layouts.regret.run_regret` and :func:`~memberlab.value.run_value_world`),
+returns a :class:`RegretTrace`;
 :func:`summarise` turns many seeds into mean and standard error per policy and
 :func:`plot_regret` draws mean cumulative regret with a +-1 standard-error band. The
 callouts and layouts CLIs and benchmarks use these, not copies.
@@ -22,7 +24,7 @@ __all__ = ["RegretSummary", "RegretTrace", "plot_regret", "summarise"]
 
 @dataclass(frozen=True, slots=True)
 class RegretTrace:
-    """Cumulative expected regret of one run of one policy.
+    """Cumulative expected regret of one run of one policy, and its rewards per round.
 
     Attributes
     ----------
@@ -33,7 +35,7 @@ class RegretTrace:
     name : str
         The policy.
     clicks : int
-        Rewards the policy obtained (realised).
+        Realised rewards (clicks) the policy obtained.
     seconds : float
         Wall time of the run.
     final_choice : ndarray, optional
@@ -42,6 +44,11 @@ class RegretTrace:
         Whether ``final_choice`` is the simulator's optimum.
     extra : dict of str to float
         Anything else the harness measured.
+    expected : dict of str to ndarray of shape (n_rounds,)
+        Per round, the expected reward of the served action under each of the world's
+        named rewards, in the world's order (the first is the objective regret is
+        measured on): ``"clicks"`` in the callouts and layouts worlds, ``"value"`` and
+        ``"clicks"`` in the value world.
     """
 
     rounds: IntArray
@@ -52,6 +59,14 @@ class RegretTrace:
     final_choice: IntArray | None = None
     at_optimum: bool | None = None
     extra: dict[str, float] = field(default_factory=dict)
+    expected: dict[str, FloatArray] = field(default_factory=dict)
+
+    def last_quarter(self) -> tuple[float, ...]:
+        """Mean of every :attr:`expected` column over the last quarter of rounds.
+
+        The value world's trace gives ``(value per impression, click rate)``.
+        """
+        return tuple(float(v[len(v) * 3 // 4 :].mean()) for v in self.expected.values())
 
     @property
     def total(self) -> float:
@@ -71,7 +86,11 @@ class RegretTrace:
 
 @dataclass(frozen=True, slots=True)
 class RegretSummary:
-    """Many seeds of one policy: final regret mean and standard error, mean curve."""
+    """Many seeds of one policy: final regret mean and standard error, mean curve.
+
+    ``clicks`` and ``seconds`` are means per run; ``at_optimum`` is the share of runs
+    whose final choice is the optimum (None when the runs do not say).
+    """
 
     name: str
     n_runs: int
@@ -82,6 +101,7 @@ class RegretSummary:
     curve_se: FloatArray
     clicks: float
     seconds: float
+    at_optimum: float | None = None
 
 
 def summarise(traces: Mapping[str, Sequence[RegretTrace]]) -> dict[str, RegretSummary]:
@@ -104,6 +124,11 @@ def summarise(traces: Mapping[str, Sequence[RegretTrace]]) -> dict[str, RegretSu
             curve_se=se,
             clicks=float(np.mean([r.clicks for r in runs])),
             seconds=float(np.mean([r.seconds for r in runs])),
+            at_optimum=(
+                float(np.mean([bool(r.at_optimum) for r in runs]))
+                if all(r.at_optimum is not None for r in runs)
+                else None
+            ),
         )
     return out
 

@@ -1,25 +1,26 @@
-"""A batched regret harness for layout policies on simulators with known truth.
+"""Layout policies by name, and their regret on simulators with known truth.
 
 Each round serves one layout; the policy's posterior is updated every ``batch`` rounds
 (Thompson sampling with delayed, batched feedback, as in Chapelle and Li, 2011). Regret
-is the expected (pseudo-)regret ``p* - p(served layout)``.
+is the expected (pseudo-)regret ``p* - p(served layout)``. The run loop is the one
+harness, :func:`memberlab.evaluation.harness.run`; :func:`run_regret` fills in the layout
+conventions (regret at every batch end, the most served layout of the last rounds).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import Protocol
 
 import numpy as np
 
 from memberlab._errors import DataValidationError
-from memberlab._rng import RNGLike, as_generator
+from memberlab._rng import RNGLike
 from memberlab._typing import IntArray
+from memberlab.evaluation.harness import run
 from memberlab.evaluation.regret import RegretTrace, plot_regret
 from memberlab.layouts.baselines import BetaPerLayout, BetaPerSlot
 from memberlab.layouts.policy import LayoutPolicy
-from memberlab.layouts.simulate import LayoutSimulator
+from memberlab.layouts.simulate import BatchLearner, LayoutSimulator
 from memberlab.layouts.space import LayoutSpace
 
 __all__ = [
@@ -31,14 +32,6 @@ __all__ = [
     "plot_regret",
     "run_regret",
 ]
-
-
-class BatchLearner(Protocol):
-    """What the harness needs from a policy."""
-
-    def select(self, n: int, rng: np.random.Generator) -> IntArray: ...
-
-    def learn(self, layouts: IntArray, rewards: IntArray) -> None: ...
 
 
 class ThompsonLearner:
@@ -64,7 +57,8 @@ def run_regret(
     rng: RNGLike = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> RegretTrace:
-    """Run ``learner`` for ``rounds`` rounds against ``sim``.
+    """Run ``learner`` for ``rounds`` rounds against ``sim`` (the loop is
+    :func:`memberlab.evaluation.harness.run`, with regret kept at every batch end).
 
     Parameters
     ----------
@@ -77,39 +71,15 @@ def run_regret(
     on_batch : callable, optional
         Called with the number of rounds done after each batch (progress bars).
     """
-    if rounds < 1:
-        raise DataValidationError(f"rounds == {rounds}, must be >= 1.")
-    if batch < 1:
-        raise DataValidationError(f"batch == {batch}, must be >= 1.")
-    gen = as_generator(rng)
-    best, p_star = sim.optimum()
-    t0 = time.perf_counter()
-    cum, marks, total, done = [], [], 0.0, 0
-    tail: list[IntArray] = []
-    window_start = max(0, rounds - final_window)
-    while done < rounds:
-        n = min(batch, rounds - done)
-        L = learner.select(n, gen)
-        p = sim.expected_reward(L)
-        r = (gen.random(n) < p).astype(np.int64)
-        learner.learn(L, r)
-        total += float(np.sum(p_star - p))
-        if done + n > window_start:
-            tail.append(L[max(0, window_start - done) :])
-        done += n
-        cum.append(total)
-        marks.append(done)
-        if on_batch is not None:
-            on_batch(done)
-    last = np.concatenate(tail)
-    uniq, counts = np.unique(last, axis=0, return_counts=True)
-    final = uniq[int(np.argmax(counts))]
-    return RegretTrace(
-        cumulative_regret=np.asarray(cum),
-        rounds=np.asarray(marks, dtype=np.int64),
-        final_choice=final,
-        at_optimum=bool(np.array_equal(final, best)),
-        seconds=time.perf_counter() - t0,
+    return run(
+        sim,
+        learner,
+        rounds,
+        batch=batch,
+        n_checkpoints=None,
+        final_window=final_window,
+        rng=rng,
+        progress=on_batch,
     )
 
 

@@ -2,13 +2,18 @@
 
 The truth uses the same feature map as the learner (bias, main effects, pairwise terms),
 so a learner with the right interactions is well specified and its recovery can be
-tested; a main-effects-only learner is not.
+tested; a main-effects-only learner is not. A :class:`LayoutSimulator` is a
+:class:`memberlab.evaluation.harness.World` for any :class:`BatchLearner` (no context;
+every layout of the space is a candidate; feedback at the end of each batch).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Protocol
 
 import numpy as np
 from scipy import special
@@ -16,16 +21,43 @@ from scipy import special
 from memberlab._errors import DataValidationError
 from memberlab._rng import RNGLike, as_generator
 from memberlab._typing import FloatArray, IntArray
+from memberlab.evaluation.harness import Outcome
 from memberlab.layouts.features import FeatureMap
 from memberlab.layouts.space import LayoutSpace
 
 __all__ = [
+    "BatchLearner",
     "LayoutSimulator",
     "basin_layouts",
     "basin_model",
     "main_effects_anova",
     "random_pairwise_model",
 ]
+
+
+class BatchLearner(Protocol):
+    """A layout policy: what a :class:`LayoutSimulator` needs of it."""
+
+    def select(self, n: int, rng: np.random.Generator) -> IntArray: ...
+
+    def learn(self, layouts: IntArray, rewards: IntArray) -> None: ...
+
+
+class _LearnerRun:
+    """A :class:`BatchLearner` as the harness's batch policy (requests: their number)."""
+
+    def __init__(self, learner: BatchLearner) -> None:
+        self.learner = learner
+        self.name: str = getattr(learner, "name", "") or type(learner).__name__
+
+    def start(self, rng: np.random.Generator) -> None:
+        return None
+
+    def decide(self, requests: int, rng: np.random.Generator) -> IntArray:
+        return self.learner.select(requests, rng)
+
+    def update(self, feedback: Mapping[str, Any], t: int) -> None:
+        self.learner.learn(feedback["layout"], feedback["reward"])
 
 
 @dataclass(frozen=True)
@@ -74,6 +106,37 @@ class LayoutSimulator:
         p = self.expected_reward(L)
         i = int(np.argmax(p))
         return L[i], float(p[i])
+
+    # ------------------------------------------------ World (memberlab.evaluation.harness)
+    reward_names: tuple[str, ...] = ("clicks",)
+
+    @cached_property
+    def _best(self) -> tuple[IntArray, float]:
+        return self.optimum()
+
+    def adapt(self, learner: BatchLearner) -> _LearnerRun:
+        return _LearnerRun(learner)
+
+    def start(self, n_rounds: int, rng: np.random.Generator) -> None:
+        self._best  # noqa: B018 - enumerate the optimum before the clock matters
+
+    def requests(self, start: int, stop: int, rng: np.random.Generator) -> int:
+        return stop - start
+
+    def expected(self, requests: int, actions: IntArray) -> FloatArray:
+        return self.expected_reward(actions)[:, None]
+
+    def best(self, requests: int) -> FloatArray:
+        return np.full(requests, self._best[1])
+
+    def realise(
+        self, requests: int, actions: IntArray, expected: FloatArray, rng: np.random.Generator
+    ) -> Outcome:
+        r = (rng.random(requests) < expected[:, 0]).astype(np.int64)
+        return Outcome(r.astype(np.float64), {"layout": actions, "reward": r})
+
+    def is_optimal(self, action: IntArray) -> bool | None:
+        return bool(np.array_equal(action, self._best[0]))
 
     def is_local_optimum(self, layout: IntArray) -> bool:
         """Whether no allowed single-slot change raises the click probability."""

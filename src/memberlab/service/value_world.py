@@ -1,7 +1,8 @@
 """Drive a real decision service with the value world's shoppers.
 
 :class:`ServiceWorldPolicy` is a :class:`memberlab.value.WorldPolicy`: the one harness
-:func:`memberlab.value.run_value_world` runs it like any library policy, but every
+(:func:`memberlab.evaluation.harness.run`, through :func:`memberlab.value.run_value_world`)
+runs it like any library policy, but every
 decision is a ``POST /v1/callouts/decisions`` to a running ``memberlab serve`` and every
 outcome a click and a conversion (naming its plan) sent to ``POST /v1/events``, with
 client timestamps so attribution windows close on the stream's own clock. The service
@@ -21,9 +22,10 @@ from typing import Any
 
 import httpx
 
+from memberlab.evaluation.regret import RegretTrace
 from memberlab.service.launch import running_server
 from memberlab.store import Store
-from memberlab.value import OraclePolicy, RandomPolicy, ValueTrace, ValueWorld, run_value_world
+from memberlab.value import OraclePolicy, RandomPolicy, ValueWorld, run_value_world
 
 __all__ = [
     "ObjectiveRun",
@@ -171,7 +173,7 @@ def run_objectives(
         tr = run_value_world(world, pol, n_rounds=n_rounds, batch=batch, rng=seed)
         value[name], clicks[name] = tr.last_quarter()
 
-    def one(objective: str) -> tuple[str, ValueTrace, float]:
+    def one(objective: str) -> tuple[str, RegretTrace, float]:
         db = Path(workdir) / f"{objective}-{seed}.db"
         url = f"sqlite:///{db}"
         admin, decide = create_keys(url)

@@ -12,6 +12,11 @@ converts to plan ``p`` with probability ``p_conv(item, state, p) / p_click``. Th
 a conversion is the true member value of the plan in the shopper's state
 (:func:`memberlab.value.true_results` of the environment), so a click policy favours deal
 callouts everywhere while the value-maximising callout depends on the state.
+
+A :class:`ValueWorld` is a :class:`memberlab.evaluation.harness.World` for any
+:class:`WorldPolicy`; its rewards are ``"value"`` (the objective: true expected member
+value of the callout shown) and ``"clicks"`` (its click rate), and regret is measured
+against the best callout in the shopper's state.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from memberlab._typing import FloatArray, IntArray
 from memberlab.callouts import Catalog
 from memberlab.callouts.recommender import CalloutRecommender, Feedback
 from memberlab.choice._env import MembershipEnv
+from memberlab.evaluation.harness import Outcome, run
+from memberlab.evaluation.regret import RegretTrace
 from memberlab.value._bandit import ValueFeedback, ValueRecommender
 from memberlab.value._member import MemberValues, member_values
 from memberlab.value._truth import ENV_PRICES, true_results
@@ -186,13 +193,61 @@ class ValueWorld:
 
     def draw(self, item: int, state: int, u: float, v: float) -> tuple[bool, str | None]:
         """An impression's outcome from two uniforms: (clicked, plan or None)."""
-        pc = self._p_click[item, state]
-        if u >= pc:
-            return False, None
-        conv = self._p_conv[item, state] / pc
-        cum = np.cumsum(conv)
-        k = int(np.searchsorted(cum, v, side="right"))
-        return True, (PLANS[k] if k < len(PLANS) else None)
+        clicked, plan = self._outcomes(np.array([item]), np.array([state]), np.array([[u, v]]))
+        return bool(clicked[0]), (PLANS[plan[0]] if plan[0] >= 0 else None)
+
+    def _outcomes(self, items: IntArray, states: IntArray, uv: FloatArray) -> tuple[Any, IntArray]:
+        """Clicked (bool) and the plan index converted to (-1: none) per impression.
+
+        A click when ``u < p_click``; then plan ``k`` when ``v`` falls in the ``k``-th
+        step of the cumulative conversion shares ``p_conv / p_click``.
+        """
+        pc = self._p_click[items, states]
+        clicked = uv[:, 0] < pc
+        with np.errstate(divide="ignore", invalid="ignore"):  # pc == 0 never clicks
+            cum = np.cumsum(self._p_conv[items, states] / pc[:, None], axis=1)
+        k = (cum <= uv[:, 1:2]).sum(axis=1)
+        plan = np.where(clicked & (k < len(PLANS)), k, -1)
+        return clicked, np.asarray(plan, dtype=np.int64)
+
+    # ------------------------------------------------ World (memberlab.evaluation.harness)
+    reward_names: tuple[str, ...] = ("value", "clicks")
+
+    def adapt(self, policy: WorldPolicy) -> _WorldPolicyRun:
+        return _WorldPolicyRun(self, policy)
+
+    def start(self, n_rounds: int, rng: np.random.Generator) -> None:
+        """The run's shopper stream, outcome uniforms and decision seeds, from ``rng`` alone,
+        so every policy run with the same ``rng`` meets the same shoppers."""
+        g_states, g_out, g_seed = spawn(rng, 3)
+        self._states = self.shopper_states[g_states.integers(0, len(self.shopper_states), n_rounds)]
+        self._uv = g_out.random((n_rounds, 2))
+        self._seeds = g_seed.integers(0, 2**63, size=n_rounds)
+        self._contexts = {int(s): self.context(int(s)) for s in np.unique(self._states)}
+
+    def requests(self, start: int, stop: int, rng: np.random.Generator) -> _Shoppers:
+        return _Shoppers(self._states[start:stop], self._uv[start:stop], self._seeds[start:stop])
+
+    def expected(self, requests: _Shoppers, actions: IntArray) -> FloatArray:
+        s = requests.states
+        return np.stack([self._ev[actions, s], self._p_click[actions, s]], axis=1)
+
+    def best(self, requests: _Shoppers) -> FloatArray:
+        return np.asarray(self._ev[:, requests.states].max(axis=0))
+
+    def realise(
+        self,
+        requests: _Shoppers,
+        actions: IntArray,
+        expected: FloatArray,
+        rng: np.random.Generator,
+    ) -> Outcome:
+        clicked, plan = self._outcomes(actions, requests.states, requests.uv)
+        rows = {"state": requests.states, "item": actions, "clicked": clicked, "plan": plan}
+        return Outcome(clicked.astype(np.float64), rows)
+
+    def is_optimal(self, action: IntArray) -> bool | None:
+        return None  # the best callout depends on the shopper's state
 
 
 class WorldPolicy(Protocol):
@@ -276,22 +331,52 @@ class ValueObjective:
         )
 
 
-@dataclass(frozen=True)
-class ValueTrace:
-    """Per round: the true expected value and click rate of the item shown.
+@dataclass(frozen=True, slots=True)
+class _Shoppers:
+    """One batch of the stream: states, outcome uniforms and decision seeds."""
 
-    Attributes
-    ----------
-    value, clicks : ndarray of shape (n_rounds,)
-    """
+    states: IntArray  # (n,) environment states
+    uv: FloatArray  # (n, 2)
+    seeds: IntArray  # (n,)
 
-    value: FloatArray
-    clicks: FloatArray
 
-    def last_quarter(self) -> tuple[float, float]:
-        """Mean true expected value and click rate over the last quarter of rounds."""
-        q = len(self.value) * 3 // 4
-        return float(self.value[q:].mean()), float(self.clicks[q:].mean())
+class _WorldPolicyRun:
+    """A :class:`WorldPolicy` as the harness's batch policy: one ``choose`` per shopper."""
+
+    def __init__(self, world: ValueWorld, policy: WorldPolicy) -> None:
+        self.world = world
+        self.policy = policy
+        self.name: str = getattr(policy, "name", "") or type(policy).__name__
+
+    def start(self, rng: np.random.Generator) -> None:
+        return None
+
+    def decide(self, requests: _Shoppers, rng: np.random.Generator) -> IntArray:
+        ctx = self.world._contexts
+        return np.array(
+            [
+                self.policy.choose(ctx[s], s, seed)
+                for s, seed in zip(requests.states.tolist(), requests.seeds.tolist(), strict=True)
+            ],
+            dtype=np.int64,
+        )
+
+    def update(self, feedback: Mapping[str, Any], t: int) -> None:
+        ctx = self.world._contexts
+        cols = zip(
+            feedback["state"].tolist(),
+            feedback["item"].tolist(),
+            feedback["clicked"].tolist(),
+            feedback["plan"].tolist(),
+            strict=True,
+        )
+        self.policy.learn([(ctx[s], j, c, PLANS[p] if p >= 0 else None) for s, j, c, p in cols])
+
+
+#: The value world's trace: one :class:`~memberlab.evaluation.regret.RegretTrace` whose
+#: ``expected`` columns are ``"value"`` and ``"clicks"`` per round (``last_quarter()``
+#: gives their means over the last quarter of rounds).
+ValueTrace = RegretTrace
 
 
 def run_value_world(
@@ -301,31 +386,11 @@ def run_value_world(
     n_rounds: int = 12_000,
     batch: int = 200,
     rng: RNGLike = None,
-) -> ValueTrace:
+) -> RegretTrace:
     """Run a policy on a shopper stream; feedback is applied in batches of ``batch``.
 
     The shopper stream, the outcomes' uniforms and the decision seeds come from ``rng``
-    alone, so every policy run with the same ``rng`` meets the same shoppers.
+    alone, so every policy run with the same ``rng`` meets the same shoppers. The loop is
+    :func:`memberlab.evaluation.harness.run`.
     """
-    if n_rounds < 1 or batch < 1:
-        raise ValueError(f"n_rounds == {n_rounds}, batch == {batch}; both must be >= 1.")
-    g_states, g_out, g_seed = spawn(as_generator(rng), 3)
-    states = world.shopper_states[g_states.integers(0, len(world.shopper_states), n_rounds)]
-    uv = g_out.random((n_rounds, 2))
-    seeds = g_seed.integers(0, 2**63, size=n_rounds)
-    value = np.empty(n_rounds)
-    clicks = np.empty(n_rounds)
-    pending: list[tuple[Mapping[str, Any], int, bool, str | None]] = []
-    contexts = {int(s): world.context(int(s)) for s in np.unique(states)}
-    for t in range(n_rounds):
-        s = int(states[t])
-        ctx = contexts[s]
-        j = policy.choose(ctx, s, int(seeds[t]))
-        value[t] = world.expected_value(j, s)
-        clicks[t] = world.click_rate(j, s)
-        clicked, plan = world.draw(j, s, float(uv[t, 0]), float(uv[t, 1]))
-        pending.append((ctx, j, clicked, plan))
-        if len(pending) >= batch:
-            policy.learn(pending)
-            pending = []
-    return ValueTrace(value, clicks)
+    return run(world, policy, n_rounds, batch=batch, rng=rng)
