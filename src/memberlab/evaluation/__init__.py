@@ -11,34 +11,42 @@ and value worlds) and returns one :class:`~memberlab.evaluation.regret.RegretTra
 :mod:`memberlab.evaluation.regret` summarises and plots traces.
 """
 
-from memberlab.evaluation.dataset import (
-    OBD_BEHAVIORS,
-    OBD_CAMPAIGNS,
-    BanditDataset,
-    fetch_obd_wheel,
-    load_obd,
-)
-from memberlab.evaluation.evaluate import OPEReport, evaluate, fit_reward_model
-from memberlab.evaluation.ope import (
-    ESTIMATORS,
-    OBD_COLUMNS,
-    OPEResult,
-    UntrustworthyEstimateWarning,
-    canonical_estimator,
-    direct_method,
-    doubly_robust,
-    estimate,
-    estimate_all,
-    ips,
-    snips,
-)
-from memberlab.evaluation.policies import (
-    FixedPolicy,
-    LoggedPolicy,
-    RecommenderPolicy,
-    TargetPolicy,
-    UniformPolicy,
-)
+from typing import TYPE_CHECKING
+
+from memberlab._lazy import attach
+
+# Names load their module on first use (memberlab._lazy).
+__getattr__, __dir__ = attach(__name__, __file__)
+
+if TYPE_CHECKING:
+    from memberlab.evaluation.dataset import (
+        OBD_BEHAVIORS,
+        OBD_CAMPAIGNS,
+        BanditDataset,
+        fetch_obd_wheel,
+        load_obd,
+    )
+    from memberlab.evaluation.evaluate import OPEReport, evaluate, fit_reward_model
+    from memberlab.evaluation.ope import (
+        ESTIMATORS,
+        OBD_COLUMNS,
+        OPEResult,
+        UntrustworthyEstimateWarning,
+        canonical_estimator,
+        direct_method,
+        doubly_robust,
+        estimate,
+        estimate_all,
+        ips,
+        snips,
+    )
+    from memberlab.evaluation.policies import (
+        FixedPolicy,
+        LoggedPolicy,
+        RecommenderPolicy,
+        TargetPolicy,
+        UniformPolicy,
+    )
 
 __all__ = [
     "ESTIMATORS",

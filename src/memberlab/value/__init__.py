@@ -14,30 +14,38 @@
 True
 """
 
-from memberlab.value._bandit import ValueFeedback, ValueLedger, ValueRecommender
-from memberlab.value._member import (
-    MemberValues,
-    PriceSpec,
-    StateColumnError,
-    member_values,
-    state_codes,
-)
-from memberlab.value._model import load_replicates, value_prices, values_from_model
-from memberlab.value._scenario import (
-    Scenario,
-    ScenarioComparison,
-    compare_scenarios,
-)
-from memberlab.value._truth import ENV_PRICES, true_results
-from memberlab.value._world import (
-    ClickObjective,
-    OraclePolicy,
-    RandomPolicy,
-    ValueObjective,
-    ValueTrace,
-    ValueWorld,
-    run_value_world,
-)
+from typing import TYPE_CHECKING
+
+from memberlab._lazy import attach
+
+# Names load their module on first use (memberlab._lazy).
+__getattr__, __dir__ = attach(__name__, __file__)
+
+if TYPE_CHECKING:
+    from memberlab.value._bandit import ValueFeedback, ValueLedger, ValueRecommender
+    from memberlab.value._member import (
+        MemberValues,
+        PriceSpec,
+        StateColumnError,
+        member_values,
+        state_codes,
+    )
+    from memberlab.value._model import load_replicates, value_prices, values_from_model
+    from memberlab.value._scenario import (
+        Scenario,
+        ScenarioComparison,
+        compare_scenarios,
+    )
+    from memberlab.value._truth import ENV_PRICES, true_results
+    from memberlab.value._world import (
+        ClickObjective,
+        OraclePolicy,
+        RandomPolicy,
+        ValueObjective,
+        ValueTrace,
+        ValueWorld,
+        run_value_world,
+    )
 
 __all__ = [
     "ENV_PRICES",
