@@ -31,18 +31,29 @@ def _clean(x: Any) -> Any:
 
 
 def _table(report: dict[str, Any]) -> str:
+    from memberlab.evaluation.ope import MIN_EFFECTIVE
+
     head = (
         f"{'estimator':<10} {'value':>10} {'se':>9} {'lower':>10} {'upper':>10} "
-        f"{'ess':>9} {'max w':>8}"
+        f"{'ess':>9} {'ess var':>8} {'max w':>8}"
     )
     lines = [head]
+    flagged = False
     for e in report["estimates"]:
+        ess_var = e.get("ess_variance")
         lines.append(
             f"{e['estimator']:<10} {e['value']:>10.5f} {e['se']:>9.5f} {e['lower']:>10.5f} "
-            f"{e['upper']:>10.5f} {e['ess']:>9.1f} {e['max_weight']:>8.2f}"
+            f"{e['upper']:>10.5f} {e['ess']:>9.1f} "
+            f"{ess_var if ess_var is not None else float('nan'):>8.1f} {e['max_weight']:>8.2f}"
             + (f"  ! {e['warning']}" if e.get("warning") else "")
         )
+        flagged = flagged or bool(e.get("warning"))
     lines.append(f"n = {report['n']}, on-policy (mean logged reward) = {report['on_policy']:.5f}")
+    if flagged:
+        lines.append(
+            f"! untrustworthy: ess or ess var (the effective decisions the variance rests on) "
+            f"under {MIN_EFFECTIVE:.0f}; see docs/evaluation.md, 'Weight diagnostics'."
+        )
     return "\n".join(lines)
 
 

@@ -24,7 +24,7 @@ import logging
 import math
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -270,6 +270,11 @@ def layouts_baseline(policy: LayoutPolicy, seed: int, how: str) -> LayoutDecisio
 # --------------------------------------------------------------------------- readout
 
 
+def _check_kind(kind: str) -> None:
+    if kind not in ("callouts", "layouts"):
+        raise DataValidationError(f"kind == {kind!r}, must be one of ('callouts', 'layouts').")
+
+
 def experiment_frame(
     store: Store,
     kind: str = "callouts",
@@ -278,12 +283,12 @@ def experiment_frame(
     since: float | None = None,
     until: float | None = None,
 ) -> tuple[Any, int]:
-    """The readout's input from the store: one row per closed decision with an arm
-    (``decision_id, ts, unit_id, assignment, reward``) and the number still pending."""
+    """The store's closed decisions with an arm as one frame (``decision_id, ts, unit_id,
+    assignment, reward``) and the number still pending; every decision in memory, for
+    inspection (:func:`experiment_report` streams instead)."""
     import pandas as pd
 
-    if kind not in ("callouts", "layouts"):
-        raise DataValidationError(f"kind == {kind!r}, must be one of ('callouts', 'layouts').")
+    _check_kind(kind)
     d = store.experiment_decisions(kind, space=space, since=since, until=until)
     frame = pd.DataFrame(
         {
@@ -310,17 +315,40 @@ def experiment_report(
     cs_tuning_units: float = 10_000.0,
     every: float | None = None,
     covariates: Any = None,
+    batch_size: int = 10_000,
 ) -> dict[str, Any]:
-    """:func:`memberlab.evaluation.experiment.holdout_report` on the store's decisions."""
-    from memberlab.evaluation.experiment import holdout_report
+    """:func:`memberlab.evaluation.experiment.holdout_report` on the store's decisions.
 
-    frame, pending = experiment_frame(store, kind, space=space, since=since, until=until)
-    return holdout_report(
-        frame,
+    The decisions stream from one query in batches of ``batch_size`` into per-unit
+    sums (:class:`memberlab.evaluation.experiment.UnitSums`), so memory grows with the
+    units, not the decisions; the same numbers as the readout of the frame of
+    :func:`experiment_frame`."""
+    from memberlab.evaluation.experiment import Batch, holdout_report_batches
+
+    _check_kind(kind)
+    where: dict[str, Any] = {"space": space, "since": since, "until": until}
+    pending = 0
+
+    def closed_batches() -> Iterator[Batch]:
+        nonlocal pending
+        for b in store.iter_experiment_decisions(kind, batch_size=batch_size, **where):
+            keep = [j for j, c in enumerate(b.closed) if c]
+            pending += len(b.closed) - len(keep)
+            yield (
+                [b.unit_id[j] for j in keep],
+                [b.assignment[j] for j in keep],
+                [b.reward[j] for j in keep],
+                [b.ts[j] for j in keep],
+            )
+
+    out = holdout_report_batches(
+        closed_batches(),
+        time_range=store.experiment_time_range(kind, **where),
+        covariates=covariates,
         holdout_fraction=holdout_fraction,
         level=level,
         cs_tuning_units=cs_tuning_units,
         every=every,
-        pending=pending,
-        covariates=covariates,
     )
+    out["decisions_pending"] = pending
+    return out
