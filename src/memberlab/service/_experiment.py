@@ -23,6 +23,7 @@ import itertools
 import logging
 import math
 import secrets
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from memberlab.store import Store
 
 __all__ = [
     "SALT_KEY",
+    "LoggedCandidates",
     "Assignment",
     "Experiment",
     "callouts_baseline",
@@ -157,9 +159,62 @@ def _candidates(rec: CalloutRecommender, candidates: Sequence[str] | None) -> li
     return ids
 
 
-def decision_candidates(rec: CalloutRecommender, candidates: Sequence[str] | None) -> list[str]:
-    """The list a callouts decision chooses from (what the decisions table logs)."""
-    return list(candidates) if candidates is not None else rec.catalog.active_ids()
+#: A decision without an explicit list logs the full catalogue list once per this many
+#: decisions of a catalogue state (and at least once a minute); the others log a
+#: reference to it. Repeating it bounds what a lost or filtered-out full copy costs.
+FULL_LIST_EVERY = 1000
+FULL_LIST_SECONDS = 60.0
+
+
+@dataclass(slots=True)
+class _CatalogList:
+    catalog: object  # the catalog object this entry is for (held, compared by identity)
+    version: int  # its change counter when the entry was made
+    ids: list[str]
+    key: str  # content hash of ids
+    since_full: int  # decisions since the full list was last logged
+    full_at: float  # monotonic time it was last logged
+
+
+_catalog_list: _CatalogList | None = None
+
+#: What a decision logs as its candidates: the list, or a full or referenced catalogue list.
+LoggedCandidates = list[str] | dict[str, Any]
+
+
+def decision_candidates(
+    rec: CalloutRecommender, candidates: Sequence[str] | None
+) -> LoggedCandidates:
+    """What the decisions table logs as the list a callouts decision chose from.
+
+    An explicit request list is logged as it is. Without one the decision chose from the
+    serving catalogue's active items, which the export cannot rebuild exactly from the
+    items table (the serving snapshot lags it, and the table keeps no history of
+    retirements), so it is logged too, but cheaply: ``{"key": K, "ids": [...]}`` once
+    per :data:`FULL_LIST_EVERY` decisions (or :data:`FULL_LIST_SECONDS`) of one
+    catalogue state and ``{"ref": K}`` otherwise, ``K`` a hash of the list; the
+    catalogue's active list is rebuilt only when the catalogue changes. The export
+    resolves references (:mod:`memberlab.store._export`).
+    """
+    global _catalog_list
+    if candidates is not None:
+        return list(candidates)
+    cat = rec.catalog
+    cur = _catalog_list
+    if cur is None or cur.catalog is not cat or cur.version != cat.version:
+        ids = cat.active_ids()
+        key = hashlib.sha256("\x00".join(ids).encode()).hexdigest()[:24]
+        if cur is not None and cur.key == key:  # a new snapshot of the same catalogue
+            cur = _CatalogList(cat, cat.version, cur.ids, key, cur.since_full, cur.full_at)
+        else:
+            cur = _CatalogList(cat, cat.version, ids, key, FULL_LIST_EVERY, 0.0)
+        _catalog_list = cur
+    cur.since_full += 1
+    now = time.monotonic()
+    if cur.since_full >= FULL_LIST_EVERY or now - cur.full_at >= FULL_LIST_SECONDS:
+        cur.since_full, cur.full_at = 0, now
+        return {"key": cur.key, "ids": cur.ids}
+    return {"ref": cur.key}
 
 
 def callouts_baseline(
