@@ -5,6 +5,7 @@ Parquet with its peak memory; and the coverage sweep of the estimators' interval
     python benchmarks/ope.py                 # the full run (10^7 decisions, 10^6 export)
     python benchmarks/ope.py --quick         # 10^5 decisions, 10^4 exported
     python benchmarks/ope.py --coverage      # only the coverage sweep (1,000 logs)
+    python benchmarks/ope.py --coverage --n 20000   # the sweep at another log size
 
 The world: 20 contexts x 8 actions with click rates from seed 0, a softmax logging
 policy, a target that puts 0.7 on the best action; the reward model is the cell means of
@@ -212,25 +213,38 @@ def bench_export(n: int) -> None:
 # ---------------------------------------------------------------------- coverage sweep
 
 
-def coverage(reps: int, n: int) -> None:
+def coverage(reps: int, n: int, n_boot_logs: int) -> None:
+    """Share of ``reps`` logs (seeds 10000..) whose 90% interval covers the truth: the
+    normal interval on every log, the percentile and studentized bootstraps (500
+    resamples) on the first ``n_boot_logs``, misses split by side, and how often the
+    weight warning fired."""
     rates, _, target = world()
     truth = float(np.mean((target * rates).sum(1)))
-    hits = {e: 0 for e in NAMES}
-    hits_b = {e: 0 for e in NAMES}
+    methods = ("normal", "bootstrap", "studentized")
+    hits = {m: {e: [0, 0, 0] for e in NAMES} for m in methods}  # covered, low, high
+    warned = dict.fromkeys(NAMES, 0)
     for s in range(reps):
         d = simulate(n, 10_000 + s)
         for e in NAMES:
-            res = estimate(e, d["r"], d["p"], d["pi"], d["q"], d["v"], level=0.9, warn=False)
-            hits[e] += res.lower <= truth <= res.upper
-            if s < reps // 5:
-                rb = estimate(e, d["r"], d["p"], d["pi"], d["q"], d["v"], level=0.9,
-                              interval="bootstrap", n_bootstrap=500, rng=s, warn=False)  # fmt: skip
-                hits_b[e] += rb.lower <= truth <= rb.upper
+            for m in methods if s < n_boot_logs else ("normal",):
+                res = estimate(e, d["r"], d["p"], d["pi"], d["q"], d["v"], level=0.9,
+                               interval=m, n_bootstrap=500, rng=s, warn=False)  # fmt: skip
+                h = hits[m][e]
+                h[0] += res.lower <= truth <= res.upper
+                h[1] += res.upper < truth
+                h[2] += res.lower > truth
+                if m == "normal":
+                    warned[e] += res.warning is not None
     print(f"coverage of 90% intervals, {reps} logs of {n:,} decisions (seeds 10000..), "
-          f"truth {truth:.5f}:")  # fmt: skip
+          f"truth {truth:.5f}; bootstraps on the first {n_boot_logs} logs, 500 resamples; "
+          f"(misses below / above the truth):")  # fmt: skip
     for e in NAMES:
-        print(f"  {e:<6} normal {hits[e] / reps:.3f}   bootstrap (first {reps // 5}) "
-              f"{hits_b[e] / max(reps // 5, 1):.3f}")  # fmt: skip
+        cells = []
+        for m in methods:
+            k = reps if m == "normal" else n_boot_logs
+            c, lo, hi = hits[m][e]
+            cells.append(f"{m} {c / k:.3f} ({lo}/{hi})")
+        print(f"  {e:<6} " + "   ".join(cells) + f"   warned {warned[e]}/{reps}")
 
 
 def main() -> None:
@@ -247,7 +261,8 @@ def main() -> None:
     warnings.simplefilter("ignore", UntrustworthyEstimateWarning)
     print_banner("off-policy evaluation at scale", ("memberlab", "numpy", "pandas", "pyarrow"))
     if args.coverage:
-        coverage(1000 if not args.quick else 100, 5_000)
+        reps = 100 if args.quick else 1000
+        coverage(reps, args.n or 5_000, reps // 2)
         return
     n = args.n or (10**5 if args.quick else 10**7)
     t_ours, t_base = bench_estimates(n, args.bootstrap, args.baseline_resamples)
