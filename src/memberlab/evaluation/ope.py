@@ -24,8 +24,16 @@ unless self-normalised), which gives one delta-method standard error, one bootst
 one concentration bound for all of them. Intervals: ``"normal"`` (delta method),
 ``"bootstrap"`` (percentile, seeded; decisions with equal terms are pooled and resampled
 by multinomial counts, which is the same distribution as resampling rows and costs
-``O(n_distinct)`` per resample), and an empirical-Bernstein lower bound (Maurer & Pontil
-2009, Theorem 4) on the per-decision terms, reported with every estimate.
+``O(n_distinct)`` per resample), ``"studentized"`` (bootstrap-t: quantiles of
+``(value* - value) / se*`` over the same resamples, each with its own delta-method
+standard error; second-order accurate, Hall 1992, so it follows the skew that heavy
+weights give the terms, where the percentile and normal intervals put too little above
+the estimate), and an empirical-Bernstein lower bound (Maurer & Pontil 2009, Theorem 4)
+on the per-decision terms, reported with every estimate.
+
+Every estimate reports the weights' effective sample size (Kish), the effective sample
+size of its variance and the largest weight, and carries a warning when either
+effective sample size is under :data:`MIN_EFFECTIVE` (see :func:`weight_diagnostics`).
 """
 
 from __future__ import annotations
@@ -124,7 +132,7 @@ class OPEResult:
     max_weight : float
         The largest importance weight (0 for DM).
     method : str
-        ``"normal"`` or ``"bootstrap"``.
+        ``"normal"``, ``"bootstrap"`` (percentile) or ``"studentized"``.
     eb_lower : float
         Empirical-Bernstein lower bound at ``level`` on the per-decision terms.
     warning : str or None
@@ -451,9 +459,11 @@ def estimate(
         Switch-DR's threshold (obp's default 1).
     lambda_ : float
         DR-OS's shrinkage (obp's default 0 reduces DR-OS to DM; ``inf`` is DR).
-    interval : {"normal", "bootstrap"}
+    interval : {"normal", "bootstrap", "studentized"}
+        Delta-method normal interval, percentile bootstrap or studentized bootstrap
+        (bootstrap-t around the delta-method standard error).
     n_bootstrap : int
-        Resamples of the percentile bootstrap.
+        Resamples of the bootstraps.
     rng : int, Generator or None
         Seed of the bootstrap.
     warn : bool
