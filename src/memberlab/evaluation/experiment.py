@@ -40,11 +40,11 @@ from memberlab._errors import DataValidationError
 
 __all__ = [
     "ARMS",
+    "Batch",
     "ExperimentReadout",
+    "UnitSums",
     "confidence_sequence_halfwidth",
     "first_arm",
-    "Batch",
-    "UnitSums",
     "holdout_report",
     "holdout_report_batches",
     "per_decision",

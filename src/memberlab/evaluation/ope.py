@@ -55,9 +55,9 @@ from memberlab._typing import FloatArray
 
 __all__ = [
     "ESTIMATORS",
+    "MIN_EFFECTIVE",
     "OBD_COLUMNS",
     "OPEResult",
-    "MIN_EFFECTIVE",
     "UntrustworthyEstimateWarning",
     "canonical_estimator",
     "direct_method",

@@ -41,9 +41,9 @@ from memberlab.store import Store
 
 __all__ = [
     "SALT_KEY",
-    "LoggedCandidates",
     "Assignment",
     "Experiment",
+    "LoggedCandidates",
     "callouts_baseline",
     "experiment_frame",
     "experiment_report",

@@ -1,9 +1,9 @@
 """What the holdout experiment and the recorded evaluations read and write.
 
 The experiment's salt lives in the ``meta`` table (set once, so assignment survives
-restarts); :meth:`ExperimentMixin.iter_experiment_decisions` is the readout's one query (one
-row per decision, its reward summed over its impressions, streamed in batches); ``evaluations`` holds the
-JSON results of offline evaluations for the dashboard.
+restarts); :meth:`ExperimentMixin.iter_experiment_decisions` is the readout's one query
+(one row per decision, its reward summed over its impressions, streamed in batches);
+``evaluations`` holds the JSON results of offline evaluations for the dashboard.
 """
 
 from __future__ import annotations
