@@ -605,14 +605,10 @@ def holdout_report(
         times = np.zeros(len(frame))
     units = frame[unit].tolist() if unit in frame.columns else [None] * len(frame)
     rewards = pd.to_numeric(frame[reward], errors="coerce").to_numpy(dtype=np.float64)
-    raw = frame[reward].to_numpy(dtype=object)
-    bad = ~np.isfinite(rewards)
-    if bad.any():  # the raw value in the message, as the readout gives it
-        i = int(np.flatnonzero(bad)[0])
-        raise DataValidationError(
-            f"column {reward!r} row {i}: {raw[i]!r}, must be a finite number."
-        )
-    batch = (units, frame[arm].astype(str).tolist(), rewards.tolist(), times.tolist())
+    arms = frame[arm].astype(str).to_numpy()
+    # checked here too, so that a message shows the value as the file has it
+    _check_rows(arms, rewards, arm, reward, frame[reward].to_numpy(dtype=object))
+    batch = (units, arms.tolist(), rewards.tolist(), times.tolist())
     return holdout_report_batches(
         [batch], time_range=time_range, covariates=covariates,
         holdout_fraction=holdout_fraction, level=level, cs_tuning_units=cs_tuning_units,
