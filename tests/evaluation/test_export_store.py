@@ -80,7 +80,7 @@ def test_catalogue_lists_logged_by_reference(
     full once per ``FULL_LIST_EVERY`` decisions (5 here) of one catalogue state, by
     reference otherwise, and the export gives every decision the list it chose from,
     also after items are added and retired, also when its full copy lies outside the
-    exported time range, and from a new snapshot object of the same catalogue. A
+    exported time range; a new snapshot object logs a full copy of its own. A
     reference whose full copies are gone falls back to the items table (and shows why
     that is only an approximation)."""
     import json
@@ -105,7 +105,7 @@ def test_catalogue_lists_logged_by_reference(
                 rec.catalog.add("d", {"benefit": "d"})
             if k == 14:
                 rec.catalog.retire("a")
-            if k == 18:  # a new snapshot object of the same catalogue: no new full copy
+            if k == 18:  # a new snapshot object of the same catalogue: a new full copy
                 rec = CalloutRecommender.from_bytes(rec.to_bytes())
             logged = _experiment.decision_candidates(rec, None)
             did = f"d{k:02d}"
@@ -121,20 +121,19 @@ def test_catalogue_lists_logged_by_reference(
             "ids" if "ids" in (json.loads(c) if isinstance(c, str) else c) else "ref"
             for _, c in sorted(stored)
         ]
-        # full copies: the first decision of each of the 3 catalogue states, then every 5th
-        assert kinds.count("ids") == 6, kinds
+        # full copies: the first decision of each of the 4 catalogues, then every 5th
+        assert [k for k, x in enumerate(kinds) if x == "ids"] == [0, 5, 8, 13, 14, 18, 23]
         rows = [r for b in iter_export(store, batch_size=4) for r in b]
         assert {r["decision_id"]: r["candidates"] for r in rows} == chose
         assert all(r["_logged_candidates"] for r in rows)
         # d11's full copy is d08: outside this range, looked up in the decisions table
         late = export_page(store, since=1011.0, until=1012.0)[0]
         assert late[0]["candidates"] == chose["d11"] == ["a", "b", "c", "d"]
-        # references without a full copy (both copies of the third state deleted): the
+        # references without a full copy (every copy of the list "bcd" deleted): the
         # items table's reconstruction, which never saw "a" retired in the catalogue
+        gone = ["d14", "d18", "d23"]
         with store._tx() as conn:
-            conn.execute(
-                sa.delete(s.decisions).where(s.decisions.c.decision_id.in_(["d14", "d19"]))
-            )
+            conn.execute(sa.delete(s.decisions).where(s.decisions.c.decision_id.in_(gone)))
         rows = {r["decision_id"]: r for b in iter_export(store) for r in b}
         assert not rows["d15"]["_logged_candidates"]
         assert rows["d15"]["candidates"] == ["a", "b", "c", "d"] != chose["d15"]

@@ -190,10 +190,11 @@ def decision_candidates(
     An explicit request list is logged as it is. Without one the decision chose from the
     serving catalogue's active items, which the export cannot rebuild exactly from the
     items table (the serving snapshot lags it, and the table keeps no history of
-    retirements), so it is logged too, but cheaply: ``{"key": K, "ids": [...]}`` once
-    per :data:`FULL_LIST_EVERY` decisions (or :data:`FULL_LIST_SECONDS`) of one
-    catalogue state and ``{"ref": K}`` otherwise, ``K`` a hash of the list; the
-    catalogue's active list is rebuilt only when the catalogue changes. The export
+    retirements), so it is logged too, but cheaply: ``{"key": K, "ids": [...]}`` on the
+    first decision from each catalogue (each serving snapshot, each change) and once per
+    :data:`FULL_LIST_EVERY` decisions (or :data:`FULL_LIST_SECONDS`) after, and
+    ``{"ref": K}`` otherwise, ``K`` a hash of the list; the active list is rebuilt only
+    when the catalogue changes. The export
     resolves references (:mod:`memberlab.store._export`).
     """
     global _catalog_list
@@ -202,12 +203,11 @@ def decision_candidates(
     cat = rec.catalog
     cur = _catalog_list
     if cur is None or cur.catalog is not cat or cur.version != cat.version:
+        # a changed catalogue or a new snapshot: log the list in full first (a new object
+        # may serve another store, as apps built in one process do)
         ids = cat.active_ids()
         key = hashlib.sha256("\x00".join(ids).encode()).hexdigest()[:24]
-        if cur is not None and cur.key == key:  # a new snapshot of the same catalogue
-            cur = _CatalogList(cat, cat.version, cur.ids, key, cur.since_full, cur.full_at)
-        else:
-            cur = _CatalogList(cat, cat.version, ids, key, FULL_LIST_EVERY, 0.0)
+        cur = _CatalogList(cat, cat.version, ids, key, FULL_LIST_EVERY, 0.0)
         _catalog_list = cur
     cur.since_full += 1
     now = time.monotonic()

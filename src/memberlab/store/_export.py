@@ -13,9 +13,9 @@ size, and a page-through sees every row that existed when it started.
 :func:`export_parquet` streams every page to a Parquet file.
 
 Candidates are the list the service logged with the decision (schema 2: the request's
-explicit list, or the serving catalogue's active items, logged in full once per 1,000
-decisions of a catalogue state and by reference to that copy otherwise; references are
-resolved here). Decisions logged before the service recorded them have none; for those
+explicit list, or the serving catalogue's active items, logged in full for the first
+decision from each catalogue and once per 1,000 decisions after, and by reference to
+such a copy otherwise; references are resolved here). Decisions logged before the service recorded them have none; for those
 this module reconstructs the items active at that moment from the items table (items
 created by then and not retired before, by the wall clock of the server, whatever time
 the client sent). That reconstruction is an approximation: the serving catalogue lags
