@@ -16,12 +16,13 @@ Candidates are the list the service logged with the decision (schema 2: the requ
 explicit list, or the serving catalogue's active items, logged in full for the first
 decision from each catalogue and once per 1,000 decisions after, and by reference to
 such a copy otherwise; references are resolved here). Decisions logged before the
-service recorded them have none; for those this module reconstructs the items active
-at that moment from the items table (items created by then and not retired before, by
-the wall clock of the server, whatever time the client sent). That reconstruction is an approximation: the serving catalogue lags
-the items table until the trainer publishes, and the table keeps only an item's latest
-state (an item retired and re-activated looks active throughout). The file's metadata
-says which (``candidates_source``: ``logged``, ``catalog`` or ``logged, else catalog``).
+service recorded them have none; for those this module reconstructs the items active at
+that moment from the items table (items created by then and not retired before, by the
+wall clock of the server, whatever time the client sent). That reconstruction is an
+approximation: the serving catalogue lags the items table until the trainer publishes,
+and the table keeps only an item's latest state (an item retired and re-activated looks
+active throughout). The file's metadata says which (``candidates_source``: ``logged``,
+``catalog`` or ``logged, else catalog``).
 """
 
 from __future__ import annotations
