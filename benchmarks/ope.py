@@ -5,6 +5,9 @@ Parquet with its peak memory; and the coverage sweep of the estimators' interval
     python benchmarks/ope.py                 # the full run (10^7 decisions, 10^6 export)
     python benchmarks/ope.py --quick         # 10^5 decisions, 10^4 exported
     python benchmarks/ope.py --coverage      # only the coverage sweep (1,000 logs)
+    python benchmarks/ope.py --coverage --n 20000   # the sweep at another log size
+    python benchmarks/ope.py --readout       # the holdout readout's memory, 10^6 decisions
+    python benchmarks/ope.py --candidates    # logging a 1,000-item candidate list
 
 The world: 20 contexts x 8 actions with click rates from seed 0, a softmax logging
 policy, a target that puts 0.7 on the best action; the reward model is the cell means of
@@ -102,7 +105,9 @@ def pandas_bootstrap(df: pd.DataFrame, n_boot: int) -> list[dict[str, float]]:
 # ---------------------------------------------------------------------- export
 
 
-def _fill_store(url: str, n: int) -> None:
+def _fill_store(url: str, n: int, n_units: int = 0) -> None:
+    """``n`` closed callouts decisions; with ``n_units``, each names one of that many
+    units (10% none) and carries its holdout arm (30% of units), as under a holdout."""
     import sqlalchemy as sa
 
     from memberlab.store import Store
@@ -124,6 +129,7 @@ def _fill_store(url: str, n: int) -> None:
         m = min(step, n - s0)
         pages = g.choice(["home", "video", "music", "photos"], m)
         served = g.integers(0, 8, m)
+        units = np.where(g.random(m) < 0.1, -1, g.integers(0, max(n_units, 1), m))
         drows, irows = [], []
         for k in range(m):
             did = f"d{s0 + k:09d}"
@@ -132,6 +138,10 @@ def _fill_store(url: str, n: int) -> None:
                           "context": {"page": str(pages[k]), "member": bool(k % 2)},
                           "served": [items[served[k]]], "policy_version": 1, "seed": k,
                           "ts": ts, "ts_client": True, "created_at": now})  # fmt: skip
+            if n_units:
+                u = int(units[k])
+                drows[-1] |= {"unit_id": f"u{u}" if u >= 0 else None,
+                              "assignment": "holdout" if (u % 10) < 3 else "policy"}  # fmt: skip
             irows.append({"decision_id": did, "item_id": items[served[k]], "kind": "callouts",
                           "space": "", "propensity": 0.125, "ts": ts, "deadline": ts + 60,
                           "status": 1, "reward": float(k % 17 == 0), "closed_at": ts + 60,
@@ -209,28 +219,127 @@ def bench_export(n: int) -> None:
             )
 
 
+# ---------------------------------------------------------------------- holdout readout
+
+
+def _readout_child(url: str, streamed: bool, q: mp.Queue) -> None:
+    import tracemalloc
+
+    from memberlab.evaluation.experiment import holdout_report
+    from memberlab.service._experiment import experiment_frame, experiment_report
+    from memberlab.store import Store
+
+    store = Store(url, migrate=False)
+    base = _vm_hwm_mib()
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    if streamed:
+        out = experiment_report(store, holdout_fraction=0.3)
+    else:  # every decision in memory, then the report (the readout before it streamed)
+        frame, pending = experiment_frame(store)
+        out = holdout_report(frame, holdout_fraction=0.3, pending=pending)
+    dt = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    q.put({"seconds": dt, "traced_peak_mib": peak / 2**20, "rss_peak_mib": _vm_hwm_mib(),
+           "rss_before_mib": base, "lift": out["lift"], "arms": out["arms"],
+           "points": len(out["series"])})  # fmt: skip
+
+
+def bench_readout(n: int, n_units: int) -> None:
+    """The holdout readout from a store of ``n`` decisions: streamed into per-unit sums
+    against every decision in memory, each in its own process; the numbers must agree."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/readout.db"
+        t0 = time.perf_counter()
+        _fill_store(url, n, n_units)
+        print(f"filled a SQLite store with {n:,} closed decisions of {n_units:,} units "
+              f"(10% without a unit id) in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+        ctx = mp.get_context("spawn")
+        res = {}
+        for streamed in (False, True):
+            q: mp.Queue = ctx.Queue()
+            proc = ctx.Process(target=_readout_child, args=(url, streamed, q))
+            proc.start()
+            res[streamed] = r = q.get()
+            proc.join()
+            label = "streamed per-unit sums" if streamed else "every decision in memory"
+            print(f"  {label:<26} {r['seconds']:7.1f} s  traced peak "
+                  f"{r['traced_peak_mib']:8.1f} MiB  RSS peak {r['rss_peak_mib']:7.1f} MiB "
+                  f"(at start {r['rss_before_mib']:.0f})  {r['points']} series points")  # fmt: skip
+        a, b = res[False]["lift"], res[True]["lift"]
+        assert res[False]["arms"] == res[True]["arms"]
+        assert all(
+            abs(a[k] - b[k]) <= 1e-12 * max(1.0, abs(a[k])) for k in ("absolute", "lower")
+        ), (a, b)
+        print(f"  same readout: lift {b['absolute']:+.6f} [{b['lower']:+.6f}, {b['upper']:+.6f}]")
+
+
+# ---------------------------------------------------------------------- candidate lists
+
+
+def bench_candidates(n_items: int, n_decisions: int) -> None:
+    """What a decision without an explicit candidate list logs, for a catalogue of
+    ``n_items``: the full list every time (before) against a full copy once per 1,000
+    decisions and a reference otherwise; CPU per decision and bytes per row."""
+    from memberlab.callouts import CalloutRecommender, Catalog
+    from memberlab.service._experiment import decision_candidates
+
+    records = [{"item_id": f"item-{j:05d}", "benefit": f"b{j % 7}"} for j in range(n_items)]
+    rec = CalloutRecommender(catalog=Catalog.from_records(records))
+    rows = {}
+    ways = (
+        ("full list every decision", lambda: rec.catalog.active_ids()),
+        ("reference (full once per 1,000)", lambda: decision_candidates(rec, None)),
+    )
+    for label, fn in ways:
+        t0 = time.perf_counter()
+        size = 0
+        for _ in range(n_decisions):
+            size += len(json.dumps(fn()))
+        dt = time.perf_counter() - t0
+        rows[label] = (dt / n_decisions * 1e6, size / n_decisions)
+        print(f"  {label:<32} {rows[label][0]:8.1f} us per decision (list + JSON)  "
+              f"{rows[label][1]:9.1f} bytes per row")  # fmt: skip
+    (t_old, b_old), (t_new, b_new) = rows.values()
+    print(f"  ratio: {t_old / t_new:.0f}x less CPU, {b_old / b_new:.0f}x fewer bytes per row "
+          f"({n_items:,} items, {n_decisions:,} decisions)")  # fmt: skip
+
+
 # ---------------------------------------------------------------------- coverage sweep
 
 
-def coverage(reps: int, n: int) -> None:
+def coverage(reps: int, n: int, n_boot_logs: int) -> None:
+    """Share of ``reps`` logs (seeds 10000..) whose 90% interval covers the truth: the
+    normal interval on every log, the percentile and studentized bootstraps (500
+    resamples) on the first ``n_boot_logs``, misses split by side, and how often the
+    weight warning fired."""
     rates, _, target = world()
     truth = float(np.mean((target * rates).sum(1)))
-    hits = {e: 0 for e in NAMES}
-    hits_b = {e: 0 for e in NAMES}
+    methods = ("normal", "bootstrap", "studentized")
+    hits = {m: {e: [0, 0, 0] for e in NAMES} for m in methods}  # covered, low, high
+    warned = dict.fromkeys(NAMES, 0)
     for s in range(reps):
         d = simulate(n, 10_000 + s)
         for e in NAMES:
-            res = estimate(e, d["r"], d["p"], d["pi"], d["q"], d["v"], level=0.9, warn=False)
-            hits[e] += res.lower <= truth <= res.upper
-            if s < reps // 5:
-                rb = estimate(e, d["r"], d["p"], d["pi"], d["q"], d["v"], level=0.9,
-                              interval="bootstrap", n_bootstrap=500, rng=s, warn=False)  # fmt: skip
-                hits_b[e] += rb.lower <= truth <= rb.upper
+            for m in methods if s < n_boot_logs else ("normal",):
+                res = estimate(e, d["r"], d["p"], d["pi"], d["q"], d["v"], level=0.9,
+                               interval=m, n_bootstrap=500, rng=s, warn=False)  # fmt: skip
+                h = hits[m][e]
+                h[0] += res.lower <= truth <= res.upper
+                h[1] += res.upper < truth
+                h[2] += res.lower > truth
+                if m == "normal":
+                    warned[e] += res.warning is not None
     print(f"coverage of 90% intervals, {reps} logs of {n:,} decisions (seeds 10000..), "
-          f"truth {truth:.5f}:")  # fmt: skip
+          f"truth {truth:.5f}; bootstraps on the first {n_boot_logs} logs, 500 resamples; "
+          f"(misses below / above the truth):")  # fmt: skip
     for e in NAMES:
-        print(f"  {e:<6} normal {hits[e] / reps:.3f}   bootstrap (first {reps // 5}) "
-              f"{hits_b[e] / max(reps // 5, 1):.3f}")  # fmt: skip
+        cells = []
+        for m in methods:
+            k = reps if m == "normal" else n_boot_logs
+            c, lo, hi = hits[m][e]
+            cells.append(f"{m} {c / k:.3f} ({lo}/{hi})")
+        print(f"  {e:<6} " + "   ".join(cells) + f"   warned {warned[e]}/{reps}")
 
 
 def main() -> None:
@@ -243,11 +352,29 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("--baseline-resamples", type=int, default=3)
     ap.add_argument("--export-n", type=int, default=None, help="0 skips the export part")
+    ap.add_argument(
+        "--readout",
+        action="store_true",
+        help="only the holdout readout's memory (10^6 decisions; --n to change)",
+    )
+    ap.add_argument(
+        "--candidates",
+        action="store_true",
+        help="only the cost of logging a 1,000-item candidate list",
+    )
     args = ap.parse_args()
     warnings.simplefilter("ignore", UntrustworthyEstimateWarning)
     print_banner("off-policy evaluation at scale", ("memberlab", "numpy", "pandas", "pyarrow"))
+    if args.readout:
+        n = args.n or (10**4 if args.quick else 10**6)
+        bench_readout(n, max(100, n // 10))
+        return
+    if args.candidates:
+        bench_candidates(1000, 2_000 if args.quick else 20_000)
+        return
     if args.coverage:
-        coverage(1000 if not args.quick else 100, 5_000)
+        reps = 100 if args.quick else 1000
+        coverage(reps, args.n or 5_000, reps // 2)
         return
     n = args.n or (10**5 if args.quick else 10**7)
     t_ours, t_base = bench_estimates(n, args.bootstrap, args.baseline_resamples)

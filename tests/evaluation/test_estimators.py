@@ -8,8 +8,9 @@ BanditDataset), compared to 1e-12 relative.
 
 Coverage world (``_world``): 6 contexts x 5 actions, click rates from seed 7, softmax
 logging policy, a greedy-ish target; the truth is exact. 300 logs of 3,000 decisions
-(seeds 1000..1299); every estimator's 90% normal interval must cover in 84-96% of them
-(binomial s.d. at 300 reps is 1.7 points). Observed (this code, seeds as stated): printed
+(seeds 1000..1299); every estimator's 90% normal interval must cover in 84-96% of them,
+and so must IPS's and SNIPS's studentized bootstrap on the first 150 (binomial s.d. 1.7
+points at 300 logs, 2.4 at 150). Observed (this code, seeds as stated): printed
 by ``benchmarks/ope.py --coverage`` and recorded in docs/evaluation.md.
 """
 
@@ -130,7 +131,7 @@ def test_every_estimator_covers_at_about_nominal_rate() -> None:
     world = _world()
     rates, _, target, truth = world
     names = ["ipw", "snipw", "dm", "dr", "sndr", "switch-dr", "dr-os"]
-    hits = dict.fromkeys(names, 0)
+    hits = dict.fromkeys([*names, "ipw-t", "snipw-t"], 0)
     reps = 300
     for s in range(1000, 1000 + reps):
         ds = _log(3_000, s, world)
@@ -146,10 +147,15 @@ def test_every_estimator_covers_at_about_nominal_rate() -> None:
                 level=0.9, tau=3.0, lambda_=50.0, warn=False,
             )  # fmt: skip
             hits[e] += res.lower <= truth <= res.upper
-    rate = {e: h / reps for e, h in hits.items()}
+            if e in ("ipw", "snipw") and s < 1150:  # studentized, 200 resamples, 150 logs
+                res = estimate(e, ds.reward, ds.pscore, dist[np.arange(len(x)), ds.action],
+                               level=0.9, interval="studentized", n_bootstrap=200, rng=s,
+                               warn=False)  # fmt: skip
+                hits[f"{e}-t"] += res.lower <= truth <= res.upper
+    rate = {e: h / (150 if e.endswith("-t") else reps) for e, h in hits.items()}
     # DM's interval only reflects sampling noise, not the model's error: excluded from the
     # nominal check but reported; Switch-DR and DR-OS are biased by design (small here).
-    for e in ["ipw", "snipw", "dr", "sndr"]:
+    for e in ["ipw", "snipw", "dr", "sndr", "ipw-t", "snipw-t"]:
         assert 0.84 <= rate[e] <= 0.96, rate
 
 
@@ -168,6 +174,29 @@ def test_bootstrap_is_seeded_and_close_to_normal() -> None:
         n.upper, abs=0.01
     )
     assert a.eb_lower < n.lower  # a concentration bound is wider than the CLT
+
+
+def test_studentized_bootstrap_follows_the_skew() -> None:
+    """Heavy weights on rare clicks (5 decisions of 4,000 with weight 40, the rest 0.9):
+    the terms are right-skewed, so the studentized interval reaches further above the
+    estimate than below (the normal one is symmetric), and it is seeded."""
+    g = np.random.default_rng(11)
+    n = 4_000
+    p = np.full(n, 0.5)
+    p[:5] = 0.01
+    pi = np.full(n, 0.45)
+    pi[:5] = 0.4
+    r = (g.random(n) < 0.3).astype(float)
+    r[:5] = [1.0, 0.0, 1.0, 0.0, 0.0]
+    t = estimate("ipw", r, p, pi, interval="studentized", n_bootstrap=2000, rng=3, warn=False)
+    again = estimate("ipw", r, p, pi, interval="studentized", n_bootstrap=2000, rng=3, warn=False)
+    z = estimate("ipw", r, p, pi, warn=False)
+    assert (t.lower, t.upper) == (again.lower, again.upper) and t.method == "studentized"
+    assert t.upper - t.value > 1.1 * (t.value - t.lower)
+    assert z.upper - z.value == pytest.approx(z.value - z.lower)
+    assert t.se == z.se  # the delta-method standard error, studentized around
+    with pytest.raises(DataValidationError, match="interval == 'bca'"):
+        estimate("ipw", r, p, pi, interval="bca")
 
 
 def test_dr_unbiased_when_either_part_is_right() -> None:

@@ -66,3 +66,6 @@ def test_bad_arguments_fail_cleanly(obd_wheel: Path) -> None:
     assert proc.returncode == 2 and "estimator == 'magic'" in proc.stderr
     proc = _cli("evaluate", "obd", str(obd_wheel), "--behavior", "greedy")
     assert proc.returncode == 2 and "behavior == 'greedy'" in proc.stderr
+    proc = _cli("evaluate", "obd", str(obd_wheel), "--interval", "studentized")
+    assert proc.returncode == 2 and "needs --bootstrap" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -71,3 +71,72 @@ def test_export_rows_and_parquet(database_url: str, tmp_path: Path) -> None:
     assert data.n_rounds == 6 and data.len_list == 2  # closed rows only
     assert list(data.records["ts"]) == sorted(data.records["ts"])
     assert set(data.feature_groups) == {"ctx.age", "ctx.page", "ctx.tags"}
+
+
+def test_catalogue_lists_logged_by_reference(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decisions without an explicit list log the serving catalogue's active items: in
+    full once per ``FULL_LIST_EVERY`` decisions (5 here) of one catalogue state, by
+    reference otherwise, and the export gives every decision the list it chose from,
+    also after items are added and retired, also when its full copy lies outside the
+    exported time range; a new snapshot object logs a full copy of its own. A
+    reference whose full copies are gone falls back to the items table (and shows why
+    that is only an approximation)."""
+    import json
+
+    import sqlalchemy as sa
+
+    from memberlab.callouts import CalloutRecommender, Catalog
+    from memberlab.service import _experiment
+    from memberlab.store import _schema as s
+
+    monkeypatch.setattr(_experiment, "FULL_LIST_EVERY", 5)
+    monkeypatch.setattr(_experiment, "_catalog_list", None)
+    store = Store(database_url)
+    try:
+        for item in "abcd":
+            store.upsert_item(item, {"benefit": item})
+        rec = CalloutRecommender(catalog=Catalog.from_records(
+            [{"item_id": i, "benefit": i} for i in "abc"]))  # fmt: skip
+        chose: dict[str, list[str]] = {}
+        for k in range(24):
+            if k == 8:  # a new item, then a retirement, as the trainer's sync does them
+                rec.catalog.add("d", {"benefit": "d"})
+            if k == 14:
+                rec.catalog.retire("a")
+            if k == 18:  # a new snapshot object of the same catalogue: a new full copy
+                rec = CalloutRecommender.from_bytes(rec.to_bytes())
+            logged = _experiment.decision_candidates(rec, None)
+            did = f"d{k:02d}"
+            chose[did] = rec.catalog.active_ids()
+            d = DecisionRecord(did, "callouts", "", {}, [chose[did][0]], 1, k, 1000.0 + k,
+                               True, candidates=logged)  # type: ignore[arg-type]  # fmt: skip
+            store.log_decision(d, [(chose[did][0], 0.5)], window=60)
+        with store._tx(write=False) as conn:
+            stored = conn.execute(
+                sa.select(s.decisions.c.decision_id, s.decisions.c.candidates)
+            ).all()
+        kinds = [
+            "ids" if "ids" in (json.loads(c) if isinstance(c, str) else c) else "ref"
+            for _, c in sorted(stored)
+        ]
+        # full copies: the first decision of each of the 4 catalogues, then every 5th
+        assert [k for k, x in enumerate(kinds) if x == "ids"] == [0, 5, 8, 13, 14, 18, 23]
+        rows = [r for b in iter_export(store, batch_size=4) for r in b]
+        assert {r["decision_id"]: r["candidates"] for r in rows} == chose
+        assert all(r["_logged_candidates"] for r in rows)
+        # d11's full copy is d08: outside this range, looked up in the decisions table
+        late = export_page(store, since=1011.0, until=1012.0)[0]
+        assert late[0]["candidates"] == chose["d11"] == ["a", "b", "c", "d"]
+        # references without a full copy (every copy of the list "bcd" deleted): the
+        # items table's reconstruction, which never saw "a" retired in the catalogue
+        gone = ["d14", "d18", "d23"]
+        with store._tx() as conn:
+            conn.execute(sa.delete(s.decisions).where(s.decisions.c.decision_id.in_(gone)))
+        rows = {r["decision_id"]: r for b in iter_export(store) for r in b}
+        assert not rows["d15"]["_logged_candidates"]
+        assert rows["d15"]["candidates"] == ["a", "b", "c", "d"] != chose["d15"]
+        assert rows["d13"]["candidates"] == chose["d13"] and rows["d13"]["_logged_candidates"]
+    finally:
+        store.close()

@@ -313,6 +313,11 @@ def test_dashboard_renders_in_chromium(
     ips = expect["evaluation"]["estimates"][0]
     assert "ope" in row.text and "uniform" in row.text
     assert f"IPS {ips['value']:.4f} [{ips['lower']:.4f}, {ips['upper']:.4f}]" in row.text
+    assert f"ESS {int(ips['ess'] + 0.5)}, max w" in row.text
+    marks = row.find_elements(By.CSS_SELECTOR, ".ope-warn")  # the weight warning, if any
+    assert len(marks) == sum(bool(e["warning"]) for e in expect["evaluation"]["estimates"])
+    if ips["warning"]:
+        assert f"! untrustworthy: {ips['warning']}" in row.text
 
     # a full-page screenshot for people to look at
     height = driver.execute_script("return document.documentElement.scrollHeight")

@@ -31,19 +31,49 @@ def _clean(x: Any) -> Any:
 
 
 def _table(report: dict[str, Any]) -> str:
+    from memberlab.evaluation.ope import MIN_EFFECTIVE
+
     head = (
         f"{'estimator':<10} {'value':>10} {'se':>9} {'lower':>10} {'upper':>10} "
-        f"{'ess':>9} {'max w':>8}"
+        f"{'ess':>9} {'ess var':>8} {'max w':>8}"
     )
     lines = [head]
+    flagged = False
     for e in report["estimates"]:
+        ess_var = e.get("ess_variance")
         lines.append(
             f"{e['estimator']:<10} {e['value']:>10.5f} {e['se']:>9.5f} {e['lower']:>10.5f} "
-            f"{e['upper']:>10.5f} {e['ess']:>9.1f} {e['max_weight']:>8.2f}"
+            f"{e['upper']:>10.5f} {e['ess']:>9.1f} "
+            f"{ess_var if ess_var is not None else float('nan'):>8.1f} {e['max_weight']:>8.2f}"
             + (f"  ! {e['warning']}" if e.get("warning") else "")
         )
+        flagged = flagged or bool(e.get("warning"))
     lines.append(f"n = {report['n']}, on-policy (mean logged reward) = {report['on_policy']:.5f}")
+    if flagged:
+        lines.append(
+            f"! untrustworthy: ess or ess var (the effective decisions the variance rests on) "
+            f"under {MIN_EFFECTIVE:.0f}; see docs/evaluation.md, 'Weight diagnostics'."
+        )
     return "\n".join(lines)
+
+
+_INTERVAL_HELP = (
+    "normal, bootstrap (percentile) or studentized (bootstrap-t, better with skewed "
+    "weights); default bootstrap with --bootstrap, else normal."
+)
+
+
+def _interval(interval: str | None, bootstrap: int) -> str:
+    from memberlab.cli._common import fail
+    from memberlab.evaluation.ope import INTERVALS
+
+    if interval is None:
+        return "bootstrap" if bootstrap > 0 else "normal"
+    if interval not in INTERVALS:
+        fail(f"--interval {interval!r}: must be one of {', '.join(INTERVALS)}.")
+    if interval != "normal" and bootstrap < 2:
+        fail(f"--interval {interval} needs --bootstrap B (resamples, at least 2).")
+    return interval
 
 
 def _run(
@@ -55,15 +85,16 @@ def _run(
     level: float,
     clip: float | None,
     by_position: bool,
+    interval: str,
 ) -> dict[str, Any]:
     from memberlab.evaluation import UntrustworthyEstimateWarning, evaluate
 
     names = [e for e in estimators.split(",") if e.strip()]
     with warnings.catch_warnings():
+        # the table and the JSON carry each estimate's warning
         warnings.simplefilter("ignore", UntrustworthyEstimateWarning)
         rep = evaluate(
-            data, policy, estimators=names, level=level, clip=clip,
-            interval="bootstrap" if bootstrap > 0 else "normal",
+            data, policy, estimators=names, level=level, clip=clip, interval=interval,
             n_bootstrap=max(bootstrap, 2), rng=seed, by_position=by_position,
         )  # fmt: skip
     return rep.to_dict()
@@ -77,6 +108,7 @@ def obd(
     policy: str = typer.Option("uniform", help="Target policy: uniform, logged or fixed:ITEM."),
     estimators: str = typer.Option("ipw,snipw,dm,dr", help="Comma-separated obp names."),
     bootstrap: int = typer.Option(0, min=0, help="Bootstrap resamples (0 = normal interval)."),
+    interval: str | None = typer.Option(None, help=_INTERVAL_HELP),
     seed: int = typer.Option(0, help="Seed of the reward-model folds and the bootstrap."),
     level: float = typer.Option(0.95, help="Interval level."),
     clip: float | None = typer.Option(None, help="Cap on the importance weights."),
@@ -87,10 +119,11 @@ def obd(
     from memberlab.evaluation import load_obd
     from memberlab.evaluation.policies import policy_from_name
 
+    how = _interval(interval, bootstrap)
     with _user_errors():
         data = load_obd(path, behavior=behavior, campaign=campaign)
         out = _run(data, policy_from_name(policy), estimators, bootstrap, seed, level, clip,
-                   by_position)  # fmt: skip
+                   by_position, how)  # fmt: skip
     _emit(out, as_json)
 
 
@@ -133,6 +166,7 @@ def logs(
     candidates: Path | None = typer.Option(None, help="Settings JSON: candidates or a grid."),
     estimators: str = typer.Option("ipw,snipw,dr", help="Comma-separated obp names."),
     bootstrap: int = typer.Option(0, min=0, help="Bootstrap resamples (0 = normal interval)."),
+    interval: str | None = typer.Option(None, help=_INTERVAL_HELP),
     seed: int = typer.Option(0, help="Seed of the Monte Carlo, the folds and the bootstrap."),
     level: float = typer.Option(0.95, help="Interval level."),
     clip: float | None = typer.Option(None, help="Cap on the importance weights."),
@@ -186,6 +220,7 @@ def logs(
         fail(f"--reward {reward!r}: must be 'click' or 'value'.")
     if reward == "value" and choice_model is None:
         fail("--reward value needs --choice-model DIR, DIR written by 'memberlab choice fit'.")
+    how = _interval(interval, bootstrap)
     with _user_errors(), tempfile.TemporaryDirectory() as tmp:
         source = file.name if file is not None else f"{kind} logs in the database"
         if file is None:
@@ -204,8 +239,8 @@ def logs(
             grid = expand_grid(json.loads(Path(settings_file).read_text()))
             names = [e for e in estimators.split(",") if e.strip()]
             kw: dict[str, Any] = {"level": level, "clip": clip}
-            if bootstrap:
-                kw |= {"interval": "bootstrap", "n_bootstrap": bootstrap}
+            if how != "normal":
+                kw |= {"interval": how, "n_bootstrap": bootstrap}
             ex = _jobs.make_executor(executor, workers, ray_address)
             with ex, _jobs.progress_bar(f"candidates on {ex.name}") as progress:
                 results, best = compare_candidates(
@@ -238,7 +273,7 @@ def logs(
                 )
             else:
                 target = policy_from_name(policy)
-            out = _run(data, target, estimators, bootstrap, seed, level, clip, False)
+            out = _run(data, target, estimators, bootstrap, seed, level, clip, False, how)
         out["reward"] = reward
         if record:
             what = "candidates" if "candidates" in out else "ope"

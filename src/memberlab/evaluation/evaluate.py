@@ -59,7 +59,7 @@ class OPEReport:
     by_position: list[OPEResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        keys = ("estimator", "value", "se", "lower", "upper", "ess", "max_weight")
+        keys = ("estimator", "value", "se", "lower", "upper", "ess", "max_weight", "ess_variance")
         out: dict[str, Any] = {
             "policy": self.policy,
             "estimates": [

@@ -28,7 +28,7 @@ per served item) into the one row per decision the readout takes.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +40,13 @@ from memberlab._errors import DataValidationError
 
 __all__ = [
     "ARMS",
+    "Batch",
     "ExperimentReadout",
+    "UnitSums",
     "confidence_sequence_halfwidth",
     "first_arm",
     "holdout_report",
-    "lift_series",
+    "holdout_report_batches",
     "per_decision",
     "readout",
 ]
@@ -93,6 +95,25 @@ class ExperimentReadout:
         return out
 
 
+def _check_rows(
+    arms: np.ndarray, rewards: np.ndarray, arm: str, reward: str, raw: Any, offset: int = 0
+) -> None:
+    """Refuse a reward that is not a finite number or an arm that is not one of ARMS
+    (the message names the column and the row, counted from ``offset``)."""
+    bad = ~np.isfinite(rewards)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataValidationError(
+            f"column {reward!r} row {offset + i}: {raw[i]!r}, must be a finite number."
+        )
+    bad = ~np.isin(arms, ARMS)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataValidationError(
+            f"column {arm!r} row {offset + i}: {arms[i]!r}, must be one of {ARMS}."
+        )
+
+
 def _unit_table(frame: pd.DataFrame, unit: str, arm: str, reward: str) -> _Units:
     for col in (arm, reward):
         if col not in frame.columns:
@@ -103,17 +124,8 @@ def _unit_table(frame: pd.DataFrame, unit: str, arm: str, reward: str) -> _Units
     if unit not in f.columns:
         f[unit] = None
     r = pd.to_numeric(f[reward], errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(r)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise DataValidationError(
-            f"column {reward!r} row {i}: {frame[reward].iloc[i]!r}, must be a finite number."
-        )
     arms = f[arm].astype(str).to_numpy()
-    bad = ~np.isin(arms, ARMS)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise DataValidationError(f"column {arm!r} row {i}: {arms[i]!r}, must be one of {ARMS}.")
+    _check_rows(arms, r, arm, reward, frame[reward].to_numpy(dtype=object))
     units = f[unit].to_numpy(dtype=object)
     missing = pd.isna(units)
     codes, uniq = pd.factorize(pd.Series(units), use_na_sentinel=True)
@@ -141,6 +153,73 @@ def _unit_table(frame: pd.DataFrame, unit: str, arm: str, reward: str) -> _Units
         n,
         np.r_[np.zeros(k, bool), np.ones(n_missing, bool)],
     )
+
+
+class UnitSums:
+    """Per-unit sums of a holdout, fed decisions in time order, in memory of the units.
+
+    A clustered readout needs only each unit's reward sum, decision count and arm, so
+    decisions stream through this (pages of a query, batches of a file) and are not
+    kept. A unit's arm is the arm of its first decision; a unit seen in both arms (a
+    broken split) stays in that arm and is counted in :attr:`mixed`. A decision without
+    a unit id is its own unit.
+    """
+
+    def __init__(self) -> None:
+        self._index: dict[Any, int] = {}
+        self._ids: list[Any] = []
+        self._policy: list[bool] = []
+        self._both: list[bool] = []
+        self._y: list[float] = []
+        self._n: list[float] = []
+        self._anon_policy: list[bool] = []
+        self._anon_y: list[float] = []
+        self.decisions = 0
+        self.mixed = 0
+
+    def add(self, unit: Any, policy: bool, reward: float) -> None:
+        """One decision: its unit id (None: its own unit), arm and reward."""
+        self.decisions += 1
+        if unit is None or unit != unit:  # None or NaN: no unit id
+            self._anon_policy.append(policy)
+            self._anon_y.append(reward)
+            return
+        j = self._index.get(unit)
+        if j is None:
+            self._index[unit] = len(self._ids)
+            self._ids.append(unit)
+            self._policy.append(policy)
+            self._both.append(False)
+            self._y.append(reward)
+            self._n.append(1.0)
+            return
+        self._y[j] += reward
+        self._n[j] += 1.0
+        if policy != self._policy[j] and not self._both[j]:
+            self._both[j] = True
+            self.mixed += 1
+
+    def units(self) -> _Units:
+        """The per-unit table the readout works on (named units first, in order seen)."""
+        k, m = len(self._ids), len(self._anon_y)
+        return _Units(
+            np.array(self._ids, dtype=object),
+            np.array(self._policy + self._anon_policy, dtype=bool).reshape(k + m),
+            np.array(self._y + self._anon_y, dtype=np.float64).reshape(k + m),
+            np.r_[np.array(self._n, dtype=np.float64), np.ones(m)],
+            np.r_[np.zeros(k, bool), np.ones(m, bool)],
+        )
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Units and decisions per arm so far."""
+        per = self.units()
+        return {
+            a: {
+                "units": int((per.policy == (a == "policy")).sum()),
+                "decisions": int(per.n[per.policy == (a == "policy")].sum()),
+            }
+            for a in ARMS
+        }
 
 
 @dataclass(frozen=True)
@@ -196,6 +275,26 @@ def readout(
     if not 0 < level < 1:
         raise DataValidationError(f"level == {level}, must be in (0, 1).")
     per = _unit_table(frame, unit, arm, reward)
+    return _readout_units(
+        per,
+        covariates=covariates,
+        holdout_fraction=holdout_fraction,
+        level=level,
+        cs_tuning_units=cs_tuning_units,
+    )
+
+
+def _readout_units(
+    per: _Units,
+    *,
+    covariates: Mapping[str, float] | pd.Series | None = None,
+    holdout_fraction: float | None = None,
+    level: float = 0.95,
+    cs_tuning_units: float = 10_000.0,
+) -> ExperimentReadout:
+    """:func:`readout` on per-unit sums."""
+    if not 0 < level < 1:
+        raise DataValidationError(f"level == {level}, must be in (0, 1).")
     z = float(special.ndtri(0.5 + level / 2))
     arms: dict[str, dict[str, float]] = {}
     est: dict[str, tuple[float, float]] = {}
@@ -347,26 +446,8 @@ def first_arm(
     return frame, mixed
 
 
-def lift_series(
-    frame: pd.DataFrame,
-    *,
-    ts: str = "ts",
-    every: float | None = None,
-    max_points: int = 60,
-    **kw: Any,
-) -> list[dict[str, Any]]:
-    """The cumulative readout at the end of each period of ``every`` seconds.
-
-    ``every=None`` splits the logged span into about 20 periods; ``every=86400`` gives
-    one point per UTC day. Each point has the lift, its fixed-n interval and the
-    confidence sequence (the band to watch over time: it holds at every look at once),
-    the units per arm and the SRM p-value; periods where an arm has fewer than two
-    units are left out. ``kw`` goes to :func:`readout`.
-    """
-    if frame.empty or ts not in frame.columns:
-        return []
-    t = pd.to_numeric(frame[ts], errors="coerce").to_numpy(dtype=np.float64)
-    t0, t1 = float(np.nanmin(t)), float(np.nanmax(t))
+def _grid(t0: float, t1: float, every: float | None, max_points: int) -> tuple[float, float, int]:
+    """Start, period and number of points of the series over ``[t0, t1]``."""
     span = t1 - t0
     if every is None:
         every = span / 20 if span > 0 else 1.0
@@ -375,25 +456,58 @@ def lift_series(
     if span / every > max_points:
         every = span / max_points
     if span == 0:  # one moment: one point
-        start, n = t0, 1
-    else:
-        start = math.floor(t0 / every) * every
-        n = max(1, math.ceil((t1 - start) / every))
-        if start + n * every <= t1:
-            n += 1
-    out: list[dict[str, Any]] = []
-    for j in range(1, n + 1):
-        end = start + j * every
-        part = frame[t < end] if j < n else frame
+        return t0, every, 1
+    start = math.floor(t0 / every) * every
+    n = max(1, math.ceil((t1 - start) / every))
+    if start + n * every <= t1:
+        n += 1
+    return start, every, n
+
+
+#: One batch of decisions in time order: unit ids (None: no unit), arms, rewards, times.
+Batch = tuple[Sequence[Any], Sequence[str], Sequence[float], Sequence[float]]
+
+
+def holdout_report_batches(
+    batches: Iterable[Batch],
+    *,
+    time_range: tuple[float, float] | None,
+    covariates: Mapping[str, float] | pd.Series | None = None,
+    holdout_fraction: float | None = None,
+    level: float = 0.95,
+    cs_tuning_units: float = 10_000.0,
+    every: float | None = None,
+    max_points: int = 60,
+    pending: int = 0,
+    arm: str = "assignment",
+    reward: str = "reward",
+) -> dict[str, Any]:
+    """:func:`holdout_report` on decisions streamed in time order, in memory of the units.
+
+    ``time_range`` is the first and last decision time (for the series' grid; None: no
+    series). Each decision is added to :class:`UnitSums` and dropped; at the end of each
+    period of the series the readout is taken from the sums so far.
+    """
+    if not 0 < level < 1:
+        raise DataValidationError(f"level == {level}, must be in (0, 1).")
+    kw: dict[str, Any] = {
+        "holdout_fraction": holdout_fraction, "level": level, "cs_tuning_units": cs_tuning_units,
+    }  # fmt: skip
+    sums = UnitSums()
+    series: list[dict[str, Any]] = []
+    start, step, n_points = _grid(*time_range, every, max_points) if time_range else (0, 1, 0)
+    j = 1  # the next point of the series
+
+    def point(until: float) -> None:
         try:
-            r = readout(part, **kw)
+            r = _readout_units(sums.units(), **kw)
         except DataValidationError:
-            continue
+            return  # an arm has fewer than two units so far
         lift, cs = r.lift, r.confidence_sequence
-        out.append(
+        series.append(
             {
-                "until": min(end, t1) if j == n else end,
-                "decisions": len(part),
+                "until": until,
+                "decisions": sums.decisions,
                 "units": {a: r.arms[a]["units"] for a in ARMS},
                 "absolute": lift["absolute"],
                 "lower": lift["lower"],
@@ -403,6 +517,45 @@ def lift_series(
                 "srm_p_value": r.srm["p_value"],
             }
         )
+
+    offset = 0
+    for units, arms, rewards, ts in batches:
+        a = np.asarray(arms, dtype=object).astype(str)
+        r = np.asarray(rewards, dtype=np.float64)
+        _check_rows(a, r, arm, reward, list(rewards), offset)
+        offset += len(a)
+        pol = (a == "policy").tolist()
+        for u, p, y, t in zip(units, pol, r.tolist(), ts, strict=True):
+            while j < n_points and t >= start + j * step:
+                point(start + j * step)
+                j += 1
+            sums.add(u, p, y)
+    if time_range is not None and sums.decisions:
+        while j < n_points:  # periods after the last decision (none when in time order)
+            point(start + j * step)
+            j += 1
+        point(min(start + n_points * step, time_range[1]))
+    try:
+        res = _readout_units(sums.units(), covariates=covariates, **kw)
+    except DataValidationError as exc:
+        if "need at least 2" not in str(exc):
+            raise
+        return {
+            "ready": False,
+            "reason": str(exc),
+            "arms": sums.counts(),
+            "decisions_pending": pending,
+            "series": [],
+        }
+    out: dict[str, Any] = {"ready": True, **res.to_dict()}
+    chi_mismatch = bool(out["srm"].get("mismatch", False))
+    out["srm"] = {
+        **out["srm"],
+        "units_in_both_arms": sums.mixed,
+        "mismatch": chi_mismatch or sums.mixed > 0,
+    }
+    out["decisions_pending"] = pending
+    out["series"] = series
     return out
 
 
@@ -422,45 +575,42 @@ def holdout_report(
 ) -> dict[str, Any]:
     """The readout as JSON, with a broken-split check and the lift over time.
 
-    ``frame`` has one row per decision in time order (see :func:`per_decision`). Units
-    seen in both arms are counted in the arm of their first decision and reported in
-    ``srm["units_in_both_arms"]``; ``srm["mismatch"]`` is true when there is any or
-    when the chi-square test's p-value is under 0.001. When an arm has fewer than two
-    units the answer is ``{"ready": false, "reason": ...}`` with the counts so far.
-    ``pending`` (decisions whose windows are open, left out) is reported as given.
+    ``frame`` has one row per decision (see :func:`per_decision`), taken in time order
+    (sorted by ``ts`` when it has that column). Units seen in both arms are counted in
+    the arm of their first decision and reported in ``srm["units_in_both_arms"]``;
+    ``srm["mismatch"]`` is true when there is any or when the chi-square test's p-value
+    is under 0.001. ``series`` is the cumulative readout at the end of each period of
+    ``every`` seconds (default: about 20 periods; ``every=86400`` gives one point per
+    UTC day), with the lift, its fixed-n interval, the confidence sequence (the band to
+    watch over time: it holds at every look at once), the units per arm and the SRM
+    p-value; periods where an arm has fewer than two units are left out. When an arm
+    has fewer than two units the answer is ``{"ready": false, "reason": ...}`` with the
+    counts so far. ``pending`` (decisions whose windows are open, left out) is reported
+    as given. The same computation as :func:`holdout_report_batches` (one batch).
     """
-    frame, mixed = first_arm(frame, unit=unit, arm=arm)
-    kw: dict[str, Any] = {
-        "unit": unit, "arm": arm, "reward": reward, "holdout_fraction": holdout_fraction,
-        "level": level, "cs_tuning_units": cs_tuning_units,
-    }  # fmt: skip
-    try:
-        res = readout(frame, covariates=covariates, **kw)
-    except DataValidationError as exc:
-        if "need at least 2" not in str(exc):
-            raise
-        counts: dict[str, dict[str, int]] = {}
-        for a in ARMS:
-            rows = frame[frame[arm].astype(str) == a] if arm in frame.columns else frame[:0]
-            named = rows[unit].dropna() if unit in rows.columns else pd.Series([], dtype=object)
-            counts[a] = {
-                "units": int(named.nunique() + (len(rows) - len(named))),
-                "decisions": len(rows),
-            }
-        return {
-            "ready": False,
-            "reason": str(exc),
-            "arms": counts,
-            "decisions_pending": pending,
-            "series": [],
-        }
-    out: dict[str, Any] = {"ready": True, **res.to_dict()}
-    chi_mismatch = bool(out["srm"].get("mismatch", False))
-    out["srm"] = {
-        **out["srm"],
-        "units_in_both_arms": mixed,
-        "mismatch": chi_mismatch or mixed > 0,
-    }
-    out["decisions_pending"] = pending
-    out["series"] = lift_series(frame, ts=ts, every=every, **kw) if ts in frame.columns else []
-    return out
+    for col in (arm, reward):
+        if col not in frame.columns:
+            raise DataValidationError(
+                f"column {col!r} is missing; columns are {list(frame.columns)}."
+            )
+    time_range: tuple[float, float] | None = None
+    if ts in frame.columns and not frame.empty:
+        t = pd.to_numeric(frame[ts], errors="coerce")
+        if not t.is_monotonic_increasing:
+            frame = frame.iloc[np.argsort(t.to_numpy(), kind="stable")]
+            t = t.iloc[np.argsort(t.to_numpy(), kind="stable")]
+        times = t.to_numpy(dtype=np.float64)
+        time_range = (float(np.nanmin(times)), float(np.nanmax(times)))
+    else:
+        times = np.zeros(len(frame))
+    units = frame[unit].tolist() if unit in frame.columns else [None] * len(frame)
+    rewards = pd.to_numeric(frame[reward], errors="coerce").to_numpy(dtype=np.float64)
+    arms = frame[arm].astype(str).to_numpy()
+    # checked here too, so that a message shows the value as the file has it
+    _check_rows(arms, rewards, arm, reward, frame[reward].to_numpy(dtype=object))
+    batch = (units, arms.tolist(), rewards.tolist(), times.tolist())
+    return holdout_report_batches(
+        [batch], time_range=time_range, covariates=covariates,
+        holdout_fraction=holdout_fraction, level=level, cs_tuning_units=cs_tuning_units,
+        every=every, pending=pending, arm=arm, reward=reward,
+    )  # fmt: skip

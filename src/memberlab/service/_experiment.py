@@ -23,8 +23,9 @@ import itertools
 import logging
 import math
 import secrets
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -42,6 +43,7 @@ __all__ = [
     "SALT_KEY",
     "Assignment",
     "Experiment",
+    "LoggedCandidates",
     "callouts_baseline",
     "experiment_frame",
     "experiment_report",
@@ -157,9 +159,62 @@ def _candidates(rec: CalloutRecommender, candidates: Sequence[str] | None) -> li
     return ids
 
 
-def decision_candidates(rec: CalloutRecommender, candidates: Sequence[str] | None) -> list[str]:
-    """The list a callouts decision chooses from (what the decisions table logs)."""
-    return list(candidates) if candidates is not None else rec.catalog.active_ids()
+#: A decision without an explicit list logs the full catalogue list once per this many
+#: decisions of a catalogue state (and at least once a minute); the others log a
+#: reference to it. Repeating it bounds what a lost or filtered-out full copy costs.
+FULL_LIST_EVERY = 1000
+FULL_LIST_SECONDS = 60.0
+
+
+@dataclass(slots=True)
+class _CatalogList:
+    catalog: object  # the catalog object this entry is for (held, compared by identity)
+    version: int  # its change counter when the entry was made
+    ids: list[str]
+    key: str  # content hash of ids
+    since_full: int  # decisions since the full list was last logged
+    full_at: float  # monotonic time it was last logged
+
+
+_catalog_list: _CatalogList | None = None
+
+#: What a decision logs as its candidates: the list, or a full or referenced catalogue list.
+LoggedCandidates = list[str] | dict[str, Any]
+
+
+def decision_candidates(
+    rec: CalloutRecommender, candidates: Sequence[str] | None
+) -> LoggedCandidates:
+    """What the decisions table logs as the list a callouts decision chose from.
+
+    An explicit request list is logged as it is. Without one the decision chose from the
+    serving catalogue's active items, which the export cannot rebuild exactly from the
+    items table (the serving snapshot lags it, and the table keeps no history of
+    retirements), so it is logged too, but cheaply: ``{"key": K, "ids": [...]}`` on the
+    first decision from each catalogue (each serving snapshot, each change) and once per
+    :data:`FULL_LIST_EVERY` decisions (or :data:`FULL_LIST_SECONDS`) after, and
+    ``{"ref": K}`` otherwise, ``K`` a hash of the list; the active list is rebuilt only
+    when the catalogue changes. The export
+    resolves references (:mod:`memberlab.store._export`).
+    """
+    global _catalog_list
+    if candidates is not None:
+        return list(candidates)
+    cat = rec.catalog
+    cur = _catalog_list
+    if cur is None or cur.catalog is not cat or cur.version != cat.version:
+        # a changed catalogue or a new snapshot: log the list in full first (a new object
+        # may serve another store, as apps built in one process do)
+        ids = cat.active_ids()
+        key = hashlib.sha256("\x00".join(ids).encode()).hexdigest()[:24]
+        cur = _CatalogList(cat, cat.version, ids, key, FULL_LIST_EVERY, 0.0)
+        _catalog_list = cur
+    cur.since_full += 1
+    now = time.monotonic()
+    if cur.since_full >= FULL_LIST_EVERY or now - cur.full_at >= FULL_LIST_SECONDS:
+        cur.since_full, cur.full_at = 0, now
+        return {"key": cur.key, "ids": cur.ids}
+    return {"ref": cur.key}
 
 
 def callouts_baseline(
@@ -270,6 +325,11 @@ def layouts_baseline(policy: LayoutPolicy, seed: int, how: str) -> LayoutDecisio
 # --------------------------------------------------------------------------- readout
 
 
+def _check_kind(kind: str) -> None:
+    if kind not in ("callouts", "layouts"):
+        raise DataValidationError(f"kind == {kind!r}, must be one of ('callouts', 'layouts').")
+
+
 def experiment_frame(
     store: Store,
     kind: str = "callouts",
@@ -278,12 +338,12 @@ def experiment_frame(
     since: float | None = None,
     until: float | None = None,
 ) -> tuple[Any, int]:
-    """The readout's input from the store: one row per closed decision with an arm
-    (``decision_id, ts, unit_id, assignment, reward``) and the number still pending."""
+    """The store's closed decisions with an arm as one frame (``decision_id, ts, unit_id,
+    assignment, reward``) and the number still pending; every decision in memory, for
+    inspection (:func:`experiment_report` streams instead)."""
     import pandas as pd
 
-    if kind not in ("callouts", "layouts"):
-        raise DataValidationError(f"kind == {kind!r}, must be one of ('callouts', 'layouts').")
+    _check_kind(kind)
     d = store.experiment_decisions(kind, space=space, since=since, until=until)
     frame = pd.DataFrame(
         {
@@ -310,17 +370,40 @@ def experiment_report(
     cs_tuning_units: float = 10_000.0,
     every: float | None = None,
     covariates: Any = None,
+    batch_size: int = 10_000,
 ) -> dict[str, Any]:
-    """:func:`memberlab.evaluation.experiment.holdout_report` on the store's decisions."""
-    from memberlab.evaluation.experiment import holdout_report
+    """:func:`memberlab.evaluation.experiment.holdout_report` on the store's decisions.
 
-    frame, pending = experiment_frame(store, kind, space=space, since=since, until=until)
-    return holdout_report(
-        frame,
+    The decisions stream from one query in batches of ``batch_size`` into per-unit
+    sums (:class:`memberlab.evaluation.experiment.UnitSums`), so memory grows with the
+    units, not the decisions; the same numbers as the readout of the frame of
+    :func:`experiment_frame`."""
+    from memberlab.evaluation.experiment import Batch, holdout_report_batches
+
+    _check_kind(kind)
+    where: dict[str, Any] = {"space": space, "since": since, "until": until}
+    pending = 0
+
+    def closed_batches() -> Iterator[Batch]:
+        nonlocal pending
+        for b in store.iter_experiment_decisions(kind, batch_size=batch_size, **where):
+            keep = [j for j, c in enumerate(b.closed) if c]
+            pending += len(b.closed) - len(keep)
+            yield (
+                [b.unit_id[j] for j in keep],
+                [b.assignment[j] for j in keep],
+                [b.reward[j] for j in keep],
+                [b.ts[j] for j in keep],
+            )
+
+    out = holdout_report_batches(
+        closed_batches(),
+        time_range=store.experiment_time_range(kind, **where),
+        covariates=covariates,
         holdout_fraction=holdout_fraction,
         level=level,
         cs_tuning_units=cs_tuning_units,
         every=every,
-        pending=pending,
-        covariates=covariates,
     )
+    out["decisions_pending"] = pending
+    return out

@@ -1,16 +1,17 @@
 """What the holdout experiment and the recorded evaluations read and write.
 
 The experiment's salt lives in the ``meta`` table (set once, so assignment survives
-restarts); :meth:`ExperimentMixin.experiment_decisions` is the readout's one query (one
-row per decision, its reward summed over its impressions); ``evaluations`` holds the
-JSON results of offline evaluations for the dashboard.
+restarts); :meth:`ExperimentMixin.iter_experiment_decisions` is the readout's one query
+(one row per decision, its reward summed over its impressions, streamed in batches);
+``evaluations`` holds the JSON results of offline evaluations for the dashboard.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,7 +71,65 @@ class ExperimentMixin(StoreBase):
         since: float | None = None,
         until: float | None = None,
     ) -> ExperimentDecisions:
-        """Every decision of ``kind`` with an experiment arm, ``since <= ts < until``."""
+        """Every decision of ``kind`` with an experiment arm, ``since <= ts < until``
+        (all in memory: :meth:`iter_experiment_decisions` streams the same rows)."""
+        parts = list(self.iter_experiment_decisions(kind, space=space, since=since, until=until))
+        return ExperimentDecisions(
+            *([x for p in parts for x in getattr(p, f.name)] for f in fields(ExperimentDecisions))
+        )
+
+    def iter_experiment_decisions(
+        self,
+        kind: str,
+        *,
+        space: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        batch_size: int = 10_000,
+    ) -> Iterator[ExperimentDecisions]:
+        """The decisions of :meth:`experiment_decisions` in batches of ``batch_size``, in
+        time order, from one streamed query (the database sorts and groups; this process
+        holds one batch at a time)."""
+        if batch_size < 1:
+            raise DataValidationError(f"batch_size == {batch_size}, must be >= 1.")
+        q = self._experiment_query(kind, space, since, until).order_by(
+            s.decisions.c.ts, s.decisions.c.decision_id
+        )
+        with self._tx(write=False) as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(q)
+            for rows in result.partitions(batch_size):
+                yield ExperimentDecisions(
+                    [r.decision_id for r in rows],
+                    [float(r.ts) for r in rows],
+                    [r.unit_id for r in rows],
+                    [str(r.assignment) for r in rows],
+                    [float(r.reward or 0.0) for r in rows],
+                    [int(r.lo) == 1 and int(r.hi) == 1 for r in rows],
+                )
+
+    def experiment_time_range(
+        self,
+        kind: str,
+        *,
+        space: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> tuple[float, float] | None:
+        """First and last time of the closed decisions of :meth:`experiment_decisions`
+        (None when there is none): the grid of the readout's series, before streaming."""
+        sub = self._experiment_query(kind, space, since, until).subquery()
+        q = sa.select(sa.func.min(sub.c.ts), sa.func.max(sub.c.ts)).where(
+            sub.c.lo == 1, sub.c.hi == 1
+        )
+        with self._tx(write=False) as conn:
+            lo, hi = conn.execute(q).one()
+        return None if lo is None else (float(lo), float(hi))
+
+    def _experiment_query(
+        self, kind: str, space: str | None, since: float | None, until: float | None
+    ) -> sa.Select[Any]:
+        """One row per decision with an arm: its reward summed over its impressions and
+        the lowest and highest status of its impressions (closed when both are 1)."""
         if since is not None and until is not None and until < since:
             raise DataValidationError(f"until == {until} is before since == {since}.")
         d, i = s.decisions, s.impressions
@@ -87,7 +146,6 @@ class ExperimentMixin(StoreBase):
             .select_from(d.join(i, i.c.decision_id == d.c.decision_id))
             .where(d.c.kind == kind, d.c.assignment.is_not(None))
             .group_by(d.c.decision_id, d.c.ts, d.c.unit_id, d.c.assignment)
-            .order_by(d.c.ts, d.c.decision_id)
         )
         if space is not None:
             q = q.where(d.c.space == space)
@@ -95,16 +153,7 @@ class ExperimentMixin(StoreBase):
             q = q.where(d.c.ts >= since)
         if until is not None:
             q = q.where(d.c.ts < until)
-        with self._tx(write=False) as conn:
-            rows = conn.execute(q).all()
-        return ExperimentDecisions(
-            [r.decision_id for r in rows],
-            [float(r.ts) for r in rows],
-            [r.unit_id for r in rows],
-            [str(r.assignment) for r in rows],
-            [float(r.reward or 0.0) for r in rows],
-            [int(r.lo) == 1 and int(r.hi) == 1 for r in rows],
-        )
+        return q
 
     def record_evaluation(self, kind: str, label: str, result: Any) -> int:
         """Store an offline evaluation's JSON result; returns its sequence number."""

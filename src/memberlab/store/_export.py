@@ -13,11 +13,16 @@ size, and a page-through sees every row that existed when it started.
 :func:`export_parquet` streams every page to a Parquet file.
 
 Candidates are the list the service logged with the decision (schema 2: the request's
-explicit list, or the items active when it was served). Decisions logged before the
+explicit list, or the serving catalogue's active items, logged in full for the first
+decision from each catalogue and once per 1,000 decisions after, and by reference to
+such a copy otherwise; references are resolved here). Decisions logged before the
 service recorded them have none; for those this module reconstructs the items active at
 that moment from the items table (items created by then and not retired before, by the
-wall clock of the server, whatever time the client sent); the file's metadata says which
-(``candidates_source``: ``logged``, ``catalog`` or ``logged, else catalog``).
+wall clock of the server, whatever time the client sent). That reconstruction is an
+approximation: the serving catalogue lags the items table until the trainer publishes,
+and the table keeps only an item's latest state (an item retired and re-activated looks
+active throughout). The file's metadata says which (``candidates_source``: ``logged``,
+``catalog`` or ``logged, else catalog``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import json
 import logging
 import math
 import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -196,22 +202,76 @@ def _candidates_at(catalog: list[dict[str, Any]], ts: float) -> list[str]:
     ]
 
 
-def _row(r: Any, kind: str, catalog: list[dict[str, Any]]) -> dict[str, Any]:
-    ctx = r.context if isinstance(r.context, dict) else json.loads(r.context)
-    served = r.served if not isinstance(r.served, str) else json.loads(r.served)
-    if kind in _ITEM_KINDS:
-        item = r.item_id
-        position = served.index(item) if item in served else 0
-        logged = r._mapping.get("candidates")
+class _CandidateLists:
+    """The candidate list of each exported decision.
+
+    A logged list is taken as it is; a full catalogue list (``{"key", "ids"}``) too,
+    remembered by its key; a reference (``{"ref": key}``) is resolved from the lists
+    remembered so far, else by looking the key up in the decisions table (once per key;
+    at most :attr:`KEEP` lists are held). Decisions logged without a list, or whose
+    reference has no full copy left, get the items active at the time by the items
+    table (see the module docstring)."""
+
+    KEEP = 64
+
+    def __init__(self, store: Any, kind: str) -> None:
+        self.store, self.kind = store, kind
+        self.catalog = _catalog(store, kind)
+        self._known: OrderedDict[str, list[str] | None] = OrderedDict()
+
+    def _remember(self, key: str, ids: list[str] | None) -> None:
+        self._known[key] = ids
+        self._known.move_to_end(key)
+        while len(self._known) > self.KEEP:
+            self._known.popitem(last=False)
+
+    def _resolve(self, key: str) -> list[str] | None:
+        if key in self._known:
+            self._known.move_to_end(key)
+            return self._known[key]
+        d = s.decisions
+        q = (
+            sa.select(d.c.candidates)
+            .where(d.c.kind == self.kind, d.c.candidates["key"].as_string() == key)
+            .limit(1)
+        )
+        with self.store._tx(write=False) as conn:
+            found = conn.execute(q).scalar()
+        if isinstance(found, str):
+            found = json.loads(found)
+        ids = [str(x) for x in found["ids"]] if isinstance(found, dict) else None
+        self._remember(key, ids)
+        return ids
+
+    def of(self, logged: Any, logged_at: float, served: list[str]) -> tuple[list[str], bool]:
+        """The decision's candidates, and whether they come from its log."""
         if isinstance(logged, str):
             logged = json.loads(logged)
-        if logged is not None:
-            cands = [str(x) for x in logged]
-        else:
-            cands = _candidates_at(catalog, float(r.logged_at))  # wall clock, as the items'
+        found: list[str] | None = None
+        if isinstance(logged, list):
+            found = [str(x) for x in logged]
+        elif isinstance(logged, dict) and "ids" in logged:
+            found = [str(x) for x in logged["ids"]]
+            if str(logged.get("key")) not in self._known:
+                self._remember(str(logged.get("key")), found)
+        elif isinstance(logged, dict) and "ref" in logged:
+            found = self._resolve(str(logged["ref"]))
+        cands = list(found) if found is not None else _candidates_at(self.catalog, logged_at)
         for x in served:  # served items were candidates, whatever the catalogue says
             if x not in cands:
                 cands.append(x)
+        return cands, found is not None
+
+
+def _row(r: Any, kind: str, lists: _CandidateLists) -> dict[str, Any]:
+    ctx = r.context if isinstance(r.context, dict) else json.loads(r.context)
+    served = r.served if not isinstance(r.served, str) else json.loads(r.served)
+    from_log = False
+    if kind in _ITEM_KINDS:
+        item = r.item_id
+        position = served.index(item) if item in served else 0
+        # wall clock, as the items' times
+        cands, from_log = lists.of(r._mapping.get("candidates"), float(r.logged_at), served)
         candidates: list[str] | None = cands
     else:
         item = json.dumps(served, sort_keys=True, separators=(",", ":"))
@@ -240,7 +300,7 @@ def _row(r: Any, kind: str, catalog: list[dict[str, Any]]) -> dict[str, Any]:
         "seed": int(r.seed),
         "reward": float(r.reward) if closed and r.reward is not None else None,
         "status": "closed" if closed else "pending",
-        "_logged_candidates": kind in _ITEM_KINDS and m.get("candidates") is not None,
+        "_logged_candidates": from_log,
         # value rows: the plan the impression converted to (None without a conversion)
         "plan": m.get("plan") if closed else None,
     }
@@ -274,14 +334,14 @@ def iter_export(
     _check(kind, since, until)
     if batch_size < 1:
         raise DataValidationError(f"batch_size == {batch_size}, must be >= 1.")
-    catalog = _catalog(store, kind)
+    lists = _CandidateLists(store, kind)
     after: ExportCursor | None = None
     while True:
         with store._tx(write=False) as conn:
             rows = conn.execute(_query(kind, space, since, until, after, batch_size)).all()
         if not rows:
             return
-        yield [_row(r, kind, catalog) for r in rows]
+        yield [_row(r, kind, lists) for r in rows]
         last = rows[-1]
         after = ExportCursor(float(last.ts), last.decision_id, last.item_id)
         if len(rows) < batch_size:
@@ -307,12 +367,12 @@ def export_page(
     if not 1 <= limit <= 100_000:
         raise DataValidationError(f"limit == {limit}, must be in [1, 100000].")
     after = ExportCursor.decode(cursor) if cursor else None
-    catalog = _catalog(store, kind)
+    lists = _CandidateLists(store, kind)
     with store._tx(write=False) as conn:
         rows = conn.execute(_query(kind, space, since, until, after, limit)).all()
     out = []
     for r in rows:
-        row = _row(r, kind, catalog)
+        row = _row(r, kind, lists)
         row["context"] = row.pop("_ctx")
         del row["_logged_candidates"]
         out.append(row)

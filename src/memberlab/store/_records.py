@@ -48,7 +48,9 @@ class DecisionRecord:
 
     ``unit_id`` is the unit (shopper, member) the request named, ``assignment`` its
     experiment arm (``"policy"`` or ``"holdout"``; ``None`` when no experiment runs) and
-    ``candidates`` the item ids the decision chose from (``None`` for layouts).
+    ``candidates`` the item ids the decision chose from (``None`` for layouts), or a
+    reference to a list logged before (``{"ref": key}``; the full list is logged as
+    ``{"key": key, "ids": [...]}``; see ``memberlab.service._experiment``).
     """
 
     decision_id: str
@@ -62,7 +64,7 @@ class DecisionRecord:
     ts_client: bool = False
     unit_id: str | None = None
     assignment: str | None = None
-    candidates: list[str] | None = None
+    candidates: list[str] | dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

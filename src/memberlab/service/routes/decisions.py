@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from memberlab._errors import NoItemsError
 from memberlab.callouts import CalloutRecommender, Decision
 from memberlab.policy import new_seed
-from memberlab.service._experiment import callouts_baseline, decision_candidates
+from memberlab.service._experiment import LoggedCandidates, callouts_baseline, decision_candidates
 from memberlab.service._policy import KIND
 from memberlab.service._value import VALUE
 from memberlab.service.deps import Services
@@ -48,7 +48,7 @@ async def decide(body: DecisionIn, svc: Services, _key: str = "") -> DecisionOut
     seed = new_seed()
     arm = svc.experiment.assign(body.unit_id)
 
-    def run(rec: CalloutRecommender) -> tuple[Decision, list[str]]:
+    def run(rec: CalloutRecommender) -> tuple[Decision, LoggedCandidates]:
         if body.candidates is None and not rec.catalog.active_ids():
             raise NoItemsError("no active items: PUT /v1/callouts/items first.")
         cands = decision_candidates(rec, body.candidates)
