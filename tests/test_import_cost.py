@@ -1,6 +1,6 @@
 """A decision server does not load what it does not use: importing the service app (each
-worker does) must not import the choice estimators, scipy.stats, scikit-learn or matplotlib, and every
-public name of a lazy package still resolves."""
+worker does) must not import the choice estimators, scipy.stats, scikit-learn or
+matplotlib, and every public name of a lazy package still resolves."""
 
 from __future__ import annotations
 
