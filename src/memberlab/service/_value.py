@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from memberlab._errors import DataValidationError, LeaseBusyError, StaleSnapshotError
-from memberlab.callouts import Catalog
+from memberlab.callouts import CalloutRecommender, Catalog
 from memberlab.service._policy import (
     PolicyHolder,
     PolicyKind,
@@ -92,6 +92,10 @@ def _value_feedback(rec: ValueRecommender, rows: Sequence[DueImpression]) -> lis
     ]
 
 
+def _click_model(rec: ValueRecommender) -> CalloutRecommender:
+    return rec.click_model
+
+
 VALUE_KIND = PolicyKind(
     name=VALUE,
     load=ValueRecommender.from_bytes,
@@ -99,6 +103,7 @@ VALUE_KIND = PolicyKind(
     feedback=_value_feedback,
     sync=sync_catalog,
     conversions=True,
+    clicks=_click_model,
 )
 
 
