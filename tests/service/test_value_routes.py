@@ -1,16 +1,22 @@
 """Under ``--objective value`` every callout route reads the policy that serves and learns
 callout decisions (kind ``"value"``), through a real ``memberlab serve`` process: items,
 rates, stats, traffic, train, refit, health and metrics show what the value policy's
-click model learned and its versions, not the clicks policy (which never learns there)."""
+click model learned and its versions, not the clicks policy (which never learns there).
+``memberlab logs export --kind value`` reads each row's plan with the service's
+configured early hold."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from _choice_model import fit_choice_model
 from _service_server import Keys, Server
@@ -53,6 +59,7 @@ def test_callout_routes_read_the_value_policy(
     s = serve(
         *("--choice-model", str(model), "--objective", "value", *PRICES),
         *("--train-interval", "0", "--attribution-window", "60"),
+        env={"MEMBERLAB_EARLY_HOLD": "600"},  # the default is 60 s
     )
     admin, decide = s.client(keys.admin), s.client(keys.decide)
     for item, attrs in ITEMS.items():
@@ -75,6 +82,12 @@ def test_callout_routes_read_the_value_policy(
                 {"event_id": f"c{j}", "decision_id": did, "item_id": item, "type": "click",
                  "timestamp": _iso(T0 + j + 1)}
             )  # fmt: skip
+        if j == 0:  # a conversion stamped 300 s before its decision: inside the 600 s hold
+            events.append(
+                {"event_id": "early", "decision_id": did, "item_id": item, "type": "conversion",
+                 "plan": "annual", "timestamp": _iso(T0 - 300)}
+            )  # fmt: skip
+            early = did
     served = 60
     decide.post("/v1/events", json={"events": events}).raise_for_status()
     decide.post(  # moves the data clock past every window
@@ -95,7 +108,7 @@ def test_callout_routes_read_the_value_policy(
     items = admin.get("/v1/callouts/items").json()
     assert items["policy_version"] == latest
     by_id = {i["item_id"]: i for i in items["items"]}
-    n_annual = len(events)
+    n_annual = len(events) - 1
     assert by_id["annual"]["observations"] == n_annual and by_id["annual"]["clicks"] == n_annual
     assert by_id["deal"]["observations"] == 60 - n_annual and by_id["deal"]["clicks"] == 0
     if 0 < n_annual < 60:
@@ -130,3 +143,20 @@ def test_callout_routes_read_the_value_policy(
     assert out["policy_version"] == latest + 1
     assert set(out["models"]) == {"click", "annual", "monthly"}
     assert admin.get("/v1/callouts/items").json()["policy_version"] == latest + 1
+
+    # the export reads the plan with the configured early hold, as the trainer learned it
+    out_file = Path(s.log_path).parent / "value.parquet"
+    cmd = [sys.executable, "-m", "memberlab.cli.main", "logs", "export", "--kind", "value"]
+    done = subprocess.run(
+        [*cmd, "--out", str(out_file), "--database-url", database_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(out_file).to_pylist()
+    plans = {r["decision_id"]: r["plan"] for r in table}
+    assert plans[early] == "annual"
+    assert sum(p is not None for p in plans.values()) == 1
+    meta = json.loads(pq.read_schema(out_file).metadata[b"memberlab"])
+    assert meta["early_hold"] == 600.0
