@@ -116,7 +116,7 @@ def decode_value(value: Any, arrays: Mapping[str, Any] | None = None) -> Any:
         return value
     tag = value.get(_TYPE)
     if tag == "array":
-        key = value.get("key")
+        key = str(value.get("key"))
         if arrays is None or key not in arrays:
             raise DataValidationError(f"policy snapshot has no array {key!r} for a parameter.")
         return np.asarray(arrays[key], dtype=np.float64)
