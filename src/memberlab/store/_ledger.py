@@ -27,6 +27,22 @@ _ICOLS = (
 _GROUP_LOCK = threading.Lock()
 
 
+def _due(rows: Sequence[Any], conversions: bool) -> list[DueImpression]:
+    """Impression rows (with ``reward``, and ``plan`` when ``conversions``) as records."""
+    return [
+        DueImpression(
+            r.decision_id,
+            r.item_id,
+            r.space,
+            r.context,
+            r.served,
+            0.0 if r.reward is None else float(r.reward),
+            r.plan if conversions else None,
+        )
+        for r in rows
+    ]
+
+
 def first_plan(early_hold: float) -> sa.Label[Any]:
     """The plan of an impression's earliest conversion that names one, among the events
     joined to it (times in ``[ts - early_hold, deadline]``), as a scalar subquery over
@@ -245,18 +261,7 @@ class LedgerMixin(StoreBase):
                 .order_by(i.c.deadline, i.c.decision_id, i.c.item_id)
                 .limit(limit)
             ).all()
-        return [
-            DueImpression(
-                r.decision_id,
-                r.item_id,
-                r.space,
-                r.context,
-                r.served,
-                0.0 if r.reward is None else float(r.reward),
-                r.plan if conversions else None,
-            )
-            for r in rows
-        ]
+        return _due(rows, conversions)
 
     def outcome_counts(self, kind: str, space: str = "") -> dict[str, tuple[int, int]]:
         """Closed impressions and positives per item id: ``{item: (closed, positives)}``."""
@@ -315,18 +320,7 @@ class LedgerMixin(StoreBase):
                 .where(i.c.status == 1, i.c.kind == kind, i.c.space == space)
                 .order_by(i.c.closed_at, i.c.ts)
             ).all()
-        return [
-            DueImpression(
-                r.decision_id,
-                r.item_id,
-                r.space,
-                r.context,
-                r.served,
-                float(r.reward),
-                r.plan if conversions else None,
-            )
-            for r in rows
-        ]
+        return _due(rows, conversions)
 
     def traffic(
         self, kind: str, *, bucket: float = 60.0, limit: int = 50_000
