@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 from _choice_model import fit_choice_model
 from _service_server import Keys, Server
+from typer.testing import CliRunner
 
+from memberlab.cli.main import app
 from memberlab.store import Store
 
 PRICES = ("--price", "monthly=1.5", "--price", "annual=14")
@@ -146,14 +146,9 @@ def test_callout_routes_read_the_value_policy(
 
     # the export reads the plan with the configured early hold, as the trainer learned it
     out_file = Path(s.log_path).parent / "value.parquet"
-    cmd = [sys.executable, "-m", "memberlab.cli.main", "logs", "export", "--kind", "value"]
-    done = subprocess.run(
-        [*cmd, "--out", str(out_file), "--database-url", database_url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    cmd = ["logs", "export", "--kind", "value", "--out", str(out_file)]
+    done = CliRunner().invoke(app, [*cmd, "--database-url", database_url])
+    assert done.exit_code == 0, done.output
     table = pq.read_table(out_file).to_pylist()
     plans = {r["decision_id"]: r["plan"] for r in table}
     assert plans[early] == "annual"
