@@ -88,7 +88,9 @@ def test_replay_no_side_effects_and_propensities(world: ValueWorld) -> None:
     # the served draw does not depend on whether propensities are asked for
     bare = rec.decide(ctx, rng=123, with_propensity=False)
     assert bare.items[0].item_id == one.items[0].item_id
-    assert bare.items[0].score == one.items[0].score
+    # the same draw; its score to rounding (a batch of 1 + d draws multiplies in other
+    # blocks than a batch of 1, so the last bits may differ)
+    assert bare.items[0].score == pytest.approx(one.items[0].score, rel=1e-12, abs=1e-12)
 
 
 def test_value_and_clicks_disagree_after_learning(world: ValueWorld) -> None:

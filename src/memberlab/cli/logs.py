@@ -36,6 +36,12 @@ def export(
     out: Path = typer.Option(..., help="Parquet file to write."),
     database_url: str | None = typer.Option(None, help=_DB_HELP),
     batch_size: int = typer.Option(5_000, min=1, help="Rows per query and row group."),
+    early_hold: float | None = typer.Option(
+        None,
+        min=0,
+        help="Seconds a conversion may precede its decision and still give a value row its "
+        "plan (default: the early_hold the value service recorded in the database, else 60).",
+    ),
 ) -> None:
     """Export one row per served choice (pending and closed) to a Parquet file."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -48,7 +54,14 @@ def export(
     try:
         store = Store(database_url or os.environ.get("MEMBERLAB_DATABASE_URL"), migrate=False)
         n = export_parquet(
-            store, out, kind=kind, space=space, since=t0, until=t1, batch_size=batch_size
+            store,
+            out,
+            kind=kind,
+            space=space,
+            since=t0,
+            until=t1,
+            batch_size=batch_size,
+            early_hold=early_hold,
         )
     except (MemberlabError, OSError, ValueError, SQLAlchemyError) as exc:
         _fail(str(exc))

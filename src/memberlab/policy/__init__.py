@@ -11,6 +11,7 @@
 
 from memberlab.policy._codec import (
     MAGIC,
+    PARAM_ARRAY_PREFIX,
     SCHEMA_VERSION,
     PolicyCodecMixin,
     decode_value,
@@ -24,6 +25,7 @@ from memberlab.policy._seeds import SEED_BOUND, check_seed, draw_seed, new_decis
 
 __all__ = [
     "MAGIC",
+    "PARAM_ARRAY_PREFIX",
     "SCHEMA_VERSION",
     "SEED_BOUND",
     "DecisionLike",

@@ -10,6 +10,9 @@ The header holds ``format``, ``schema_version`` (:data:`SCHEMA_VERSION`, one num
 every kind), ``kind`` (the class's ``policy_kind``), ``params`` (every constructor
 argument from ``get_params()`` except ``rng``, encoded by :func:`encode_value`) and
 ``state`` (the kind's own learned scalars, e.g. the feature registry and the version).
+A parameter's numeric tables (the value kind's member values) are stored in the arrays
+as ``param.<name>.<table>`` with a tag in the header; snapshots that hold them in the
+header as JSON lists (written before) read the same.
 Version 1 was the per-kind formats of callouts and layouts; each kind keeps a reader for
 its version-1 snapshots. Nothing is pickled; anything malformed raises
 :class:`~memberlab.DataValidationError` (a wrong version :class:`~memberlab.SchemaVersionError`).
@@ -32,6 +35,7 @@ from memberlab._typing import FloatArray
 
 __all__ = [
     "MAGIC",
+    "PARAM_ARRAY_PREFIX",
     "SCHEMA_VERSION",
     "PolicyCodecMixin",
     "decode_value",
@@ -44,10 +48,23 @@ __all__ = [
 MAGIC = b"MEMBERLAB-POLICY\n"
 SCHEMA_VERSION = 2
 _TYPE = "__type__"
+#: arrays named so hold parameters' numeric tables (the header tags them), not state
+PARAM_ARRAY_PREFIX = "param."
 
 
-def encode_value(value: Any) -> Any:
-    """A JSON-ready form of a hyperparameter value (tagged for memberlab types)."""
+def _array_ref(a: Any, arrays: dict[str, FloatArray], path: str) -> dict[str, Any]:
+    """Put ``a`` in the snapshot's arrays under ``param.<path>``; the header keeps a tag."""
+    key = f"{PARAM_ARRAY_PREFIX}{path}"
+    arrays[key] = np.asarray(a, dtype=np.float64)
+    return {_TYPE: "array", "key": key}
+
+
+def encode_value(value: Any, arrays: dict[str, FloatArray] | None = None, path: str = "") -> Any:
+    """A JSON-ready form of a hyperparameter value (tagged for memberlab types).
+
+    With ``arrays`` (what :func:`write_snapshot` passes), a parameter's numeric tables
+    (member values) go there, under ``param.<path>``, and the header keeps a tag naming
+    the array; without it everything is JSON (for comparing parameters)."""
     from memberlab.bayes.groups import GroupPrior
     from memberlab.callouts.catalog import Catalog
     from memberlab.layouts.space import LayoutSpace
@@ -67,27 +84,42 @@ def encode_value(value: Any) -> Any:
     from memberlab.value._member import MemberValues
 
     if isinstance(value, MemberValues):
-        return {_TYPE: "MemberValues", "value": value.to_dict()}
+        if arrays is None:
+            return {_TYPE: "MemberValues", "value": value.to_dict()}
+        data = value.to_dict(tables=False)
+        for name in MemberValues.TABLES:
+            if data[name] is not None:
+                data[name] = _array_ref(data[name], arrays, f"{path}.{name}")
+        return {_TYPE: "MemberValues", "value": data}
     if isinstance(value, Mapping):
-        return {_TYPE: "dict", "items": [[str(k), encode_value(v)] for k, v in value.items()]}
+        return {
+            _TYPE: "dict",
+            "items": [[str(k), encode_value(v, arrays, f"{path}.{k}")] for k, v in value.items()],
+        }
     if isinstance(value, list | tuple):
-        return [encode_value(v) for v in value]
+        return [encode_value(v, arrays, f"{path}.{n}") for n, v in enumerate(value)]
     raise DataValidationError(
         f"cannot store a hyperparameter of type {type(value).__name__} ({value!r})."
     )
 
 
-def decode_value(value: Any) -> Any:
-    """Inverse of :func:`encode_value` (lists come back as lists)."""
+def decode_value(value: Any, arrays: Mapping[str, Any] | None = None) -> Any:
+    """Inverse of :func:`encode_value` (lists come back as lists); ``arrays`` are the
+    snapshot's arrays, for parameters whose tables are stored there."""
     from memberlab.bayes.groups import GroupPrior
     from memberlab.callouts.catalog import Catalog
     from memberlab.layouts.space import LayoutSpace
 
     if isinstance(value, list):
-        return [decode_value(v) for v in value]
+        return [decode_value(v, arrays) for v in value]
     if not isinstance(value, dict):
         return value
     tag = value.get(_TYPE)
+    if tag == "array":
+        key = str(value.get("key"))
+        if arrays is None or key not in arrays:
+            raise DataValidationError(f"policy snapshot has no array {key!r} for a parameter.")
+        return np.asarray(arrays[key], dtype=np.float64)
     if tag == "GroupPrior":
         return GroupPrior(float(value["mean"]), float(value["var"]))
     if tag == "Catalog":
@@ -97,9 +129,12 @@ def decode_value(value: Any) -> Any:
     if tag == "MemberValues":
         from memberlab.value._member import MemberValues
 
-        return MemberValues.from_dict(value["value"])
+        data = dict(value["value"])
+        for name in MemberValues.TABLES:  # tables in the arrays (header-only before)
+            data[name] = decode_value(data.get(name), arrays)
+        return MemberValues.from_dict(data)
     if tag == "dict":
-        return {str(k): decode_value(v) for k, v in value["items"]}
+        return {str(k): decode_value(v, arrays) for k, v in value["items"]}
     raise DataValidationError(f"unknown value tag {tag!r} in a policy snapshot.")
 
 
@@ -110,16 +145,21 @@ def write_snapshot(
     arrays: Mapping[str, FloatArray],
 ) -> bytes:
     """Encode one snapshot (see the module docstring)."""
+    clash = [k for k in arrays if k.startswith(PARAM_ARRAY_PREFIX)]
+    if clash:
+        raise DataValidationError(f"array names {clash} are reserved for parameters.")
+    tables: dict[str, FloatArray] = {}
     header = {
         "format": "memberlab-policy",
         "schema_version": SCHEMA_VERSION,
         "kind": kind,
-        "params": {k: encode_value(v) for k, v in params.items()},
+        "params": {k: encode_value(v, tables, k) for k, v in params.items()},
         "state": dict(state),
     }
     head = json.dumps(header).encode()  # key order kept: slot and item order matter
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
+    out = {**{k: np.asarray(v) for k, v in arrays.items()}, **tables}
+    np.savez(buf, **out)  # type: ignore[arg-type]
     return MAGIC + head + b"\n" + buf.getvalue()
 
 
@@ -176,10 +216,11 @@ def read_snapshot(
             f"policy snapshot holds kind {header.get('kind')!r}, expected {kind!r}."
         )
     try:
-        params = {str(k): decode_value(v) for k, v in dict(header["params"]).items()}
-        state = dict(header["state"])
         with np.load(io.BytesIO(data[cut + 1 :]), allow_pickle=False) as z:
             arrays = {k: np.array(z[k]) for k in z.files}
+        tables = {k: arrays.pop(k) for k in list(arrays) if k.startswith(PARAM_ARRAY_PREFIX)}
+        params = {str(k): decode_value(v, tables) for k, v in dict(header["params"]).items()}
+        state = dict(header["state"])
     except DataValidationError:
         raise
     except (KeyError, TypeError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:

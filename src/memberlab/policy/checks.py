@@ -14,6 +14,8 @@ The checks:
   parameter (compared in their encoded JSON form), the learned state bit for bit, and
   every prediction (the same decisions for the same seeds);
 - :func:`check_replay`: ``decide(context, seed=d.seed)`` reproduces ``d`` exactly;
+- :func:`check_decision_ids`: decision ids have the one format of
+  :func:`memberlab.policy.new_decision_id` and are fresh per decision, even for one seed;
 - :func:`check_decide_is_read_only`: ``decide`` on seen and unseen contexts leaves the
   model's snapshot bytes (arrays, registries, version) unchanged, generator aside;
 - :func:`check_propensities`: propensities are in (0, 1] and match the served
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,11 +49,15 @@ from memberlab._errors import DataValidationError, SchemaVersionError
 from memberlab.policy._codec import encode_value, read_snapshot
 from memberlab.policy._contract import DecisionLike, Policy
 
+#: what :func:`memberlab.policy.new_decision_id` returns (uuid4, 32 lowercase hex digits)
+_DECISION_ID = re.compile(r"[0-9a-f]{32}")
+
 __all__ = [
     "PolicyCase",
     "check_bad_input",
     "check_batch_equals_sequential",
     "check_decide_is_read_only",
+    "check_decision_ids",
     "check_get_params",
     "check_policy",
     "check_propensities",
@@ -157,6 +164,18 @@ def check_replay(case: PolicyCase) -> None:
             d = _decide(case, pol, ctx, rng=rng)
             again = _decide(case, pol, ctx, seed=d.seed)
             assert _fingerprint(again) == _fingerprint(d)
+
+
+def check_decision_ids(case: PolicyCase) -> None:
+    pol = _trained(case)
+    ctx = case.contexts[0]
+    ids = [_decide(case, pol, ctx, seed=7).decision_id for _ in range(3)]
+    ids += [_decide(case, pol, c, rng=r).decision_id for c in case.contexts for r in (0, 1)]
+    for did in ids:
+        assert isinstance(did, str) and _DECISION_ID.fullmatch(did), (
+            f"decision id {did!r} is not the one format (memberlab.policy.new_decision_id)"
+        )
+    assert len(set(ids)) == len(ids), ids  # fresh per decision, even for one seed
 
 
 def check_decide_is_read_only(case: PolicyCase) -> None:
@@ -269,6 +288,7 @@ ALL_CHECKS: tuple[Callable[[PolicyCase], None], ...] = (
     check_get_params,
     check_round_trip,
     check_replay,
+    check_decision_ids,
     check_decide_is_read_only,
     check_propensities,
     check_batch_equals_sequential,

@@ -24,7 +24,6 @@ import logging
 import math
 import secrets
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,6 +35,7 @@ from memberlab._errors import ConflictError, DataValidationError, UnknownItemErr
 from memberlab.callouts import CalloutRecommender, Decision
 from memberlab.callouts.recommender import ServedItem
 from memberlab.layouts import LayoutDecision, LayoutPolicy, LayoutSpace
+from memberlab.policy import new_decision_id
 from memberlab.service.settings import Settings
 from memberlab.store import Store
 
@@ -238,7 +238,7 @@ def callouts_baseline(
         chosen, p, p_set = [ids[int(j)] for j in picks], 1.0 / n, k / n
     items = [ServedItem(i, math.nan, p, p_set) for i in chosen]  # no score: not sampled
     # the route logs the snapshot version it served from, as for the policy's decisions
-    return Decision(f"h-{seed:016x}", items, 0, seed)
+    return Decision(new_decision_id(), items, 0, seed)
 
 
 @lru_cache(maxsize=64)
@@ -314,7 +314,7 @@ def layouts_baseline(policy: LayoutPolicy, seed: int, how: str) -> LayoutDecisio
             raise ConflictError("the uniform holdout found no allowed layout in 10,000 draws.")
         p = 1.0 / allowed_layouts(space)
     return LayoutDecision(
-        decision_id=uuid.uuid4().hex,
+        decision_id=new_decision_id(),
         layout=space.from_indices(row),
         propensity=p,
         policy_version=policy.version_,

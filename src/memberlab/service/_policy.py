@@ -48,6 +48,7 @@ __all__ = [
     "holder_id",
     "lease",
     "new_recommender",
+    "serving_holder",
     "settings_crosses",
     "sync_catalog",
 ]
@@ -100,6 +101,9 @@ class PolicyKind:
     conversions : bool
         The feedback reads clicks and conversion plans apart (the value objective:
         ``Store.due_impressions(conversions=True)``).
+    clicks : callable (policy) -> CalloutRecommender, optional
+        The policy's click model, for a kind that serves callout decisions (what the
+        items, rates and stats routes read).
     """
 
     name: str
@@ -108,6 +112,7 @@ class PolicyKind:
     feedback: Callable[[Any, Sequence[DueImpression]], list[Any]]
     sync: Callable[[Any, Store], int] | None = None
     conversions: bool = False
+    clicks: Callable[[Any], CalloutRecommender] | None = None
 
 
 def settings_crosses(settings: Settings) -> list[tuple[str, str]] | None:
@@ -163,12 +168,17 @@ def _callout_feedback(rec: CalloutRecommender, rows: Sequence[DueImpression]) ->
     ]
 
 
+def _itself(rec: CalloutRecommender) -> CalloutRecommender:
+    return rec
+
+
 CALLOUTS_KIND = PolicyKind(
     name=KIND,
     load=CalloutRecommender.from_bytes,
     new=new_recommender,
     feedback=_callout_feedback,
     sync=sync_catalog,
+    clicks=_itself,
 )
 
 
@@ -233,6 +243,14 @@ class PolicyHolder:
         policy, version = self.current(space)
         return fn(policy), version
 
+    def run_clicks(self, fn: Callable[[CalloutRecommender], T], space: str = "") -> tuple[T, int]:
+        """Run ``fn`` on the serving policy's click model (a kind serving callouts)."""
+        clicks = self.kind.clicks
+        if clicks is None:
+            raise TypeError(f"kind {self.kind.name!r} has no click model.")
+        policy, version = self.current(space)
+        return fn(clicks(policy)), version
+
     def publish_change(
         self,
         change: Callable[[Any], Any],
@@ -257,6 +275,14 @@ class PolicyHolder:
             )
         self.current(space, force=True)
         return result, version
+
+
+def serving_holder(callouts: PolicyHolder, value: PolicyHolder | None) -> PolicyHolder:
+    """The holder that serves callout decisions, logs them under its kind and learns
+    from their feedback: the value policy when the service runs the value objective,
+    else the clicks policy (the one rule; :attr:`memberlab.service.deps.Services.served`
+    and the trainer read it)."""
+    return callouts if value is None else value
 
 
 class CalloutsHolder(PolicyHolder):

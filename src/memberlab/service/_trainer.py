@@ -26,7 +26,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from memberlab.service._layouts import LayoutsHolder
-from memberlab.service._policy import KIND, CalloutsHolder, LeaseBusyError, PolicyHolder, lease
+from memberlab.service._policy import (
+    KIND,
+    CalloutsHolder,
+    LeaseBusyError,
+    PolicyHolder,
+    lease,
+    serving_holder,
+)
 from memberlab.service.settings import Settings
 from memberlab.store import DueImpression, Store
 
@@ -82,6 +89,11 @@ class Trainer:
         return time.time(), "wall"
 
     @property
+    def served(self) -> PolicyHolder:
+        """The holder serving callout decisions (its version is ``policy_version``)."""
+        return serving_holder(self.callouts, self.value)
+
+    @property
     def holders(self) -> list[PolicyHolder]:
         """Every kind's holder, trained in this order."""
         return [self.callouts, self.layouts, *([self.value] if self.value else [])]
@@ -94,9 +106,9 @@ class Trainer:
                 now, clock = self.clock()
                 per_kind = {h.kind.name: self._step_kind(h, now) for h in self.holders}
         except LeaseBusyError as exc:
-            result = TrainResult(False, str(exc), policy_version=self.callouts.version)
+            result = TrainResult(False, str(exc), policy_version=self.served.version_of(""))
         else:
-            result = _summarise(per_kind, now, clock)
+            result = _summarise(per_kind, now, clock, self.served.kind.name)
         result = TrainResult(**{**asdict(result), "seconds": time.perf_counter() - t0})
         if result.closed:
             log.info("trainer closed %d impressions -> v%d", result.closed, result.policy_version)
@@ -172,13 +184,18 @@ class _SpaceStep:
     skipped: int
 
 
-def _summarise(per_kind: dict[str, dict[str, _SpaceStep]], now: float, clock: str) -> TrainResult:
-    """One result for a step over every kind (callouts' version is ``policy_version``;
-    other kinds' closed counts per space under ``details[kind]``)."""
+def _summarise(
+    per_kind: dict[str, dict[str, _SpaceStep]], now: float, clock: str, served: str = KIND
+) -> TrainResult:
+    """One result for a step over every kind (``policy_version`` is that of the kind
+    serving callout decisions, ``served``; closed counts per space of kinds other than
+    callouts under ``details[kind]``)."""
     steps = [st for spaces in per_kind.values() for st in spaces.values()]
-    main = per_kind.get(KIND, {}).get("", _SpaceStep(0, 0, 0, False, 0, 0))
+    empty = _SpaceStep(0, 0, 0, False, 0, 0)
+    main = per_kind.get(KIND, {}).get("", empty)
+    version = per_kind.get(served, {}).get("", empty).version
     if not any(st.published for st in steps):
-        return TrainResult(True, "nothing to do", now, clock, policy_version=main.version)
+        return TrainResult(True, "nothing to do", now, clock, policy_version=version)
     details: dict[str, Any] = {}
     if main.published:
         details = {"catalog_changes": main.changes, "skipped": main.skipped}
@@ -194,7 +211,7 @@ def _summarise(per_kind: dict[str, dict[str, _SpaceStep]], now: float, clock: st
         clock,
         closed=sum(st.closed for st in steps),
         positives=sum(st.positives for st in steps),
-        policy_version=main.version,
+        policy_version=version,
         details=details,
     )
 

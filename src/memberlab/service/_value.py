@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from memberlab._errors import DataValidationError, LeaseBusyError, StaleSnapshotError
-from memberlab.callouts import Catalog
+from memberlab.callouts import CalloutRecommender, Catalog
 from memberlab.service._policy import (
     PolicyHolder,
     PolicyKind,
@@ -28,6 +28,7 @@ from memberlab.service._policy import (
 )
 from memberlab.service.settings import Settings
 from memberlab.store import DueImpression, Store
+from memberlab.store._export import record_early_hold
 from memberlab.value import (
     MemberValues,
     ValueFeedback,
@@ -92,6 +93,10 @@ def _value_feedback(rec: ValueRecommender, rows: Sequence[DueImpression]) -> lis
     ]
 
 
+def _click_model(rec: ValueRecommender) -> CalloutRecommender:
+    return rec.click_model
+
+
 VALUE_KIND = PolicyKind(
     name=VALUE,
     load=ValueRecommender.from_bytes,
@@ -99,6 +104,7 @@ VALUE_KIND = PolicyKind(
     feedback=_value_feedback,
     sync=sync_catalog,
     conversions=True,
+    clicks=_click_model,
 )
 
 
@@ -152,7 +158,11 @@ class ValueHolder(PolicyHolder):
     def ensure_initial(self) -> None:
         """Publish version 1 if there is no snapshot; when the newest snapshot holds other
         member values (another model, horizon or prices), publish it again with the
-        start-up values, keeping what it learned when the plans are the same."""
+        start-up values, keeping what it learned when the plans are the same.
+
+        Also records the configured ``early_hold`` in the database, so ``memberlab logs
+        export --kind value`` reads each row's plan as the trainer does."""
+        record_early_hold(self.store, self.settings.early_hold)
         values = self.values
         try:
             with lease(self.store, self.settings, wait=10.0):

@@ -18,7 +18,7 @@ from memberlab._errors import AuthError, ForbiddenError
 from memberlab.service._choice import ChoiceHolder
 from memberlab.service._experiment import Experiment
 from memberlab.service._layouts import LayoutsHolder
-from memberlab.service._policy import CalloutsHolder
+from memberlab.service._policy import CalloutsHolder, PolicyHolder, serving_holder
 from memberlab.service._trainer import Trainer
 from memberlab.service._value import ValueHolder
 from memberlab.service.settings import Settings
@@ -90,6 +90,19 @@ class Services:
     choice: ChoiceHolder | None = None
     experiment: Experiment = field(default_factory=Experiment)
     value: ValueHolder | None = None  # the value objective's policy (objective="value")
+
+    @property
+    def served(self) -> PolicyHolder:
+        """The holder that serves callout decisions, logs them under its kind
+        (:attr:`served_kind`) and learns from their feedback: ``value`` under the value
+        objective, else ``callouts``. Every callout route reads this one (its click
+        model through :meth:`PolicyHolder.run_clicks`), never ``callouts`` directly."""
+        return serving_holder(self.callouts, self.value)
+
+    @property
+    def served_kind(self) -> str:
+        """The kind callout decisions are logged and trained as (``callouts`` or ``value``)."""
+        return self.served.kind.name
 
 
 def build_services(settings: Settings, store: Store) -> Services:

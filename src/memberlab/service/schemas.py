@@ -30,6 +30,7 @@ __all__ = [
     "LayoutDecisionOut",
     "LayoutSpaceIn",
     "LayoutSpaceOut",
+    "ModelRefitOut",
     "PriorOut",
     "RateOut",
     "RatesIn",
@@ -254,12 +255,22 @@ class PriorOut(BaseModel):
     var: float | None
 
 
+class ModelRefitOut(BaseModel):
+    n_replayed: int
+    priors: dict[str, PriorOut]
+
+
 class RefitOut(BaseModel):
     policy_version: int
     method: str
     n_feedback: int
     n_replayed: int
     priors: dict[str, PriorOut]
+    models: dict[str, ModelRefitOut] = Field(
+        default_factory=dict,
+        description="Under --objective value: each underlying model's refit (click and "
+        "one per plan); empty for the click objective.",
+    )
 
 
 class TrafficRow(BaseModel):

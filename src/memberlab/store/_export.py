@@ -40,14 +40,19 @@ import sqlalchemy as sa
 
 from memberlab._errors import DataValidationError
 from memberlab.store import _schema as s
+from memberlab.store._ledger import first_plan
 
 __all__ = [
+    "EARLY_HOLD",
+    "EARLY_HOLD_KEY",
     "EXPORT_SCHEMA_VERSION",
     "ExportCursor",
     "export_page",
     "export_parquet",
     "iter_export",
     "parse_time",
+    "record_early_hold",
+    "recorded_early_hold",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,9 +61,37 @@ EXPORT_SCHEMA_VERSION = 1
 _KINDS = ("callouts", "layouts", "value")
 #: kinds whose rows are served callout items (the value objective serves callouts too)
 _ITEM_KINDS = ("callouts", "value")
-#: seconds a conversion may precede its decision and count (the service's default
-#: ``early_hold``), when the export reads a value row's plan
+#: the meta-table key under which the value objective's service records its
+#: ``early_hold`` (seconds a conversion may precede its decision and count), so the
+#: export reads a value row's plan as the trainer did
+EARLY_HOLD_KEY = "value.early_hold"
+#: the service's default ``early_hold``, for a database no value service has recorded
 EARLY_HOLD = 60.0
+
+
+def record_early_hold(store: Any, seconds: float) -> None:
+    """Record the service's configured ``early_hold`` (the value objective's services
+    call this at start-up; the newest start wins)."""
+    store.set_meta(EARLY_HOLD_KEY, repr(float(seconds)))
+
+
+def recorded_early_hold(store: Any) -> float:
+    """The ``early_hold`` the service recorded, else the service's default (60 s)."""
+    raw = store.get_meta(EARLY_HOLD_KEY)
+    try:
+        return EARLY_HOLD if raw is None else float(raw)
+    except ValueError:
+        log.warning("meta %s == %r is not a number; using %g s", EARLY_HOLD_KEY, raw, EARLY_HOLD)
+        return EARLY_HOLD
+
+
+def _early_hold(store: Any, kind: str, early_hold: float | None) -> float:
+    if kind != "value":
+        return 0.0  # only value rows read events (their plan)
+    hold = recorded_early_hold(store) if early_hold is None else float(early_hold)
+    if not (math.isfinite(hold) and hold >= 0):
+        raise DataValidationError(f"early_hold == {early_hold!r}, must be a number >= 0.")
+    return hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +154,7 @@ def _query(
     until: float | None,
     after: ExportCursor | None,
     limit: int,
+    early_hold: float = 0.0,
 ) -> sa.Select[Any]:
     i, d = s.impressions, s.decisions
     cols = [
@@ -143,22 +177,7 @@ def _query(
         if extra in d.c:
             cols.append(d.c[extra])
     if kind == "value":  # the plan of the first conversion in the window, as trained
-        e = s.events
-        cols.append(
-            sa.select(e.c.plan)
-            .where(
-                e.c.decision_id == i.c.decision_id,
-                e.c.item_id == i.c.item_id,
-                e.c.ts >= i.c.ts - EARLY_HOLD,
-                e.c.ts <= i.c.deadline,
-                e.c.type == "conversion",
-                e.c.plan.is_not(None),
-            )
-            .order_by(e.c.ts, e.c.event_id)
-            .limit(1)
-            .scalar_subquery()
-            .label("plan")
-        )
+        cols.append(first_plan(early_hold))
     q = sa.select(*cols).select_from(i.join(d, d.c.decision_id == i.c.decision_id))
     q = q.where(i.c.kind == kind)
     if space is not None:
@@ -314,6 +333,7 @@ def iter_export(
     since: float | None = None,
     until: float | None = None,
     batch_size: int = 5_000,
+    early_hold: float | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Batches of export rows (dicts; ``_ctx`` holds the context dict), in primary-key
     order.
@@ -330,15 +350,20 @@ def iter_export(
         Epoch seconds: rows with ``since <= ts < until``.
     batch_size : int
         Rows per query; memory is bounded by it.
+    early_hold : float, optional
+        Seconds a conversion may precede its decision and still give a value row its plan;
+        default: the ``early_hold`` the value service recorded (:func:`recorded_early_hold`),
+        so the plan is the one the trainer learned.
     """
     _check(kind, since, until)
     if batch_size < 1:
         raise DataValidationError(f"batch_size == {batch_size}, must be >= 1.")
+    hold = _early_hold(store, kind, early_hold)
     lists = _CandidateLists(store, kind)
     after: ExportCursor | None = None
     while True:
         with store._tx(write=False) as conn:
-            rows = conn.execute(_query(kind, space, since, until, after, batch_size)).all()
+            rows = conn.execute(_query(kind, space, since, until, after, batch_size, hold)).all()
         if not rows:
             return
         yield [_row(r, kind, lists) for r in rows]
@@ -357,19 +382,21 @@ def export_page(
     until: float | None = None,
     cursor: str | None = None,
     limit: int = 1000,
+    early_hold: float | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of export rows (JSON-ready) and the cursor of the next (None at the end).
 
     For the admin endpoint that pages through the export: pass the returned cursor back
-    to get the next page.
+    to get the next page. ``early_hold`` as for :func:`iter_export`.
     """
     _check(kind, since, until)
     if not 1 <= limit <= 100_000:
         raise DataValidationError(f"limit == {limit}, must be in [1, 100000].")
     after = ExportCursor.decode(cursor) if cursor else None
+    hold = _early_hold(store, kind, early_hold)
     lists = _CandidateLists(store, kind)
     with store._tx(write=False) as conn:
-        rows = conn.execute(_query(kind, space, since, until, after, limit)).all()
+        rows = conn.execute(_query(kind, space, since, until, after, limit, hold)).all()
     out = []
     for r in rows:
         row = _row(r, kind, lists)
@@ -435,18 +462,21 @@ def export_parquet(
     since: float | None = None,
     until: float | None = None,
     batch_size: int = 5_000,
+    early_hold: float | None = None,
 ) -> int:
     """Write the export to a Parquet file in batches; returns the rows written.
 
     Two passes over the rows, each in bounded memory: the first finds the context keys
     and their types (so the file has one fixed schema), the second writes row groups
     with :class:`pyarrow.parquet.ParquetWriter`. The file's metadata (key
-    ``memberlab``) holds the filters, the item catalogue and ``len_list``.
+    ``memberlab``) holds the filters, the item catalogue, ``len_list`` and, for value
+    rows, the ``early_hold`` their plans were read with (see :func:`iter_export`).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    kw: dict[str, Any] = {"space": space, "since": since, "until": until}
+    hold = _early_hold(store, kind, early_hold)
+    kw: dict[str, Any] = {"space": space, "since": since, "until": until, "early_hold": hold}
     ctx_kinds, len_list, source = _first_pass(store, kind, batch_size=batch_size, **kw)
     ctx_types = {"number": pa.float64(), "list": pa.list_(pa.string()), "string": pa.string()}
     fields = [
@@ -480,6 +510,7 @@ def export_parquet(
         "candidates_source": source,
         "context_kinds": ctx_kinds,
         "len_list": len_list,
+        **({"early_hold": hold} if kind == "value" else {}),
     }
     schema = pa.schema(fields).with_metadata({"memberlab": json.dumps(meta)})
     n = 0

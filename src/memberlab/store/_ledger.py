@@ -27,6 +27,45 @@ _ICOLS = (
 _GROUP_LOCK = threading.Lock()
 
 
+def _due(rows: Sequence[Any], conversions: bool) -> list[DueImpression]:
+    """Impression rows (with ``reward``, and ``plan`` when ``conversions``) as records."""
+    return [
+        DueImpression(
+            r.decision_id,
+            r.item_id,
+            r.space,
+            r.context,
+            r.served,
+            0.0 if r.reward is None else float(r.reward),
+            r.plan if conversions else None,
+        )
+        for r in rows
+    ]
+
+
+def first_plan(early_hold: float) -> sa.Label[Any]:
+    """The plan of an impression's earliest conversion that names one, among the events
+    joined to it (times in ``[ts - early_hold, deadline]``), as a scalar subquery over
+    ``impressions``: what the trainer learns for the value objective, and what the
+    refit and the export read back."""
+    i, e = s.impressions, s.events
+    return (
+        sa.select(e.c.plan)
+        .where(
+            e.c.decision_id == i.c.decision_id,
+            e.c.item_id == i.c.item_id,
+            e.c.ts >= i.c.ts - early_hold,
+            e.c.ts <= i.c.deadline,
+            e.c.type == "conversion",
+            e.c.plan.is_not(None),
+        )
+        .order_by(e.c.ts, e.c.event_id)
+        .limit(1)
+        .scalar_subquery()
+        .label("plan")
+    )
+
+
 def _decision_rows(
     decision: DecisionRecord, impressions: Sequence[tuple[str, float | None]], window: float
 ) -> Rows:
@@ -204,16 +243,7 @@ class LedgerMixin(StoreBase):
         reward_q = sa.select(sa.func.max(sa.func.coalesce(e.c.value, 1.0))).where(*joined)
         if conversions:
             reward_q = reward_q.where(e.c.type == "click")
-        extra = []
-        if conversions:
-            extra.append(
-                sa.select(e.c.plan)
-                .where(*joined, e.c.type == "conversion", e.c.plan.is_not(None))
-                .order_by(e.c.ts, e.c.event_id)
-                .limit(1)
-                .scalar_subquery()
-                .label("plan")
-            )
+        extra = [first_plan(early_hold)] if conversions else []
         reward = reward_q.scalar_subquery()
         with self._tx(write=False) as conn:
             rows = conn.execute(
@@ -231,18 +261,7 @@ class LedgerMixin(StoreBase):
                 .order_by(i.c.deadline, i.c.decision_id, i.c.item_id)
                 .limit(limit)
             ).all()
-        return [
-            DueImpression(
-                r.decision_id,
-                r.item_id,
-                r.space,
-                r.context,
-                r.served,
-                0.0 if r.reward is None else float(r.reward),
-                r.plan if conversions else None,
-            )
-            for r in rows
-        ]
+        return _due(rows, conversions)
 
     def outcome_counts(self, kind: str, space: str = "") -> dict[str, tuple[int, int]]:
         """Closed impressions and positives per item id: ``{item: (closed, positives)}``."""
@@ -269,22 +288,39 @@ class LedgerMixin(StoreBase):
             v = conn.execute(q).scalar()
         return None if v is None else float(v)
 
-    def closed_impressions(self, kind: str, space: str = "") -> list[DueImpression]:
-        """Every impression whose feedback has been applied, in the order it closed."""
+    def closed_impressions(
+        self,
+        kind: str,
+        space: str = "",
+        *,
+        conversions: bool = False,
+        early_hold: float = 0.0,
+    ) -> list[DueImpression]:
+        """Every impression whose feedback has been applied, in the order it closed.
+
+        ``reward`` is what the trainer applied. With ``conversions=True`` (the value
+        objective) ``plan`` is the plan of the earliest conversion joined in the window
+        (events from ``early_hold`` seconds before the impression), as
+        :meth:`due_impressions` read it when the impression closed.
+        """
         i, d = s.impressions, s.decisions
+        extra = [first_plan(early_hold)] if conversions else []
         with self._tx(write=False) as conn:
             rows = conn.execute(
                 sa.select(
-                    i.c.decision_id, i.c.item_id, i.c.space, d.c.context, d.c.served, i.c.reward
+                    i.c.decision_id,
+                    i.c.item_id,
+                    i.c.space,
+                    d.c.context,
+                    d.c.served,
+                    i.c.reward,
+                    *extra,
                 )
                 .select_from(i.join(d, d.c.decision_id == i.c.decision_id))
                 .where(i.c.status == 1, i.c.kind == kind, i.c.space == space)
                 .order_by(i.c.closed_at, i.c.ts)
             ).all()
-        return [
-            DueImpression(r.decision_id, r.item_id, r.space, r.context, r.served, float(r.reward))
-            for r in rows
-        ]
+        return _due(rows, conversions)
 
     def traffic(
         self, kind: str, *, bucket: float = 60.0, limit: int = 50_000

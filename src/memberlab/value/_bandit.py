@@ -36,7 +36,7 @@ from memberlab.callouts.recommender import (
     ServedItem,
 )
 from memberlab.policy._codec import PolicyCodecMixin, decode_value, encode_value
-from memberlab.policy._seeds import check_seed, draw_seed
+from memberlab.policy._seeds import check_seed, draw_seed, new_decision_id
 from memberlab.value._member import MemberValues
 
 __all__ = ["ValueFeedback", "ValueLedger", "ValueRecommender"]
@@ -154,6 +154,11 @@ class ValueRecommender(PolicyCodecMixin):
         return self._build()
 
     @property
+    def click_model(self) -> CalloutRecommender:
+        """The underlying recommender that learns clicks (``models["click"]``)."""
+        return self._build()[CLICK]
+
+    @property
     def policy_version(self) -> int:
         """Bumped by every :meth:`update` and :meth:`refit_priors`."""
         return self._version
@@ -249,7 +254,7 @@ class ValueRecommender(PolicyCodecMixin):
             )
         items = [ServedItem(ids[j], float(ev[0, j]), slot[r], inset[r]) for r, j in enumerate(top)]
         version = self.policy_version
-        return Decision(f"v{version}-{seed:016x}", items, version, seed)
+        return Decision(new_decision_id(), items, version, seed)
 
     def decide_batch(
         self,

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -199,15 +199,22 @@ class MemberValues:
                 out[j] = 0.0 if np.isnan(v) else v
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form (what a :class:`~memberlab.value.ValueRecommender` snapshot
-        stores); :meth:`from_dict` is its inverse."""
+    #: the numeric tables, shape (n_states, n_actions) each (lower, upper may be None)
+    TABLES: ClassVar[tuple[str, ...]] = ("values", "revenue", "lower", "upper")
 
-        def arr(a: FloatArray | None) -> list[list[float | None]] | None:
-            # NaN (infeasible) as null: JSON has no NaN, and NaN != NaN would make two
-            # equal encodings compare unequal
+    def to_dict(self, *, tables: bool = True) -> dict[str, Any]:
+        """A JSON-ready form; :meth:`from_dict` is its inverse.
+
+        ``tables=False`` leaves the :attr:`TABLES` as arrays (the snapshot codec stores
+        them in its ``.npz``, not in the JSON header)."""
+
+        def arr(a: FloatArray | None) -> Any:
             if a is None:
                 return None
+            if not tables:
+                return np.asarray(a, dtype=np.float64)
+            # NaN (infeasible) as null: JSON has no NaN, and NaN != NaN would make two
+            # equal encodings compare unequal
             return [[None if np.isnan(v) else v for v in row] for row in np.asarray(a).tolist()]
 
         return {

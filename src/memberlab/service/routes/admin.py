@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import APIRouter, Query
 
-from memberlab.callouts import CalloutRecommender, Feedback
-from memberlab.service._policy import KIND
+from memberlab.callouts import RefitResult
 from memberlab.service.deps import AdminKey, Services, Svc
 from memberlab.service.routes._common import responses
 from memberlab.service.schemas import (
+    ModelRefitOut,
     PriorOut,
     RefitIn,
     RefitOut,
@@ -20,6 +22,7 @@ from memberlab.service.schemas import (
     TrainOut,
     finite_or_none,
 )
+from memberlab.value._bandit import CLICK
 
 router = APIRouter(tags=["admin"])
 _BUSY = responses(_503="The trainer lease is busy; retry.")
@@ -52,8 +55,7 @@ def train(svc: Svc, _: AdminKey) -> TrainOut:
                 f": no attribution window has closed yet (windows last {window:g} s on the "
                 f"{result.clock} clock); the next closes at {_iso(at)}, in {in_:.0f} s"
             )
-    served = KIND if svc.value is None else "value"  # the kind callout decisions are logged as
-    pending = svc.store.stats(served).pending if result.ran else 0
+    pending = svc.store.stats(svc.served_kind).pending if result.ran else 0
     return TrainOut(
         **{**result.to_dict(), "reason": reason},
         pending=pending,
@@ -64,28 +66,49 @@ def train(svc: Svc, _: AdminKey) -> TrainOut:
 
 @router.post("/priors/refit", response_model=RefitOut, responses=_BUSY)
 def refit(svc: Svc, _: AdminKey, body: RefitIn | None = None) -> RefitOut:
-    """Refit the empirical-Bayes meta-priors from the logs and retrain in hindsight."""
+    """Refit the empirical-Bayes meta-priors of the policy serving callout decisions from
+    its own closed impressions and retrain in hindsight.
+
+    Under ``--objective value`` that is the value policy: every underlying model (clicks
+    and each plan) is refitted on the impressions' clicks and the plans they converted to
+    (``models``); ``priors`` and ``n_replayed`` are the click model's.
+    """
     method = body.method if body else "deconvolved"
     store = svc.store
+    holder = svc.served
+    kind = holder.kind
+    rows = store.closed_impressions(
+        kind.name, conversions=kind.conversions, early_hold=svc.settings.early_hold
+    )
 
-    def change(rec: CalloutRecommender) -> object:
-        log_ = [
-            Feedback(d.context, d.item_id, d.reward, d.decision_id)
-            for d in store.closed_impressions(KIND)
-            if d.item_id in rec.catalog
-        ]
-        return rec.refit_priors(log_, method=method), len(log_)
+    def change(policy: Any) -> tuple[dict[str, RefitResult], int]:
+        log_ = kind.feedback(policy, rows)  # the trainer's own feedback records
+        result = policy.refit_priors(log_, method=method)
+        # a value policy refits one model per name; a clicks policy is its click model
+        per_model = dict(result) if isinstance(result, Mapping) else {CLICK: result}
+        return per_model, len(log_)
 
-    (result, n), version = svc.callouts.publish_change(change, reason="refit")
+    (results, n), version = holder.publish_change(change, reason="refit")
+
+    def priors(r: RefitResult) -> dict[str, PriorOut]:
+        return {
+            g: PriorOut(mean=finite_or_none(p.mean), var=finite_or_none(p.var))
+            for g, p in r.priors.items()
+        }
+
+    click = results[CLICK]
     return RefitOut(
         policy_version=version,
         method=method,
         n_feedback=n,
-        n_replayed=result.n_replayed,
-        priors={
-            g: PriorOut(mean=finite_or_none(p.mean), var=finite_or_none(p.var))
-            for g, p in result.priors.items()
-        },
+        n_replayed=click.n_replayed,
+        priors=priors(click),
+        models={
+            name: ModelRefitOut(n_replayed=r.n_replayed, priors=priors(r))
+            for name, r in results.items()
+        }
+        if svc.value is not None
+        else {},
     )
 
 
@@ -96,7 +119,7 @@ def traffic(
     bucket: float = Query(60.0, gt=0, le=86_400, description="Bucket width in seconds."),
 ) -> TrafficOut:
     """Callouts served per time bucket and item (the most recent 50,000 impressions)."""
-    rows = svc.store.traffic(KIND, bucket=bucket)
+    rows = svc.store.traffic(svc.served_kind, bucket=bucket)
     return TrafficOut(
         bucket=bucket,
         rows=[TrafficRow(start=finite_or_none(b), item_id=item, count=n) for b, item, n in rows],
@@ -110,12 +133,12 @@ def stats(svc: Svc, _: AdminKey) -> StatsOut:
     s = svc.store.stats()
     now, clock = svc.trainer.clock()
     at, in_ = next_window(svc, now)
-    never, _version = svc.callouts.call(lambda rec: rec.never_fired_crosses())
+    never, _version = svc.served.run_clicks(lambda rec: rec.never_fired_crosses())
     return StatsOut(
         decisions=s.decisions,
         events=s.events,
         pending=s.pending,
-        policy_version=svc.store.latest_version(KIND),
+        policy_version=svc.store.latest_version(svc.served_kind),
         closed=s.closed,
         positives=s.positives,
         clock=clock,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 from fastapi import APIRouter, Request, Response
 
@@ -11,8 +10,6 @@ from memberlab._errors import NoItemsError
 from memberlab.callouts import CalloutRecommender, Decision
 from memberlab.policy import new_seed
 from memberlab.service._experiment import LoggedCandidates, callouts_baseline, decision_candidates
-from memberlab.service._policy import KIND
-from memberlab.service._value import VALUE
 from memberlab.service.deps import Services
 from memberlab.service.routes._common import (
     hot_route,
@@ -58,12 +55,12 @@ async def decide(body: DecisionIn, svc: Services, _key: str = "") -> DecisionOut
         return rec.decide(body.context, candidates=body.candidates, k=body.k, seed=seed), cands
 
     # the value objective serves its own kind through the same holder machinery
-    holder = svc.callouts if svc.value is None else svc.value
+    holder = svc.served
     (decision, candidates), version = holder.run(run)
     client_ts = epoch(body.timestamp)
     record = DecisionRecord(
-        decision_id=uuid.uuid4().hex,
-        kind=KIND if svc.value is None else VALUE,
+        decision_id=decision.decision_id,  # the policy's (memberlab.policy.new_decision_id)
+        kind=holder.kind.name,
         space="",
         context=body.context,
         served=decision.item_ids,

@@ -79,7 +79,7 @@ def _rates(svc: Services) -> tuple[dict[str, tuple[Any, Any, Any]], int]:
         df = rec.click_rates(level=0.95)
         return {str(r.item_id): (r.mean, r.lower, r.upper) for r in df.itertuples(index=False)}
 
-    return svc.callouts.call(rates)
+    return svc.served.run_clicks(rates)
 
 
 def _item_out(
@@ -105,10 +105,12 @@ def _item_out(
 
 @router.get("", response_model=ItemsOut)
 def list_items(svc: Svc, _: AdminKey) -> ItemsOut:
-    """Every item with its posterior mean click rate and 95% interval."""
+    """Every item with its posterior mean click rate and 95% interval (the click model
+    of the policy serving callout decisions: the value policy's under ``--objective
+    value``), its closed impressions and clicks, and that policy's version."""
     rows = svc.store.list_items(kind=KIND)
     table, version = _rates(svc)
-    counts = svc.store.outcome_counts(KIND)
+    counts = svc.store.outcome_counts(svc.served_kind)
     min_obs = svc.settings.min_observations
     return ItemsOut(
         items=[_item_out(r, table, counts, min_obs) for r in rows], policy_version=version
@@ -122,13 +124,15 @@ def get_item(item_id: ItemPath, svc: Svc, _: AdminKey) -> ItemOut:
     if not rows:
         raise UnknownItemError(f"item {item_id!r} does not exist.")
     table, _version = _rates(svc)
-    return _item_out(rows[0], table, svc.store.outcome_counts(KIND), svc.settings.min_observations)
+    counts = svc.store.outcome_counts(svc.served_kind)
+    return _item_out(rows[0], table, counts, svc.settings.min_observations)
 
 
 @rates_router.post("/rates", response_model=RatesOut)
 def click_rates(body: RatesIn, svc: Svc, _: AdminKey) -> RatesOut:
     """Posterior click rate of every active item for one shopper context, with an
-    equal-tailed credible interval at ``level`` (no exploration noise)."""
+    equal-tailed credible interval at ``level`` (no exploration noise), from the click
+    model of the policy serving callout decisions."""
 
     def rates(rec: CalloutRecommender) -> list[RateOut]:
         if not rec.catalog.active_ids():
@@ -144,5 +148,5 @@ def click_rates(body: RatesIn, svc: Svc, _: AdminKey) -> RatesOut:
             for r in df.itertuples(index=False)
         ]
 
-    out, version = svc.callouts.call(rates)
+    out, version = svc.served.run_clicks(rates)
     return RatesOut(context=body.context, level=body.level, items=out, policy_version=version)

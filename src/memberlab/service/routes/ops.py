@@ -7,7 +7,6 @@ import os
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
-from memberlab.service._policy import KIND
 from memberlab.service.deps import Services, Svc
 from memberlab.service.schemas import HealthOut
 
@@ -18,13 +17,14 @@ router = APIRouter(tags=["ops"])
 def healthz(svc: Svc) -> HealthOut:
     """Liveness and readiness: the database answers.
 
-    ``policy_version`` is the newest snapshot in the database, ``serving_version``
+    ``policy_version`` is the newest snapshot in the database of the policy serving
+    callout decisions (the value policy under ``--objective value``), ``serving_version``
     the one this process serves from, ``pid`` the process (for multi-worker checks).
     """
-    _, serving = svc.callouts.current()
+    _, serving = svc.served.current()
     return HealthOut(
         status="ok",
-        policy_version=svc.store.latest_version(KIND),
+        policy_version=svc.store.latest_version(svc.served_kind),
         serving_version=serving,
         pid=os.getpid(),
     )
@@ -36,6 +36,9 @@ def metrics_text(svc: Services, request_metrics: str = "") -> str:
     s = svc.store.stats(now=now)
     last = svc.trainer.last_result
     nxt = svc.store.next_deadline()
+    # the policy serving callout decisions (the value policy under --objective value)
+    version = svc.store.latest_version(svc.served_kind)
+    serving = svc.served.version_of("")
     lines = [
         ("memberlab_decisions_total", "counter", "Decisions logged.", s.decisions),
         ("memberlab_events_total", "counter", "Events acknowledged.", s.events),
@@ -53,8 +56,8 @@ def metrics_text(svc: Services, request_metrics: str = "") -> str:
             "Seconds until the earliest open attribution window closes (-1: none open).",
             -1.0 if nxt is None else max(0.0, nxt - now),
         ),
-        ("memberlab_policy_version", "gauge", "Newest callout snapshot.", s.policy_version),
-        ("memberlab_serving_policy_version", "gauge", "Version served here.", svc.callouts.version),
+        ("memberlab_policy_version", "gauge", "Newest callout snapshot.", version),
+        ("memberlab_serving_policy_version", "gauge", "Version served here.", serving),
         (
             "memberlab_trainer_last_step_seconds",
             "gauge",
