@@ -57,6 +57,7 @@ from memberlab.callouts.features import (
     context_key,
 )
 from memberlab.policy import (
+    SEED_BOUND,
     PolicyCodecMixin,
     check_exploration,
     check_seed,
@@ -188,7 +189,7 @@ class _Block:
     item_ids: list[str]
     base: FloatArray  # (n,) mean score
     chol: FloatArray  # (n, n) lower Cholesky factor of the score covariance
-    score_var: FloatArray  # (n,) diagonal of the covariance
+    score_var: FloatArray  # (n,) diagonal of the covariance (a view; blocks are read-only)
 
 
 class CalloutRecommender(PolicyCodecMixin):
@@ -493,28 +494,37 @@ class CalloutRecommender(PolicyCodecMixin):
         cached per candidate set, so a block for a context never seen before is a sum of
         a few cached arrays and one small Cholesky factorisation.
         """
-        self._sync_catalog()
+        if self.catalog.version != self._catalog_seen:
+            self._sync_catalog()
         enc = self._features.encode(context)
         # Blocks are dropped whenever the catalog or the posterior changes, so a cached
         # block's candidate list was validated against the current catalog.
-        ckey = None if candidates is None else tuple(candidates)
-        bkey = (enc, ckey)
+        bkey = (enc, None if candidates is None else tuple(candidates))
         block = self._blocks.get(bkey)
-        if block is not None:
-            return block
-        shape = self._cand_shape(ckey, candidates)
+        if block is None:
+            block = self._new_block(bkey, candidates)
+        return block
+
+    def _new_block(self, bkey: tuple[Any, Any], candidates: Sequence[str] | None) -> _Block:
+        """Build and cache the block of an encoded context (see :meth:`_block`)."""
+        enc, ckey = bkey
+        shape = self._shapes.get(ckey)
+        if shape is None:
+            shape = self._cand_shape(ckey, candidates)
         n = len(shape.ids)
         if n == 0:
             block = _Block([], np.zeros(0), np.zeros((0, 0)), np.zeros(0))
         else:
-            get, part = shape.fields.get, self._field_part
-            parts = [shape.own]
+            # Left to right, as np.add.reduce over the stacked parts sums them (the same
+            # bits), without stacking them first.
+            get = shape.fields.get
+            total = shape.own
             for f in enc:
                 hit = get(f)
-                parts.append(part(shape, f) if hit is None else hit)
-            total = np.add.reduce(parts) if len(parts) > 1 else parts[0]
-            cov = total[n:].reshape(n, n)
-            block = _Block(shape.ids, total[:n], _cholesky(cov), total[n :: n + 1].copy())
+                if hit is None:
+                    hit = self._field_part(shape, f)
+                total = total + hit if total is shape.own else np.add(total, hit, out=total)
+            block = _Block(shape.ids, total[:n], _cholesky(total[n:].reshape(n, n)), total[n :: n + 1])
         if len(self._blocks) > _MAX_CACHE:
             self._blocks.clear()
         self._blocks[bkey] = block
@@ -597,22 +607,36 @@ class CalloutRecommender(PolicyCodecMixin):
     # ------------------------------------------------------------------ serving
     def _seed(self, seed: int | None, rng: RNGLike) -> int:
         if seed is not None:
-            return check_seed(seed)
-        return draw_seed(self._rng if rng is None else rng)
+            return seed if type(seed) is int and 0 <= seed < SEED_BOUND else check_seed(seed)
+        if rng is None:
+            bitgen = self._rng.bit_generator
+            if type(bitgen) is np.random.PCG64:
+                # What draw_seed's Generator.integers(0, 2**63) returns for a PCG64, a
+                # tenth of its cost: Lemire's bounded draw on a power-of-two range is
+                # the top 63 bits of one 64-bit output (tests/callouts pin the equality).
+                return int(bitgen.random_raw()) >> 1
+            return draw_seed(self._rng)
+        return draw_seed(rng)
 
     def _reseed(self, seed: int) -> np.random.Generator:
-        state = (seed * _SEED_MULT + _SEED_ADD) & _MASK128
+        """This thread's decision generator, set to the state of ``seed`` (a bijection of
+        the seed; the state dictionary is reused: this runs once per decision)."""
         local = self._local
-        if not hasattr(local, "bitgen"):
-            local.bitgen = np.random.PCG64(0)
-            local.gen = np.random.Generator(local.bitgen)
-        local.bitgen.state = {
-            "bit_generator": "PCG64",
-            "state": {"state": state, "inc": _PCG_INC},
-            "has_uint32": 0,
-            "uinteger": 0,
-        }
-        return local.gen
+        try:
+            bitgen, gen, st = local.pcg
+        except AttributeError:
+            bitgen = np.random.PCG64(0)
+            gen = np.random.Generator(bitgen)
+            st = {
+                "bit_generator": "PCG64",
+                "state": {"state": 0, "inc": _PCG_INC},
+                "has_uint32": 0,
+                "uinteger": 0,
+            }
+            local.pcg = bitgen, gen, st
+        st["state"]["state"] = (seed * _SEED_MULT + _SEED_ADD) & _MASK128
+        bitgen.state = st
+        return gen
 
     def decide(
         self,
@@ -643,7 +667,7 @@ class CalloutRecommender(PolicyCodecMixin):
         with_propensity : bool
             Estimate each served item's propensity from ``propensity_draws`` draws.
         """
-        if not isinstance(context, Mapping):
+        if type(context) is not dict and not isinstance(context, Mapping):
             raise DataValidationError(f"context must be a dict, got {type(context).__name__}.")
         block = self._block(context, candidates)
         n = len(block.item_ids)
@@ -655,11 +679,11 @@ class CalloutRecommender(PolicyCodecMixin):
             )
         seed = self._seed(seed, rng)
         gen = self._reseed(seed)
-        e = self.exploration
-        if e == 1:
-            scores = block.base + block.chol @ gen.standard_normal(n)
-        else:
-            scores = block.base + e * (block.chol @ gen.standard_normal(n))
+        # base + e * (L z), summed in this order (replays of logged seeds are bit-exact)
+        scores = block.chol @ gen.standard_normal(n)
+        if self.exploration != 1:
+            scores *= self.exploration
+        scores += block.base
         if k == 1 and not with_propensity:
             j = int(scores.argmax())
             served = [ServedItem(block.item_ids[j], float(scores[j]), None, None)]
@@ -679,12 +703,29 @@ class CalloutRecommender(PolicyCodecMixin):
         ]
         return Decision(new_decision_id(), items, self._version, seed)
 
+    def _draw_buffers(self, d: int, n: int) -> tuple[FloatArray, FloatArray]:
+        """This thread's (d, n) buffers for the propensity draws and their scores."""
+        local = self._local
+        try:
+            bufs = local.bufs
+        except AttributeError:
+            bufs = local.bufs = {}
+        hit = bufs.get((d, n))
+        if hit is None:
+            if len(bufs) > 8:
+                bufs.clear()
+            hit = bufs[(d, n)] = (np.empty((d, n)), np.empty((d, n)))
+        return hit  # type: ignore[no-any-return]
+
     def _propensities(
         self, block: _Block, top: IntArray, gen: np.random.Generator
     ) -> tuple[list[float], list[float]]:
         d = int(self.propensity_draws)
         k = top.shape[0]
-        S = gen.standard_normal((d, block.base.shape[0])) @ block.chol.T
+        n = block.base.shape[0]
+        Z, S = self._draw_buffers(d, n)
+        gen.standard_normal(out=Z)  # the values of standard_normal((d, n))
+        np.matmul(Z, block.chol.T, out=S)
         if self.exploration != 1:
             S *= self.exploration
         S += block.base
@@ -693,7 +734,6 @@ class CalloutRecommender(PolicyCodecMixin):
         if k == 1:
             p = (float(np.count_nonzero(S.argmax(axis=1) == top[0])) + 1.0) / (d + 1)
             return [p], [p]
-        n = S.shape[1]
         if k < n:
             part = np.argpartition(-S, k - 1, axis=1)[:, :k]
         else:
