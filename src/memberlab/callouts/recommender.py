@@ -33,6 +33,7 @@ import logging
 import math
 import threading
 import zipfile
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -147,6 +148,35 @@ class Decision:
     def propensities(self) -> list[float | None]:
         """Slot propensity of each served item (``None`` when not requested)."""
         return [s.propensity for s in self.items]
+
+
+def _slot_setter(cls: type, *names: str) -> Any:
+    """A constructor of a frozen slotted dataclass that sets its slots directly.
+
+    The generated ``__init__`` of a frozen dataclass goes through ``object.__setattr__``
+    per field, about twice the cost of the slots' own descriptors; a decision builds
+    two such records, so serving uses these (equal records; tests/callouts check that
+    they set every field).
+    """
+    new = object.__new__
+    setters = [cls.__dict__[name].__set__ for name in names]
+    if len(setters) != 4:
+        raise TypeError(f"{cls.__name__}: expected 4 fields, got {names}.")
+    s0, s1, s2, s3 = setters
+
+    def make(a: Any, b: Any, c: Any, d: Any) -> Any:
+        obj = new(cls)
+        s0(obj, a)
+        s1(obj, b)
+        s2(obj, c)
+        s3(obj, d)
+        return obj
+
+    return make
+
+
+_served = _slot_setter(ServedItem, "item_id", "score", "propensity", "set_propensity")
+_decision = _slot_setter(Decision, "decision_id", "items", "policy_version", "seed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +338,7 @@ class CalloutRecommender(PolicyCodecMixin):
         self._catalog_seen = -1
         self._row_cache: dict[tuple[Any, str], IntArray] = {}
         self._shapes: dict[tuple[str, ...] | None, _Shape] = {}
-        self._blocks: dict[tuple[Any, Any], _Block] = {}
+        self._blocks: OrderedDict[tuple[Any, Any], _Block] = OrderedDict()
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
@@ -525,9 +555,16 @@ class CalloutRecommender(PolicyCodecMixin):
                     hit = self._field_part(shape, f)
                 total = total + hit if total is shape.own else np.add(total, hit, out=total)
             block = _Block(shape.ids, total[:n], _cholesky(total[n:].reshape(n, n)), total[n :: n + 1])
-        if len(self._blocks) > _MAX_CACHE:
-            self._blocks.clear()
-        self._blocks[bkey] = block
+        blocks = self._blocks
+        if len(blocks) >= _MAX_CACHE:
+            # Oldest first, one at a time: the freed arrays are the next block's memory.
+            # Dropping all 4,096 at once returned their pages to the allocator and cost
+            # about as much as building the blocks (page faults on the next 4,096).
+            try:
+                blocks.popitem(last=False)
+            except KeyError:  # another thread emptied it
+                pass
+        blocks[bkey] = block
         return block
 
     def _moments(self, group: str, value: str) -> tuple[float, float]:
@@ -686,8 +723,8 @@ class CalloutRecommender(PolicyCodecMixin):
         scores += block.base
         if k == 1 and not with_propensity:
             j = int(scores.argmax())
-            served = [ServedItem(block.item_ids[j], float(scores[j]), None, None)]
-            return Decision(new_decision_id(), served, self._version, seed)
+            served = [_served(block.item_ids[j], float(scores[j]), None, None)]
+            return _decision(new_decision_id(), served, self._version, seed)  # type: ignore[no-any-return]
         if k == 1:
             top = np.array([int(np.argmax(scores))])
         else:
@@ -698,10 +735,10 @@ class CalloutRecommender(PolicyCodecMixin):
         if with_propensity:
             slot_p, set_p = self._propensities(block, top, gen)  # type: ignore[assignment]
         items = [
-            ServedItem(block.item_ids[j], float(scores[j]), slot_p[r], set_p[r])
+            _served(block.item_ids[j], float(scores[j]), slot_p[r], set_p[r])
             for r, j in enumerate(top.tolist())
         ]
-        return Decision(new_decision_id(), items, self._version, seed)
+        return _decision(new_decision_id(), items, self._version, seed)  # type: ignore[no-any-return]
 
     def _draw_buffers(self, d: int, n: int) -> tuple[FloatArray, FloatArray]:
         """This thread's (d, n) buffers for the propensity draws and their scores."""
@@ -1085,18 +1122,19 @@ class _Shape:
 def _cholesky(cov: FloatArray) -> FloatArray:
     """Lower Cholesky factor, with a little jitter when ``cov`` is singular.
 
-    LAPACK's ``dpotrf`` directly: numpy's wrapper costs about three times as much on
-    the 20 x 20 matrices a decision factorises (same factor to the bit).
+    LAPACK's ``dpotrf`` directly, with positional arguments (``lower=1``; ``clean``
+    defaults to 1, zeroing the upper triangle): numpy's wrapper costs about three times
+    as much on the 20 x 20 matrices a decision factorises (same factor to the bit).
     """
-    n = cov.shape[0]
-    L, info = _potrf(cov, lower=1, clean=1)
+    L, info = _potrf(cov, 1)
     if info == 0:
-        return np.asarray(L, dtype=np.float64)
+        return L  # type: ignore[no-any-return]
+    n = cov.shape[0]
     scale = float(np.max(np.diag(cov))) if n else 1.0
     for jitter in (1e-12, 1e-9, 1e-6):
-        L, info = _potrf(cov + (jitter * scale) * np.eye(n), lower=1, clean=1)
+        L, info = _potrf(cov + (jitter * scale) * np.eye(n), 1)
         if info == 0:
-            return np.asarray(L, dtype=np.float64)
+            return L  # type: ignore[no-any-return]
     w, v = np.linalg.eigh(cov)
     return np.asarray(v * np.sqrt(np.clip(w, 0.0, None)), dtype=np.float64)
 
