@@ -35,7 +35,7 @@ import threading
 import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -55,6 +55,7 @@ from memberlab.callouts.features import (
     ITEM_GROUP,
     CalloutFeatures,
     ContextCode,
+    Field,
     context_key,
 )
 from memberlab.policy import (
@@ -150,19 +151,19 @@ class Decision:
         return [s.propensity for s in self.items]
 
 
-def _slot_setter(cls: type, *names: str) -> Any:
-    """A constructor of a frozen slotted dataclass that sets its slots directly.
+def _slot_setter(cls: type) -> Any:
+    """A constructor of a frozen slotted 4-field dataclass that sets its slots directly.
 
     The generated ``__init__`` of a frozen dataclass goes through ``object.__setattr__``
     per field, about twice the cost of the slots' own descriptors; a decision builds
-    two such records, so serving uses these (equal records; tests/callouts check that
-    they set every field).
+    two such records, so serving builds them with this (equal records, every field set,
+    positional arguments in field order).
     """
+    names = [f.name for f in fields(cls)]
+    if len(names) != 4:
+        raise TypeError(f"{cls.__name__} has fields {names}; _slot_setter builds 4.")
     new = object.__new__
-    setters = [cls.__dict__[name].__set__ for name in names]
-    if len(setters) != 4:
-        raise TypeError(f"{cls.__name__}: expected 4 fields, got {names}.")
-    s0, s1, s2, s3 = setters
+    s0, s1, s2, s3 = (cls.__dict__[name].__set__ for name in names)
 
     def make(a: Any, b: Any, c: Any, d: Any) -> Any:
         obj = new(cls)
@@ -175,8 +176,8 @@ def _slot_setter(cls: type, *names: str) -> Any:
     return make
 
 
-_served = _slot_setter(ServedItem, "item_id", "score", "propensity", "set_propensity")
-_decision = _slot_setter(Decision, "decision_id", "items", "policy_version", "seed")
+_served = _slot_setter(ServedItem)  # (item_id, score, propensity, set_propensity)
+_decision = _slot_setter(Decision)  # (decision_id, items, policy_version, seed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,16 +546,14 @@ class CalloutRecommender(PolicyCodecMixin):
         if n == 0:
             block = _Block([], np.zeros(0), np.zeros((0, 0)), np.zeros(0))
         else:
-            # Left to right, as np.add.reduce over the stacked parts sums them (the same
-            # bits), without stacking them first.
-            get = shape.fields.get
-            total = shape.own
-            for f in enc:
-                hit = get(f)
-                if hit is None:
-                    hit = self._field_part(shape, f)
-                total = total + hit if total is shape.own else np.add(total, hit, out=total)
-            block = _Block(shape.ids, total[:n], _cholesky(total[n:].reshape(n, n)), total[n :: n + 1])
+            total = self._block_sum(shape, enc)
+            # The covariance is packed transposed, so this view is the covariance in
+            # Fortran order: LAPACK factorises it in place, without copying it (the
+            # factor is the same to the bit as that of a copy).
+            L, info = _potrf(total[2 * n :].reshape(n, n).T, 1, 1, 1)
+            if info != 0:  # singular: _cholesky adds jitter to a fresh sum
+                L = _cholesky(self._block_sum(shape, enc)[2 * n :].reshape(n, n).T)
+            block = _Block(shape.ids, total[:n], L, total[n : 2 * n])
         blocks = self._blocks
         if len(blocks) >= _MAX_CACHE:
             # Oldest first, one at a time: the freed arrays are the next block's memory.
@@ -566,6 +565,19 @@ class CalloutRecommender(PolicyCodecMixin):
                 pass
         blocks[bkey] = block
         return block
+
+    def _block_sum(self, shape: _Shape, enc: tuple[Field, ...]) -> FloatArray:
+        """A new array: the candidates' own part plus the part of each context field,
+        added left to right (as ``np.add.reduce`` over the stacked parts adds them, to
+        the same bits, without stacking them first)."""
+        get = shape.fields.get
+        total: FloatArray | None = None
+        for f in enc:
+            hit = get(f)
+            if hit is None:
+                hit = self._field_part(shape, f)
+            total = shape.own + hit if total is None else np.add(total, hit, out=total)
+        return shape.own.copy() if total is None else total
 
     def _moments(self, group: str, value: str) -> tuple[float, float]:
         """Posterior mean and variance of a feature; its group's prior when it is not
@@ -600,7 +612,7 @@ class CalloutRecommender(PolicyCodecMixin):
         A = np.zeros((n, len(atoms)))
         for r, row in enumerate(atom_rows):
             A[r, row] = 1.0
-        shape = _Shape(ids, np.concatenate([mean, cov.ravel()]), list(atoms), A, {}, {})
+        shape = _Shape(ids, _pack(mean, cov), list(atoms), A, {}, {})
         if len(self._shapes) > 64:
             self._shapes.clear()
         self._shapes[ckey] = shape
@@ -635,7 +647,7 @@ class CalloutRecommender(PolicyCodecMixin):
         A = shape.support
         mean = A @ mom[:, 0] + m0
         cov = (A * mom[:, 1]) @ A.T + v0
-        hit = np.concatenate([mean, cov.ravel()])
+        hit = _pack(mean, cov)
         if len(shape.parts) > 16 * _MAX_CACHE:
             shape.parts.clear()
         shape.parts[(ck, x)] = hit
@@ -1112,11 +1124,18 @@ class _Shape:
     """The context-free part of the blocks of one candidate set (see ``_block``)."""
 
     ids: list[str]
-    own: FloatArray  # (n + n*n,) bias + own features: mean scores, then covariance
+    own: FloatArray  # (2n + n*n,) bias + own features, packed by ``_pack``
     atoms: list[tuple[str, str]]  # distinct crossable (attribute, value) of the candidates
     support: FloatArray  # (n, len(atoms)) 1 where a candidate has the attribute value
     parts: dict[tuple[str, str], FloatArray]  # per context value, packed like ``own``
     fields: dict[tuple[str, tuple[str, ...]], FloatArray]  # per field: its values' sum
+
+
+def _pack(mean: FloatArray, cov: FloatArray) -> FloatArray:
+    """Mean scores, the covariance's diagonal, then the covariance transposed, in one
+    array: parts add elementwise, the sum's diagonal is the score variances, and its
+    last ``n * n`` entries are the covariance in Fortran order, as LAPACK takes it."""
+    return np.concatenate([mean, np.diagonal(cov), cov.T.ravel()])
 
 
 def _cholesky(cov: FloatArray) -> FloatArray:
