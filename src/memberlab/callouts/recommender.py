@@ -729,7 +729,7 @@ class CalloutRecommender(PolicyCodecMixin):
         seed = self._seed(seed, rng)
         gen = self._reseed(seed)
         # base + e * (L z), summed in this order (replays of logged seeds are bit-exact)
-        scores = block.chol @ gen.standard_normal(n)
+        scores = np.dot(block.chol, gen.standard_normal(n))
         if self.exploration != 1:
             scores *= self.exploration
         scores += block.base
