@@ -43,7 +43,7 @@ def _catalog(n: int, rng: np.random.Generator) -> Catalog:
 
 def _context(rng: np.random.Generator) -> dict[str, Any]:
     ctx: dict[str, Any] = {
-        "page": str(rng.choice(PAGES + ["never-seen"])),
+        "page": str(rng.choice([*PAGES, "never-seen"])),
         "member": bool(rng.random() < 0.5),
         "age": float(rng.integers(15, 90)),
     }

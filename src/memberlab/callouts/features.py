@@ -183,7 +183,8 @@ class CalloutFeatures:
         except TypeError:  # keys of mixed types
             pairs = sorted(context.items(), key=lambda kv: str(kv[0]))
         get = self._fields.get
-        out = []
+        out: list[Field] = []
+        hit: Any
         for k, v in pairs:
             t = type(v)
             try:

@@ -26,6 +26,7 @@ model. Featurisation lives in :class:`memberlab.callouts.features.CalloutFeature
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import io
 import json
@@ -166,7 +167,7 @@ def _slot_setter(cls: type) -> Any:
     s0, s1, s2, s3 = (cls.__dict__[name].__set__ for name in names)
 
     def make(a: Any, b: Any, c: Any, d: Any) -> Any:
-        obj = new(cls)
+        obj: Any = new(cls)
         s0(obj, a)
         s1(obj, b)
         s2(obj, c)
@@ -559,10 +560,8 @@ class CalloutRecommender(PolicyCodecMixin):
             # Oldest first, one at a time: the freed arrays are the next block's memory.
             # Dropping all 4,096 at once returned their pages to the allocator and cost
             # about as much as building the blocks (page faults on the next 4,096).
-            try:
+            with contextlib.suppress(KeyError):  # another thread emptied it
                 blocks.popitem(last=False)
-            except KeyError:  # another thread emptied it
-                pass
         blocks[bkey] = block
         return block
 
@@ -736,7 +735,7 @@ class CalloutRecommender(PolicyCodecMixin):
         if k == 1 and not with_propensity:
             j = int(scores.argmax())
             served = [_served(block.item_ids[j], float(scores[j]), None, None)]
-            return _decision(new_decision_id(), served, self._version, seed)  # type: ignore[no-any-return]
+            return _decision(new_decision_id(), served, self._version, seed)
         if k == 1:
             top = np.array([int(np.argmax(scores))])
         else:
@@ -750,7 +749,7 @@ class CalloutRecommender(PolicyCodecMixin):
             _served(block.item_ids[j], float(scores[j]), slot_p[r], set_p[r])
             for r, j in enumerate(top.tolist())
         ]
-        return _decision(new_decision_id(), items, self._version, seed)  # type: ignore[no-any-return]
+        return _decision(new_decision_id(), items, self._version, seed)
 
     def _draw_buffers(self, d: int, n: int) -> tuple[FloatArray, FloatArray]:
         """This thread's (d, n) buffers for the propensity draws and their scores."""
@@ -764,7 +763,7 @@ class CalloutRecommender(PolicyCodecMixin):
             if len(bufs) > 8:
                 bufs.clear()
             hit = bufs[(d, n)] = (np.empty((d, n)), np.empty((d, n)))
-        return hit  # type: ignore[no-any-return]
+        return hit
 
     def _propensities(
         self, block: _Block, top: IntArray, gen: np.random.Generator
@@ -1147,13 +1146,13 @@ def _cholesky(cov: FloatArray) -> FloatArray:
     """
     L, info = _potrf(cov, 1)
     if info == 0:
-        return L  # type: ignore[no-any-return]
+        return L
     n = cov.shape[0]
     scale = float(np.max(np.diag(cov))) if n else 1.0
     for jitter in (1e-12, 1e-9, 1e-6):
         L, info = _potrf(cov + (jitter * scale) * np.eye(n), 1)
         if info == 0:
-            return L  # type: ignore[no-any-return]
+            return L
     w, v = np.linalg.eigh(cov)
     return np.asarray(v * np.sqrt(np.clip(w, 0.0, None)), dtype=np.float64)
 
