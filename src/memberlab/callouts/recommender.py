@@ -9,9 +9,12 @@ probit ADF of :mod:`memberlab.bayes.probit`.
 Serving cost. For one context and one candidate set the scores of the candidates under
 a posterior draw are jointly Gaussian, ``N(X mean, X diag(var) X^T)``; the recommender
 caches the mean vector and a Cholesky factor ``L`` of that covariance per context (until
-the next update), so one Thompson draw is ``n_candidates`` normals and one small matrix
-product, however many features there are. This is exactly the distribution of the scores
-under a weight draw, not an approximation.
+the next update; the 4,096 most recent contexts, oldest dropped first), so one Thompson
+draw is ``n_candidates`` normals and one small matrix product, however many features
+there are. This is exactly the distribution of the scores under a weight draw, not an
+approximation. A context not cached sums cached parts (per candidate set and per context
+field) and factorises the sum in place. What a seed returns does not depend on what is
+cached: the same sum, in the same order, to the bit.
 
 Reproducibility. Every decision has a seed in ``[0, 2**63)`` (``seed=``, or drawn from
 ``rng``, or from the recommender's own generator; see :mod:`memberlab.policy`) and all of
