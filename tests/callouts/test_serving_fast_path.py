@@ -229,3 +229,37 @@ def test_threads_deciding_at_once_get_the_sequential_decisions() -> None:
         th.join()
     for t in range(4):
         assert out[t] == expected[t::4]
+
+
+def test_singular_covariance_takes_the_jitter_path_with_the_plain_moments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Items with identical features and no id feature have identical score rows, so
+    the covariance is singular: the in-place factorisation fails, the block is rebuilt
+    from a fresh sum with jitter, and its mean, variances and factor still match the
+    plain computation."""
+    cat = Catalog.from_records(
+        [{"item_id": f"i{j}", "benefit": "video" if j < 3 else "music"} for j in range(5)]
+    )
+    rec = CalloutRecommender(catalog=cat, item_feature=False, rng=0)
+    rec.update([Feedback({"page": "home"}, "i0", 1.0), Feedback({"page": "home"}, "i4", 0.0)])
+    ctx = {"page": "home", "member": True}
+    ids = cat.active_ids()
+    base, cov = _plain_moments(rec, ctx, ids)
+    assert np.linalg.matrix_rank(cov) < len(ids)
+    jittered: list[int] = []
+    plain_cholesky = recommender_module._cholesky
+
+    def counting(c: np.ndarray) -> np.ndarray:
+        jittered.append(1)
+        return plain_cholesky(c)
+
+    monkeypatch.setattr(recommender_module, "_cholesky", counting)
+    block = rec._block(ctx, None)
+    assert jittered == [1]
+    np.testing.assert_allclose(block.base, base, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(block.score_var, np.diag(cov), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(block.chol @ block.chol.T, cov, rtol=0, atol=1e-8)
+    d = rec.decide(ctx, seed=3, k=2)
+    assert rec.decide(ctx, seed=3, k=2) == d
+    assert all(0 < p <= 1 for p in d.propensities)  # type: ignore[operator]
