@@ -37,7 +37,9 @@ __all__ = ["BIAS_GROUP", "ITEM_GROUP", "CalloutFeatures", "ContextCode", "numeri
 BIAS_GROUP = "bias"
 ITEM_GROUP = "item"
 _MAX_CACHE = 4096
+_MISS = object()  # cache-miss sentinel (a field without values is cached as None)
 Key = tuple[str, str]
+Field = tuple[str, tuple[str, ...]]  # one encoded context field: (key, values)
 
 
 def numeric_bucket(x: float) -> str:
@@ -113,7 +115,7 @@ class CalloutFeatures:
         self._items: dict[str, list[Key]] = {}
         self._attrs: dict[str, list[tuple[str, list[str]]]] = {}
         self._ctx: dict[Any, ContextCode] = {}
-        self._fields: dict[Any, tuple[str, ...]] = {}
+        self._fields: dict[Any, Field | None] = {}
         self._rows: dict[tuple[Any, str], list[Key]] = {}
         self._atoms: dict[str, list[tuple[str, str]]] = {}
         self._allowed = None if self.crosses is None else set(self.crosses)
@@ -150,35 +152,50 @@ class CalloutFeatures:
             return [_bucket_label(x, edges) if edges else numeric_bucket(x)]
         return [str(v)]
 
-    def _field(self, key: Any, v: Any) -> tuple[str, ...]:
-        """Encoded values of one context field, cached by (key, type, value): a fresh
-        context made of familiar fields costs one dictionary lookup per field."""
+    def _field(self, key: Any, v: Any) -> Field | None:
+        """The encoded field ``(str(key), values)`` of one context entry (None when it
+        has no values), cached by (key, type, value): a fresh context made of familiar
+        fields costs one dictionary lookup per field."""
         t = type(v)
         fk: Any = (key, t, tuple(v)) if t is list else (key, t, v)
         try:
-            hit = self._fields.get(fk)
+            hit = self._fields.get(fk, _MISS)
         except TypeError:  # unhashable (a dict, a list of lists): not cached
-            fk, hit = None, None
-        if hit is None:
-            hit = tuple(self._values(str(key), v))
+            fk, hit = None, _MISS
+        if hit is _MISS:
+            vals = tuple(self._values(str(key), v))
+            hit = (str(key), vals) if vals else None
             if fk is not None:
                 if len(self._fields) > 16 * _MAX_CACHE:
                     self._fields.clear()
                 self._fields[fk] = hit
-        return hit
+        return hit  # type: ignore[return-value]
 
-    def encode(self, context: Mapping[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    def encode(self, context: Mapping[str, Any]) -> tuple[Field, ...]:
         """The encoded context: ``(key, values)`` of each key with values, sorted by key.
 
         Equal encodings share every downstream cache (rows, serving blocks), so raw
-        values in one numeric bucket are one context to them.
+        values in one numeric bucket are one context to them. The loop inlines the
+        cache hit of :meth:`_field`: this runs once per decision.
         """
         try:
             pairs = sorted(context.items())
         except TypeError:  # keys of mixed types
             pairs = sorted(context.items(), key=lambda kv: str(kv[0]))
-        field = self._field
-        return tuple((str(k), vals) for k, v in pairs if (vals := field(k, v)))
+        get = self._fields.get
+        out: list[Field] = []
+        hit: Any
+        for k, v in pairs:
+            t = type(v)
+            try:
+                hit = get((k, t, tuple(v)) if t is list else (k, t, v), _MISS)
+            except TypeError:  # unhashable: _field encodes it uncached
+                hit = _MISS
+            if hit is _MISS:
+                hit = self._field(k, v)
+            if hit is not None:
+                out.append(hit)
+        return tuple(out)
 
     def context(self, context: Mapping[str, Any]) -> ContextCode:
         """The encoding of one context (cached per field and per encoded context)."""

@@ -9,9 +9,12 @@ probit ADF of :mod:`memberlab.bayes.probit`.
 Serving cost. For one context and one candidate set the scores of the candidates under
 a posterior draw are jointly Gaussian, ``N(X mean, X diag(var) X^T)``; the recommender
 caches the mean vector and a Cholesky factor ``L`` of that covariance per context (until
-the next update), so one Thompson draw is ``n_candidates`` normals and one small matrix
-product, however many features there are. This is exactly the distribution of the scores
-under a weight draw, not an approximation.
+the next update; the 4,096 most recent contexts, oldest dropped first), so one Thompson
+draw is ``n_candidates`` normals and one small matrix product, however many features
+there are. This is exactly the distribution of the scores under a weight draw, not an
+approximation. A context not cached sums cached parts (per candidate set and per context
+field) and factorises the sum in place. What a seed returns does not depend on what is
+cached: the same sum, in the same order, to the bit.
 
 Reproducibility. Every decision has a seed in ``[0, 2**63)`` (``seed=``, or drawn from
 ``rng``, or from the recommender's own generator; see :mod:`memberlab.policy`) and all of
@@ -26,6 +29,7 @@ model. Featurisation lives in :class:`memberlab.callouts.features.CalloutFeature
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import io
 import json
@@ -33,8 +37,9 @@ import logging
 import math
 import threading
 import zipfile
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -54,9 +59,11 @@ from memberlab.callouts.features import (
     ITEM_GROUP,
     CalloutFeatures,
     ContextCode,
+    Field,
     context_key,
 )
 from memberlab.policy import (
+    SEED_BOUND,
     PolicyCodecMixin,
     check_exploration,
     check_seed,
@@ -148,6 +155,35 @@ class Decision:
         return [s.propensity for s in self.items]
 
 
+def _slot_setter(cls: type) -> Any:
+    """A constructor of a frozen slotted 4-field dataclass that sets its slots directly.
+
+    The generated ``__init__`` of a frozen dataclass goes through ``object.__setattr__``
+    per field, about twice the cost of the slots' own descriptors; a decision builds
+    two such records, so serving builds them with this (equal records, every field set,
+    positional arguments in field order).
+    """
+    names = [f.name for f in fields(cls)]
+    if len(names) != 4:
+        raise TypeError(f"{cls.__name__} has fields {names}; _slot_setter builds 4.")
+    new = object.__new__
+    s0, s1, s2, s3 = (cls.__dict__[name].__set__ for name in names)
+
+    def make(a: Any, b: Any, c: Any, d: Any) -> Any:
+        obj: Any = new(cls)
+        s0(obj, a)
+        s1(obj, b)
+        s2(obj, c)
+        s3(obj, d)
+        return obj
+
+    return make
+
+
+_served = _slot_setter(ServedItem)  # (item_id, score, propensity, set_propensity)
+_decision = _slot_setter(Decision)  # (decision_id, items, policy_version, seed)
+
+
 @dataclass(frozen=True, slots=True)
 class BatchDecision:
     """Decisions for many requests sharing one candidate set.
@@ -188,7 +224,7 @@ class _Block:
     item_ids: list[str]
     base: FloatArray  # (n,) mean score
     chol: FloatArray  # (n, n) lower Cholesky factor of the score covariance
-    score_var: FloatArray  # (n,) diagonal of the covariance
+    score_var: FloatArray  # (n,) diagonal of the covariance (a view; blocks are read-only)
 
 
 class CalloutRecommender(PolicyCodecMixin):
@@ -307,7 +343,7 @@ class CalloutRecommender(PolicyCodecMixin):
         self._catalog_seen = -1
         self._row_cache: dict[tuple[Any, str], IntArray] = {}
         self._shapes: dict[tuple[str, ...] | None, _Shape] = {}
-        self._blocks: dict[tuple[Any, Any], _Block] = {}
+        self._blocks: OrderedDict[tuple[Any, Any], _Block] = OrderedDict()
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
@@ -493,32 +529,57 @@ class CalloutRecommender(PolicyCodecMixin):
         cached per candidate set, so a block for a context never seen before is a sum of
         a few cached arrays and one small Cholesky factorisation.
         """
-        self._sync_catalog()
+        if self.catalog.version != self._catalog_seen:
+            self._sync_catalog()
         enc = self._features.encode(context)
         # Blocks are dropped whenever the catalog or the posterior changes, so a cached
         # block's candidate list was validated against the current catalog.
-        ckey = None if candidates is None else tuple(candidates)
-        bkey = (enc, ckey)
+        bkey = (enc, None if candidates is None else tuple(candidates))
         block = self._blocks.get(bkey)
-        if block is not None:
-            return block
-        shape = self._cand_shape(ckey, candidates)
+        if block is None:
+            block = self._new_block(bkey, candidates)
+        return block
+
+    def _new_block(self, bkey: tuple[Any, Any], candidates: Sequence[str] | None) -> _Block:
+        """Build and cache the block of an encoded context (see :meth:`_block`)."""
+        enc, ckey = bkey
+        shape = self._shapes.get(ckey)
+        if shape is None:
+            shape = self._cand_shape(ckey, candidates)
         n = len(shape.ids)
         if n == 0:
             block = _Block([], np.zeros(0), np.zeros((0, 0)), np.zeros(0))
         else:
-            get, part = shape.fields.get, self._field_part
-            parts = [shape.own]
-            for f in enc:
-                hit = get(f)
-                parts.append(part(shape, f) if hit is None else hit)
-            total = np.add.reduce(parts) if len(parts) > 1 else parts[0]
-            cov = total[n:].reshape(n, n)
-            block = _Block(shape.ids, total[:n], _cholesky(cov), total[n :: n + 1].copy())
-        if len(self._blocks) > _MAX_CACHE:
-            self._blocks.clear()
-        self._blocks[bkey] = block
+            total = self._block_sum(shape, enc)
+            # The covariance is packed transposed, so this view is the covariance in
+            # Fortran order: LAPACK factorises it in place, without copying it (the
+            # factor is the same to the bit as that of a copy).
+            L, info = _potrf(total[2 * n :].reshape(n, n).T, 1, 1, 1)
+            if info != 0:  # singular: _cholesky adds jitter to a fresh sum
+                L = _cholesky(self._block_sum(shape, enc)[2 * n :].reshape(n, n).T)
+            block = _Block(shape.ids, total[:n], L, total[n : 2 * n])
+        blocks = self._blocks
+        if len(blocks) >= _MAX_CACHE:
+            # Oldest first, one at a time: the freed arrays are the next block's memory.
+            # Dropping all 4,096 at once returned their pages to the allocator and cost
+            # about as much as building the blocks (page faults on the next 4,096).
+            with contextlib.suppress(KeyError):  # another thread emptied it
+                blocks.popitem(last=False)
+        blocks[bkey] = block
         return block
+
+    def _block_sum(self, shape: _Shape, enc: tuple[Field, ...]) -> FloatArray:
+        """A new array: the candidates' own part plus the part of each context field,
+        added left to right (as ``np.add.reduce`` over the stacked parts adds them, to
+        the same bits, without stacking them first)."""
+        get = shape.fields.get
+        total: FloatArray | None = None
+        for f in enc:
+            hit = get(f)
+            if hit is None:
+                hit = self._field_part(shape, f)
+            total = shape.own + hit if total is None else np.add(total, hit, out=total)
+        return shape.own.copy() if total is None else total
 
     def _moments(self, group: str, value: str) -> tuple[float, float]:
         """Posterior mean and variance of a feature; its group's prior when it is not
@@ -553,7 +614,7 @@ class CalloutRecommender(PolicyCodecMixin):
         A = np.zeros((n, len(atoms)))
         for r, row in enumerate(atom_rows):
             A[r, row] = 1.0
-        shape = _Shape(ids, np.concatenate([mean, cov.ravel()]), list(atoms), A, {}, {})
+        shape = _Shape(ids, _pack(mean, cov), list(atoms), A, {}, {})
         if len(self._shapes) > 64:
             self._shapes.clear()
         self._shapes[ckey] = shape
@@ -588,7 +649,7 @@ class CalloutRecommender(PolicyCodecMixin):
         A = shape.support
         mean = A @ mom[:, 0] + m0
         cov = (A * mom[:, 1]) @ A.T + v0
-        hit = np.concatenate([mean, cov.ravel()])
+        hit = _pack(mean, cov)
         if len(shape.parts) > 16 * _MAX_CACHE:
             shape.parts.clear()
         shape.parts[(ck, x)] = hit
@@ -597,22 +658,36 @@ class CalloutRecommender(PolicyCodecMixin):
     # ------------------------------------------------------------------ serving
     def _seed(self, seed: int | None, rng: RNGLike) -> int:
         if seed is not None:
-            return check_seed(seed)
-        return draw_seed(self._rng if rng is None else rng)
+            return seed if type(seed) is int and 0 <= seed < SEED_BOUND else check_seed(seed)
+        if rng is None:
+            bitgen = self._rng.bit_generator
+            if type(bitgen) is np.random.PCG64:
+                # What draw_seed's Generator.integers(0, 2**63) returns for a PCG64, a
+                # tenth of its cost: Lemire's bounded draw on a power-of-two range is
+                # the top 63 bits of one 64-bit output (tests/callouts pin the equality).
+                return int(bitgen.random_raw()) >> 1
+            return draw_seed(self._rng)
+        return draw_seed(rng)
 
     def _reseed(self, seed: int) -> np.random.Generator:
-        state = (seed * _SEED_MULT + _SEED_ADD) & _MASK128
+        """This thread's decision generator, set to the state of ``seed`` (a bijection of
+        the seed; the state dictionary is reused: this runs once per decision)."""
         local = self._local
-        if not hasattr(local, "bitgen"):
-            local.bitgen = np.random.PCG64(0)
-            local.gen = np.random.Generator(local.bitgen)
-        local.bitgen.state = {
-            "bit_generator": "PCG64",
-            "state": {"state": state, "inc": _PCG_INC},
-            "has_uint32": 0,
-            "uinteger": 0,
-        }
-        return local.gen
+        try:
+            bitgen, gen, st = local.pcg
+        except AttributeError:
+            bitgen = np.random.PCG64(0)
+            gen = np.random.Generator(bitgen)
+            st = {
+                "bit_generator": "PCG64",
+                "state": {"state": 0, "inc": _PCG_INC},
+                "has_uint32": 0,
+                "uinteger": 0,
+            }
+            local.pcg = bitgen, gen, st
+        st["state"]["state"] = (seed * _SEED_MULT + _SEED_ADD) & _MASK128
+        bitgen.state = st
+        return gen
 
     def decide(
         self,
@@ -643,7 +718,7 @@ class CalloutRecommender(PolicyCodecMixin):
         with_propensity : bool
             Estimate each served item's propensity from ``propensity_draws`` draws.
         """
-        if not isinstance(context, Mapping):
+        if type(context) is not dict and not isinstance(context, Mapping):
             raise DataValidationError(f"context must be a dict, got {type(context).__name__}.")
         block = self._block(context, candidates)
         n = len(block.item_ids)
@@ -655,15 +730,15 @@ class CalloutRecommender(PolicyCodecMixin):
             )
         seed = self._seed(seed, rng)
         gen = self._reseed(seed)
-        e = self.exploration
-        if e == 1:
-            scores = block.base + block.chol @ gen.standard_normal(n)
-        else:
-            scores = block.base + e * (block.chol @ gen.standard_normal(n))
+        # base + e * (L z), summed in this order (replays of logged seeds are bit-exact)
+        scores = np.dot(block.chol, gen.standard_normal(n))
+        if self.exploration != 1:
+            scores *= self.exploration
+        scores += block.base
         if k == 1 and not with_propensity:
             j = int(scores.argmax())
-            served = [ServedItem(block.item_ids[j], float(scores[j]), None, None)]
-            return Decision(new_decision_id(), served, self._version, seed)
+            served = [_served(block.item_ids[j], float(scores[j]), None, None)]
+            return _decision(new_decision_id(), served, self._version, seed)
         if k == 1:
             top = np.array([int(np.argmax(scores))])
         else:
@@ -674,17 +749,34 @@ class CalloutRecommender(PolicyCodecMixin):
         if with_propensity:
             slot_p, set_p = self._propensities(block, top, gen)  # type: ignore[assignment]
         items = [
-            ServedItem(block.item_ids[j], float(scores[j]), slot_p[r], set_p[r])
+            _served(block.item_ids[j], float(scores[j]), slot_p[r], set_p[r])
             for r, j in enumerate(top.tolist())
         ]
-        return Decision(new_decision_id(), items, self._version, seed)
+        return _decision(new_decision_id(), items, self._version, seed)
+
+    def _draw_buffers(self, d: int, n: int) -> tuple[FloatArray, FloatArray]:
+        """This thread's (d, n) buffers for the propensity draws and their scores."""
+        local = self._local
+        try:
+            bufs = local.bufs
+        except AttributeError:
+            bufs = local.bufs = {}
+        hit = bufs.get((d, n))
+        if hit is None:
+            if len(bufs) > 8:
+                bufs.clear()
+            hit = bufs[(d, n)] = (np.empty((d, n)), np.empty((d, n)))
+        return hit
 
     def _propensities(
         self, block: _Block, top: IntArray, gen: np.random.Generator
     ) -> tuple[list[float], list[float]]:
         d = int(self.propensity_draws)
         k = top.shape[0]
-        S = gen.standard_normal((d, block.base.shape[0])) @ block.chol.T
+        n = block.base.shape[0]
+        Z, S = self._draw_buffers(d, n)
+        gen.standard_normal(out=Z)  # the values of standard_normal((d, n))
+        np.matmul(Z, block.chol.T, out=S)
         if self.exploration != 1:
             S *= self.exploration
         S += block.base
@@ -693,7 +785,6 @@ class CalloutRecommender(PolicyCodecMixin):
         if k == 1:
             p = (float(np.count_nonzero(S.argmax(axis=1) == top[0])) + 1.0) / (d + 1)
             return [p], [p]
-        n = S.shape[1]
         if k < n:
             part = np.argpartition(-S, k - 1, axis=1)[:, :k]
         else:
@@ -1035,28 +1126,36 @@ class _Shape:
     """The context-free part of the blocks of one candidate set (see ``_block``)."""
 
     ids: list[str]
-    own: FloatArray  # (n + n*n,) bias + own features: mean scores, then covariance
+    own: FloatArray  # (2n + n*n,) bias + own features, packed by ``_pack``
     atoms: list[tuple[str, str]]  # distinct crossable (attribute, value) of the candidates
     support: FloatArray  # (n, len(atoms)) 1 where a candidate has the attribute value
     parts: dict[tuple[str, str], FloatArray]  # per context value, packed like ``own``
     fields: dict[tuple[str, tuple[str, ...]], FloatArray]  # per field: its values' sum
 
 
+def _pack(mean: FloatArray, cov: FloatArray) -> FloatArray:
+    """Mean scores, the covariance's diagonal, then the covariance transposed, in one
+    array: parts add elementwise, the sum's diagonal is the score variances, and its
+    last ``n * n`` entries are the covariance in Fortran order, as LAPACK takes it."""
+    return np.concatenate([mean, np.diagonal(cov), cov.T.ravel()])
+
+
 def _cholesky(cov: FloatArray) -> FloatArray:
     """Lower Cholesky factor, with a little jitter when ``cov`` is singular.
 
-    LAPACK's ``dpotrf`` directly: numpy's wrapper costs about three times as much on
-    the 20 x 20 matrices a decision factorises (same factor to the bit).
+    LAPACK's ``dpotrf`` directly, with positional arguments (``lower=1``; ``clean``
+    defaults to 1, zeroing the upper triangle): numpy's wrapper costs about three times
+    as much on the 20 x 20 matrices a decision factorises (same factor to the bit).
     """
-    n = cov.shape[0]
-    L, info = _potrf(cov, lower=1, clean=1)
+    L, info = _potrf(cov, 1)
     if info == 0:
-        return np.asarray(L, dtype=np.float64)
+        return L
+    n = cov.shape[0]
     scale = float(np.max(np.diag(cov))) if n else 1.0
     for jitter in (1e-12, 1e-9, 1e-6):
-        L, info = _potrf(cov + (jitter * scale) * np.eye(n), lower=1, clean=1)
+        L, info = _potrf(cov + (jitter * scale) * np.eye(n), 1)
         if info == 0:
-            return np.asarray(L, dtype=np.float64)
+            return L
     w, v = np.linalg.eigh(cov)
     return np.asarray(v * np.sqrt(np.clip(w, 0.0, None)), dtype=np.float64)
 
