@@ -8,8 +8,8 @@ is the decision's seed itself (what a replay passes).
 
 from __future__ import annotations
 
+import os
 import secrets
-import uuid
 
 import numpy as np
 
@@ -27,13 +27,14 @@ def new_seed() -> int:
 
 
 def new_decision_id() -> str:
-    """A fresh decision id (32 hex digits, uuid4), the same format for every kind.
+    """A fresh decision id (32 hex digits from the OS's random source, the format of a
+    uuid4's hex), the same format for every kind.
 
     The id names one served decision, for joining its feedback; it is never derived from
     the seed, so decisions that share a seed (a replay, an explicit ``seed=``) still get
     distinct ids. Decisions compare equal on their content, not their id.
     """
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # a quarter of uuid4().hex's cost on the decide path
 
 
 def draw_seed(rng: RNGLike) -> int:
