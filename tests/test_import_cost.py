@@ -32,3 +32,13 @@ def test_every_public_name_of_a_lazy_package_resolves(package: str) -> None:
         assert getattr(mod, name) is not None, name
     with pytest.raises(AttributeError, match="no attribute"):
         _ = mod.no_such_name
+
+
+def test_a_name_shared_with_its_submodule_is_the_function() -> None:
+    # ``memberlab.evaluation.evaluate`` is a module and a function of the package
+    code = (
+        "import memberlab.evaluation.evaluate\n"
+        "from memberlab.evaluation import evaluate, ope\n"
+        "assert callable(evaluate) and hasattr(ope, 'ips'), (evaluate, ope)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -39,14 +39,24 @@ def attach(package: str, init_file: str) -> tuple[Callable[[str], Any], Callable
     if not where:
         raise ImportError(f"{package}: no 'from ... import ...' under 'if TYPE_CHECKING:'.")
     pkg = importlib.import_module(package)
+    folder = Path(init_file).parent
 
     def __getattr__(name: str) -> Any:
         module = where.get(name)
         if module is None:
+            if (folder / f"{name}.py").is_file() or (folder / name / "__init__.py").is_file():
+                return importlib.import_module(f"{package}.{name}")  # a public submodule
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(module), name)
         setattr(pkg, name, value)  # later lookups do not come here again
         return value
+
+    # A name that is also a submodule's (``evaluation.evaluate``, the function and its
+    # module) is resolved now: importing the submodule later would set the package's
+    # attribute to the module, and __getattr__ would never be asked again.
+    for name in where:
+        if (folder / f"{name}.py").is_file():
+            setattr(pkg, name, __getattr__(name))
 
     def __dir__() -> list[str]:
         return sorted({*vars(pkg), *where})

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.base import clone, is_classifier
-from sklearn.model_selection import KFold
 
 from memberlab._errors import DataValidationError, UnknownItemError
 from memberlab._rng import RNGLike, as_generator, spawn
@@ -90,6 +88,8 @@ def _features(data: BanditDataset, rows: np.ndarray, actions: np.ndarray) -> Flo
 
 
 def _predict(model: Any, X: FloatArray) -> FloatArray:
+    from sklearn.base import is_classifier  # scikit-learn loads with the first reward model
+
     if is_classifier(model):
         proba = model.predict_proba(X)
         classes = list(model.classes_)
@@ -134,6 +134,9 @@ def fit_reward_model(
     """
     if int(n_folds) != n_folds or n_folds < 1:
         raise DataValidationError(f"n_folds == {n_folds}, must be an integer >= 1.")
+    from sklearn.base import clone, is_classifier  # loaded with the first reward model
+    from sklearn.model_selection import KFold
+
     base = _default_model(data) if model is None else model
     n, A = data.n_rounds, data.n_actions
     q = np.zeros((n, A))
