@@ -105,7 +105,7 @@ def test_demo_keep_serving_leaves_the_dashboard_up(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", "PYTHONFAULTHANDLER": "1"},
     )
     try:
         assert proc.stdout is not None
@@ -125,7 +125,13 @@ def test_demo_keep_serving_leaves_the_dashboard_up(tmp_path: Path) -> None:
         assert stats.status_code == 200 and stats.json()["decisions"] == 20
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+        try:
+            assert proc.wait(timeout=60) == 0
+        except subprocess.TimeoutExpired:  # say where it was stuck (faulthandler's dump)
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(timeout=30)
+            rest = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"the demo did not stop on Ctrl-C; its output:\n{rest}") from None
 
 
 def test_serve_refuses_an_address_in_use_before_starting_anything(tmp_path: Path) -> None:

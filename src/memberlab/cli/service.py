@@ -322,11 +322,11 @@ def demo(
         )
 
     def hold(dashboard: str, key: str) -> None:
-        console.print(
-            f"[bold]the service stays up[/]: open {dashboard} and paste the admin key\n{key}\n"
-            "(Ctrl-C stops it; the demo's database is removed then)."
-        )
-        try:
+        try:  # a Ctrl-C while the key is being printed stops the service as one after it
+            console.print(
+                f"[bold]the service stays up[/]: open {dashboard} and paste the admin key\n"
+                f"{key}\n(Ctrl-C stops it; the demo's database is removed then)."
+            )
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
