@@ -49,7 +49,10 @@ def readout(
         "in the database (--database-url).",
     ),
     database_url: str | None = typer.Option(None, help=_DB_HELP),
-    kind: str = typer.Option("callouts", help="From the database: callouts or layouts."),
+    kind: str = typer.Option(
+        "callouts",
+        help="From the database: callouts, layouts or value (the callouts of --objective value).",
+    ),
     space: str | None = typer.Option(None, help="From the database: only this layout space."),
     since: str | None = typer.Option(None, help="From the database: decisions at or after."),
     until: str | None = typer.Option(None, help="From the database: decisions before."),

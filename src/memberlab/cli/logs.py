@@ -48,7 +48,7 @@ def export(
 
     from memberlab import MemberlabError
     from memberlab.store import Store
-    from memberlab.store._export import export_parquet
+    from memberlab.store._export import export_parquet, kind_hint
 
     t0, t1 = parse_time(since, "since"), parse_time(until, "until")
     try:
@@ -63,7 +63,10 @@ def export(
             batch_size=batch_size,
             early_hold=early_hold,
         )
+        note = kind_hint(store, kind, space=space, since=t0, until=t1) if n == 0 else None
     except (MemberlabError, OSError, ValueError, SQLAlchemyError) as exc:
         _fail(str(exc))
         return
     typer.echo(f"wrote {n} rows to {out}")
+    if note is not None:
+        typer.echo(f"note: {note}", err=True)

@@ -38,8 +38,10 @@ from memberlab.layouts import LayoutDecision, LayoutPolicy, LayoutSpace
 from memberlab.policy import new_decision_id
 from memberlab.service.settings import Settings
 from memberlab.store import Store
+from memberlab.store._export import kind_hint
 
 __all__ = [
+    "READOUT_KINDS",
     "SALT_KEY",
     "Assignment",
     "Experiment",
@@ -325,9 +327,13 @@ def layouts_baseline(policy: LayoutPolicy, seed: int, how: str) -> LayoutDecisio
 # --------------------------------------------------------------------------- readout
 
 
+#: the kinds a readout reads: ``value`` is the callouts of ``serve --objective value``
+READOUT_KINDS = ("callouts", "layouts", "value")
+
+
 def _check_kind(kind: str) -> None:
-    if kind not in ("callouts", "layouts"):
-        raise DataValidationError(f"kind == {kind!r}, must be one of ('callouts', 'layouts').")
+    if kind not in READOUT_KINDS:
+        raise DataValidationError(f"kind == {kind!r}, must be one of {READOUT_KINDS}.")
 
 
 def experiment_frame(
@@ -406,4 +412,14 @@ def experiment_report(
         every=every,
     )
     out["decisions_pending"] = pending
+    if not out["ready"] and pending == 0 and not _decided(out):
+        # nothing of this kind: say where the callouts are rather than answer empty
+        hint = kind_hint(store, kind, with_arm=True, **where)
+        if hint is not None:
+            out["reason"] = hint
     return out
+
+
+def _decided(out: dict[str, Any]) -> int:
+    """The closed decisions a readout counted (in either arm)."""
+    return sum(int(a.get("decisions", 0)) for a in out.get("arms", {}).values())

@@ -107,6 +107,31 @@ class ExperimentMixin(StoreBase):
                     [int(r.lo) == 1 and int(r.hi) == 1 for r in rows],
                 )
 
+    def has_decisions(
+        self,
+        kind: str,
+        *,
+        with_arm: bool = False,
+        space: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> bool:
+        """Whether any decision of ``kind`` (with an experiment arm, if ``with_arm``) has
+        ``since <= ts < until`` (one indexed look-up: used to say where a reader's
+        decisions are when the kind it asked for has none)."""
+        d = s.decisions
+        q = sa.select(d.c.decision_id).where(d.c.kind == kind)
+        if with_arm:
+            q = q.where(d.c.assignment.is_not(None))
+        if space is not None:
+            q = q.where(d.c.space == space)
+        if since is not None:
+            q = q.where(d.c.ts >= since)
+        if until is not None:
+            q = q.where(d.c.ts < until)
+        with self._tx(write=False) as conn:
+            return conn.execute(q.limit(1)).first() is not None
+
     def experiment_time_range(
         self,
         kind: str,

@@ -50,6 +50,7 @@ __all__ = [
     "export_page",
     "export_parquet",
     "iter_export",
+    "kind_hint",
     "parse_time",
     "record_early_hold",
     "recorded_early_hold",
@@ -138,6 +139,33 @@ def parse_time(text: str | None, name: str) -> float | None:
     if not math.isfinite(t):
         raise DataValidationError(f"{name} == {text!r}: must be a finite number of seconds.")
     return t
+
+
+def kind_hint(
+    store: Any,
+    kind: str,
+    *,
+    with_arm: bool = False,
+    space: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+) -> str | None:
+    """Where the callout decisions are when ``kind`` has none: callouts are logged as
+    kind ``callouts`` under the click objective and as ``value`` under the value
+    objective, so a reader asking for the other one would see an empty answer. Returns
+    a one-line note naming the kind that has decisions in the same filters (with an
+    experiment arm, if ``with_arm``), else None. Call it only for an empty answer."""
+    if kind not in _ITEM_KINDS:
+        return None
+    other = "value" if kind == "callouts" else "callouts"
+    where = {"with_arm": with_arm, "space": space, "since": since, "until": until}
+    if not store.has_decisions(other, **where):
+        return None
+    made = "the value objective" if other == "value" else "the click objective"
+    return (
+        f"no decision of kind {kind!r} here, but there are decisions of kind {other!r} "
+        f"(callouts served by {made}): ask for kind {other!r}."
+    )
 
 
 def _check(kind: str, since: float | None, until: float | None) -> None:
@@ -432,7 +460,7 @@ def _first_pass(store: Any, kind: str, **kw: Any) -> tuple[dict[str, str], int, 
                 kinds.setdefault(k, set()).add(t)
     out = {k: (next(iter(t)) if len(t) == 1 else "string") for k, t in sorted(kinds.items())}
     source = None
-    if kind == "callouts":
+    if kind in _ITEM_KINDS:
         source = "logged, else catalog" if len(sources) == 2 else "catalog"
         if sources <= {True}:
             source = "logged"

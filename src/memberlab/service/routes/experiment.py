@@ -11,12 +11,17 @@ from memberlab.service._experiment import experiment_report
 from memberlab.service.deps import AdminKey, Svc
 from memberlab.service.routes._common import responses
 from memberlab.service.schemas import ReportOut, finite_or_none
-from memberlab.store._export import export_page, parse_time
+from memberlab.store._export import export_page, kind_hint, parse_time
 
 router = APIRouter(tags=["admin"])
 _BAD = responses(_422="A parameter is out of range or malformed.")
 
-KindQ = Query("callouts", pattern="^(callouts|layouts)$", description="callouts or layouts.")
+KindQ = Query(
+    None,
+    pattern="^(callouts|layouts|value)$",
+    description="callouts, layouts or value (the callouts of --objective value); default: "
+    "the kind this service serves callouts as (value under --objective value, else callouts).",
+)
 SpaceQ = Query(None, max_length=200, description="Layout space (default: every space).")
 SinceQ = Query(None, max_length=40, description="ISO 8601 time or epoch seconds (inclusive).")
 UntilQ = Query(None, max_length=40, description="ISO 8601 time or epoch seconds (exclusive).")
@@ -37,7 +42,7 @@ def clean(x: Any) -> Any:
 def experiment(
     svc: Svc,
     _: AdminKey,
-    kind: str = KindQ,
+    kind: str | None = KindQ,
     space: str | None = SpaceQ,
     since: str | None = SinceQ,
     until: str | None = UntilQ,
@@ -55,6 +60,7 @@ def experiment(
     sample-ratio-mismatch test against the configured fraction; the cumulative lift over
     time (``series``). Decisions whose windows are still open are left out
     (``decisions_pending``). ``ready`` is false until each arm has two units."""
+    kind = kind or svc.served_kind
     exp = svc.experiment
     frac = holdout_fraction if holdout_fraction is not None else (exp.fraction or None)
     out = experiment_report(
@@ -71,7 +77,7 @@ def experiment(
 def logs(
     svc: Svc,
     _: AdminKey,
-    kind: str = KindQ,
+    kind: str | None = KindQ,
     space: str | None = SpaceQ,
     since: str | None = SinceQ,
     until: str | None = UntilQ,
@@ -79,12 +85,19 @@ def logs(
     limit: int = Query(1000, ge=1, le=10_000, description="Rows per page."),
 ) -> ReportOut:
     """One page of the rows of ``memberlab logs export`` (one per served choice, in the
-    export's order); pass ``next_cursor`` back for the next page (null at the end)."""
+    export's order); pass ``next_cursor`` back for the next page (null at the end). A
+    first page without a row has a ``note`` when the other callouts kind has rows."""
+    kind = kind or svc.served_kind
+    t0, t1 = parse_time(since, "since"), parse_time(until, "until")
     rows, nxt = export_page(
-        svc.store, kind=kind, space=space, since=parse_time(since, "since"),
-        until=parse_time(until, "until"), cursor=cursor, limit=limit,
-    )  # fmt: skip
-    return ReportOut(clean({"rows": rows, "next_cursor": nxt, "count": len(rows)}))
+        svc.store, kind=kind, space=space, since=t0, until=t1, cursor=cursor, limit=limit
+    )
+    out: dict[str, Any] = {"rows": rows, "next_cursor": nxt, "count": len(rows), "kind": kind}
+    if not rows and cursor is None:
+        note = kind_hint(svc.store, kind, space=space, since=t0, until=t1)
+        if note is not None:
+            out["note"] = note
+    return ReportOut(clean(out))
 
 
 @router.get("/evaluations", response_model=ReportOut)
