@@ -6,6 +6,7 @@ the first three callouts decisions are closed with rewards through ``Store.publi
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -74,7 +75,10 @@ def test_export_rows_and_parquet(database_url: str, tmp_path: Path) -> None:
 
 
 def test_catalogue_lists_logged_by_reference(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Decisions without an explicit list log the serving catalogue's active items: in
     full once per ``FULL_LIST_EVERY`` decisions (5 here) of one catalogue state, by
@@ -113,6 +117,7 @@ def test_catalogue_lists_logged_by_reference(
             d = DecisionRecord(did, "callouts", "", {}, [chose[did][0]], 1, k, 1000.0 + k,
                                True, candidates=logged)  # type: ignore[arg-type]  # fmt: skip
             store.log_decision(d, [(chose[did][0], 0.5)], window=60)
+            _experiment.candidates_committed(logged)  # as the route does once committed
         with store._tx(write=False) as conn:
             stored = conn.execute(
                 sa.select(s.decisions.c.decision_id, s.decisions.c.candidates)
@@ -138,5 +143,19 @@ def test_catalogue_lists_logged_by_reference(
         assert not rows["d15"]["_logged_candidates"]
         assert rows["d15"]["candidates"] == ["a", "b", "c", "d"] != chose["d15"]
         assert rows["d13"]["candidates"] == chose["d13"] and rows["d13"]["_logged_candidates"]
+        # the dangling references are reported, not fatal: a warning with the count,
+        # and the count in the file's metadata (the references to d14's and d18's copies)
+        dangling = [d for d, r in rows.items() if r["_dangling"]]
+        assert dangling == ["d15", "d16", "d17", "d19", "d20", "d21", "d22"]
+        out = tmp_path / "dangling.parquet"
+        with caplog.at_level(logging.WARNING, logger="memberlab.store._export"):
+            assert export_parquet(store, out) == 21
+            page, _ = export_page(store)
+        assert len(page) == 21 and "_dangling" not in page[0]
+        warned = [r.getMessage() for r in caplog.records if "no full copy" in r.getMessage()]
+        assert len(warned) == 2 and all(w.startswith("7 exported row(s)") for w in warned)
+        meta = json.loads(pq.ParquetFile(out).schema_arrow.metadata[b"memberlab"])
+        assert meta["dangling_references"] == 7
+        assert meta["candidates_source"] == "logged, else catalog"
     finally:
         store.close()

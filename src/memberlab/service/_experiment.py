@@ -47,6 +47,7 @@ __all__ = [
     "Experiment",
     "LoggedCandidates",
     "callouts_baseline",
+    "candidates_committed",
     "experiment_frame",
     "experiment_report",
     "layouts_baseline",
@@ -176,6 +177,9 @@ class _CatalogList:
     key: str  # content hash of ids
     since_full: int  # decisions since the full list was last logged
     full_at: float  # monotonic time it was last logged
+    # whether a decision carrying the full list has committed: until one has, every
+    # decision carries it, so no reference is logged to a copy that was never written
+    committed: bool = False
 
 
 _catalog_list: _CatalogList | None = None
@@ -198,6 +202,11 @@ def decision_candidates(
     ``{"ref": K}`` otherwise, ``K`` a hash of the list; the active list is rebuilt only
     when the catalogue changes. The export
     resolves references (:mod:`memberlab.store._export`).
+
+    A reference is handed out only once a decision carrying the full list has committed
+    (the caller reports it with :func:`candidates_committed`): a decision whose write
+    failed, or that was in flight when the process died, leaves no reference behind to
+    a copy that is not in the table. Until then every decision logs the list in full.
     """
     global _catalog_list
     if candidates is not None:
@@ -209,14 +218,27 @@ def decision_candidates(
         # may serve another store, as apps built in one process do)
         ids = cat.active_ids()
         key = hashlib.sha256("\x00".join(ids).encode()).hexdigest()[:24]
-        cur = _CatalogList(cat, cat.version, ids, key, FULL_LIST_EVERY, 0.0)
+        cur = _CatalogList(cat, cat.version, ids, key, 0, 0.0)
         _catalog_list = cur
+    full = {"key": cur.key, "ids": cur.ids}
+    if not cur.committed:
+        return full
     cur.since_full += 1
     now = time.monotonic()
     if cur.since_full >= FULL_LIST_EVERY or now - cur.full_at >= FULL_LIST_SECONDS:
         cur.since_full, cur.full_at = 0, now
-        return {"key": cur.key, "ids": cur.ids}
+        return full
     return {"ref": cur.key}
+
+
+def candidates_committed(logged: LoggedCandidates) -> None:
+    """Record that a decision logging ``logged`` (from :func:`decision_candidates`) has
+    committed: once a full catalogue list has, later decisions may refer to it."""
+    cur = _catalog_list
+    if cur is None or cur.committed or not isinstance(logged, dict) or "ids" not in logged:
+        return
+    if logged.get("key") == cur.key:
+        cur.committed, cur.since_full, cur.full_at = True, 0, time.monotonic()
 
 
 def callouts_baseline(

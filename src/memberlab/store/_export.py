@@ -257,7 +257,10 @@ class _CandidateLists:
     remembered so far, else by looking the key up in the decisions table (once per key;
     at most :attr:`KEEP` lists are held). Decisions logged without a list, or whose
     reference has no full copy left, get the items active at the time by the items
-    table (see the module docstring)."""
+    table (see the module docstring). A reference without a full copy (a dangling
+    reference: its copy was deleted, or, before the service waited for a full copy to
+    commit, its decision failed to) is no error: ``of`` says so, and the export counts
+    and reports those rows."""
 
     KEEP = 64
 
@@ -290,8 +293,9 @@ class _CandidateLists:
         self._remember(key, ids)
         return ids
 
-    def of(self, logged: Any, logged_at: float, served: list[str]) -> tuple[list[str], bool]:
-        """The decision's candidates, and whether they come from its log."""
+    def of(self, logged: Any, logged_at: float, served: list[str]) -> tuple[list[str], bool, bool]:
+        """The decision's candidates, whether they come from its log, and whether its
+        log held a reference that has no full copy."""
         if isinstance(logged, str):
             logged = json.loads(logged)
         found: list[str] | None = None
@@ -303,22 +307,32 @@ class _CandidateLists:
                 self._remember(str(logged.get("key")), found)
         elif isinstance(logged, dict) and "ref" in logged:
             found = self._resolve(str(logged["ref"]))
+        dangling = found is None and isinstance(logged, dict) and "ref" in logged
         cands = list(found) if found is not None else _candidates_at(self.catalog, logged_at)
         for x in served:  # served items were candidates, whatever the catalogue says
             if x not in cands:
                 cands.append(x)
-        return cands, found is not None
+        return cands, found is not None, dangling
+
+
+#: the warning of an export with rows whose candidate list reference has no full copy
+_DANGLING = (
+    "%d exported row(s) refer to a logged candidate list that has no full copy in the "
+    "decisions table; their candidates are the items active at the time (items table)"
+)
 
 
 def _row(r: Any, kind: str, lists: _CandidateLists) -> dict[str, Any]:
     ctx = r.context if isinstance(r.context, dict) else json.loads(r.context)
     served = r.served if not isinstance(r.served, str) else json.loads(r.served)
-    from_log = False
+    from_log = dangling = False
     if kind in _ITEM_KINDS:
         item = r.item_id
         position = served.index(item) if item in served else 0
         # wall clock, as the items' times
-        cands, from_log = lists.of(r._mapping.get("candidates"), float(r.logged_at), served)
+        cands, from_log, dangling = lists.of(
+            r._mapping.get("candidates"), float(r.logged_at), served
+        )
         candidates: list[str] | None = cands
     else:
         item = json.dumps(served, sort_keys=True, separators=(",", ":"))
@@ -348,6 +362,7 @@ def _row(r: Any, kind: str, lists: _CandidateLists) -> dict[str, Any]:
         "reward": float(r.reward) if closed and r.reward is not None else None,
         "status": "closed" if closed else "pending",
         "_logged_candidates": from_log,
+        "_dangling": dangling,
         # value rows: the plan the impression converted to (None without a conversion)
         "plan": m.get("plan") if closed else None,
     }
@@ -426,11 +441,15 @@ def export_page(
     with store._tx(write=False) as conn:
         rows = conn.execute(_query(kind, space, since, until, after, limit, hold)).all()
     out = []
+    dangling = 0
     for r in rows:
         row = _row(r, kind, lists)
         row["context"] = row.pop("_ctx")
         del row["_logged_candidates"]
+        dangling += row.pop("_dangling")
         out.append(row)
+    if dangling:
+        log.warning(_DANGLING, dangling)
     nxt = None
     if len(rows) == limit:
         last = rows[-1]
@@ -438,16 +457,19 @@ def export_page(
     return out, nxt
 
 
-def _first_pass(store: Any, kind: str, **kw: Any) -> tuple[dict[str, str], int, str | None]:
+def _first_pass(store: Any, kind: str, **kw: Any) -> tuple[dict[str, str], int, str | None, int]:
     """Each context key's column type over the export (number, list or string), the
-    longest ranked list, and where the candidates come from."""
+    longest ranked list, where the candidates come from, and the rows whose logged
+    reference had no full copy."""
     kinds: dict[str, set[str]] = {}
     len_list = 1
     sources: set[bool] = set()
+    dangling = 0
     for batch in iter_export(store, kind=kind, **kw):
         for row in batch:
             len_list = max(len_list, row["position"] + 1)
             sources.add(row["_logged_candidates"])
+            dangling += row["_dangling"]
             for k, v in row["_ctx"].items():
                 if isinstance(v, bool) or v is None:
                     t = "string"
@@ -464,7 +486,7 @@ def _first_pass(store: Any, kind: str, **kw: Any) -> tuple[dict[str, str], int, 
         source = "logged, else catalog" if len(sources) == 2 else "catalog"
         if sources <= {True}:
             source = "logged"
-    return out, len_list, source
+    return out, len_list, source, dangling
 
 
 def _ctx_value(v: Any, t: str) -> Any:
@@ -505,7 +527,9 @@ def export_parquet(
 
     hold = _early_hold(store, kind, early_hold)
     kw: dict[str, Any] = {"space": space, "since": since, "until": until, "early_hold": hold}
-    ctx_kinds, len_list, source = _first_pass(store, kind, batch_size=batch_size, **kw)
+    ctx_kinds, len_list, source, dangling = _first_pass(store, kind, batch_size=batch_size, **kw)
+    if dangling:
+        log.warning(_DANGLING, dangling)
     ctx_types = {"number": pa.float64(), "list": pa.list_(pa.string()), "string": pa.string()}
     fields = [
         pa.field("decision_id", pa.string()),
@@ -536,6 +560,7 @@ def export_parquet(
         "until": until,
         "items": catalog if kind in _ITEM_KINDS else [],
         "candidates_source": source,
+        "dangling_references": dangling,
         "context_kinds": ctx_kinds,
         "len_list": len_list,
         **({"early_hold": hold} if kind == "value" else {}),

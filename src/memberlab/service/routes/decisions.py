@@ -9,7 +9,12 @@ from fastapi import APIRouter, Request, Response
 from memberlab._errors import NoItemsError
 from memberlab.callouts import CalloutRecommender, Decision
 from memberlab.policy import new_seed
-from memberlab.service._experiment import LoggedCandidates, callouts_baseline, decision_candidates
+from memberlab.service._experiment import (
+    LoggedCandidates,
+    callouts_baseline,
+    candidates_committed,
+    decision_candidates,
+)
 from memberlab.service.deps import Services
 from memberlab.service.routes._common import (
     hot_route,
@@ -77,6 +82,7 @@ async def decide(body: DecisionIn, svc: Services, _key: str = "") -> DecisionOut
         [(s.item_id, s.propensity) for s in decision.items],
         window=svc.settings.attribution_window,
     )
+    candidates_committed(candidates)  # later decisions may now refer to a full list
     return DecisionOut(
         decision_id=record.decision_id,
         items=[
