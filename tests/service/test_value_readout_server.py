@@ -18,10 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from _choice_model import fit_choice_model
 from _service_server import Keys, Server
+
+from memberlab.value import values_from_model
 
 PRICES = ("--price", "monthly=1.5", "--price", "annual=14")
 STATE = {"status": "none", "months_left": 0, "delivery": 2, "video": 0, "tier": 1}
@@ -145,6 +148,29 @@ def test_value_objective_readout_and_logs(
     assert [tuple(t[k] for k in key) for t in table] == [tuple(r[k] for k in key) for r in rows]
     meta = json.loads(pq.ParquetFile(out).schema_arrow.metadata[b"memberlab"])
     assert meta["kind"] == "value" and meta["candidates_source"] == "logged", meta
+    # member value as the reward: each conversion's plan valued in the member's state
+    values = values_from_model(model, horizon=12, prices=[p for p in PRICES if "=" in p])
+    annual = float(values.conversion_values(pd.DataFrame([STATE]), ["annual"])[0])
+    assert annual > 0
+    conversions = {a: 0 for a in ("holdout", "policy")}
+    for e in events:
+        if e["type"] == "conversion":
+            conversions[
+                next(r["assignment"] for r in rows if r["decision_id"] == e["decision_id"])
+            ] += 1
+    model_args = ("--choice-model", str(model), "--value-horizon", "12", *PRICES, "--json")
+    for source in ((str(out),), ("--database-url", database_url)):
+        done = _cli("experiment", "readout", *source, "--holdout-fraction", "0.5", *model_args)
+        assert done.returncode == 0, done.stderr
+        member = json.loads(done.stdout)
+        assert member["arms"].keys() == value["arms"].keys()
+        for a, v in member["arms"].items():
+            assert v["decisions"] == value["arms"][a]["decisions"]
+            total = v["decisions"] * v["reward_per_decision"]
+            assert total == pytest.approx(conversions[a] * annual), (a, v)
+        if source[0] == str(out):
+            from_file = member
+    assert member["lift"] == pytest.approx(from_file["lift"])
     r = admin.get("/v1/admin/logs", params={"kind": "callouts"})
     assert r.status_code == 200 and r.json()["rows"] == []
     assert "kind 'value'" in r.json()["note"], r.json()

@@ -26,19 +26,59 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def _read(path: Path) -> tuple[Any, int]:
+def _read(path: Path, values: Any = None) -> tuple[Any, int]:
     """One row per decision, and the decisions left out as pending: an export (one row
-    per served item) is reduced to its closed decisions; a CSV is taken as it is."""
+    per served item) is reduced to its closed decisions; a CSV is taken as it is. With
+    ``values`` (member values) an export's reward is the member value of each row's
+    converted plan in its state, as for ``evaluate logs --reward value``."""
     import pandas as pd
 
+    from memberlab import DataValidationError
+    from memberlab.evaluation.dataset import _value_rewards
     from memberlab.evaluation.experiment import per_decision
 
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
+        if values is not None:
+            frame = frame.assign(reward=_value_rewards(frame, values, path))
         if "status" in frame.columns and "decision_id" in frame.columns:
             return per_decision(frame)
         return frame, 0
+    if values is not None:
+        raise DataValidationError(
+            f"{path}: --choice-model reads an export (.parquet) of 'memberlab logs export "
+            "--kind value'."
+        )
     return pd.read_csv(path), 0
+
+
+def _value_readout(
+    file: Path | None,
+    choice_model: Path,
+    horizon: int,
+    prices: list[str],
+    database_url: str | None,
+    kind: str,
+    space: str | None,
+    since: str | None,
+    until: str | None,
+    **kw: Any,
+) -> dict[str, Any]:
+    """The readout with member value as the reward, from FILE or from the database's
+    decisions of ``kind`` exported first (``value``: the default kind is callouts)."""
+    import tempfile
+
+    from memberlab.cli.evaluate import _export
+    from memberlab.evaluation.experiment import holdout_report
+    from memberlab.value import values_from_model
+
+    values = values_from_model(choice_model, horizon=horizon, prices=prices)
+    with tempfile.TemporaryDirectory() as tmp:
+        if file is None:
+            kind = "value" if kind == "callouts" else kind
+            file = _export(Path(tmp) / "logs.parquet", database_url, kind, space, since, until)
+        frame, pending = _read(file, values)
+    return holdout_report(frame, pending=pending, **kw)
 
 
 @app.command("readout")
@@ -68,6 +108,19 @@ def readout(
     every: float | None = typer.Option(
         None, help="Seconds per point of the lift series (default: about 20 points)."
     ),
+    choice_model: Path | None = typer.Option(
+        None,
+        help="Reward: the member value of the plan each impression converted to (0 without "
+        "a conversion), by this choice model (DIR written by 'memberlab choice fit'); reads "
+        "an export of --kind value (FILE, else the database's --kind value decisions).",
+    ),
+    value_horizon: int = typer.Option(24, min=1, help="With --choice-model: months of revenue."),
+    price: list[str] = typer.Option(
+        [],
+        "--price",
+        help="With --choice-model: ACTION=COLUMN|AMOUNT, as for 'memberlab serve' "
+        "(default: each plan's price_<plan> state column).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Lift of the policy over the holdout, clustered by unit, with CUPED, an always-valid
@@ -91,7 +144,12 @@ def readout(
             "covariates": cov, "holdout_fraction": holdout_fraction, "level": level,
             "cs_tuning_units": tuning_units, "every": every,
         }  # fmt: skip
-        if file is not None:
+        if choice_model is not None:
+            out = _value_readout(
+                file, choice_model, value_horizon, price, database_url, kind, space, since,
+                until, unit=unit, arm=arm, reward=reward, **kw,
+            )  # fmt: skip
+        elif file is not None:
             frame, pending = _read(file)
             out = holdout_report(frame, unit=unit, arm=arm, reward=reward, pending=pending, **kw)
         else:
