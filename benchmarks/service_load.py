@@ -70,6 +70,7 @@ class Result:
     late_sends: int = 0
     sends: int = 0
     client_cpu: float = 0.0
+    server_cpu: float = float("nan")  # CPU seconds of the server's processes while measuring
     closed: int = -1  # memberlab only: windows the trainer closed while measuring
     versions: int = 0
 
@@ -88,8 +89,29 @@ class Result:
             "decision_max_ms": q(self.dec_lat, 100),
             "event_batch_p50_ms": q(self.ev_lat, 50),
             "event_batch_p99_ms": q(self.ev_lat, 99),
+            "server_cpu_ms_per_decision": 1e3 * self.server_cpu / max(self.decisions, 1),
             "errors": self.errors,
         }
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of process group
+    ``pgid`` (the server: its workers and, for memberlab, the trainer), from /proc.
+
+    CPU per decision is steadier than a rate on a machine shared with other work, so it
+    is printed beside each trial; nan where /proc is not there."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total, seen = 0.0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # the command name (field 2) may hold spaces: split after its closing paren
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5, pgrp
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            seen = True
+    return total if seen else float("nan")
 
 
 class Conn:
@@ -266,7 +288,9 @@ def run_baseline(rate: float, duration: float, workers: int) -> Result:
     try:
         run_drive(port, "none", min(rate, 200), 2.0, Result("baseline", rate, 2.0))
         res = Result("baseline", rate, duration)
+        cpu0 = group_cpu(server.proc.pid)
         run_drive(port, "none", rate, duration, res)
+        res.server_cpu = group_cpu(server.proc.pid) - cpu0
         res.error_samples = res.error_samples[:5]
         return res
     finally:
@@ -292,7 +316,9 @@ def run_memberlab(backend: str, url: str, rate: float, duration: float, workers:
                     raise RuntimeError(f"the trainer closed no window in 120 s: {before}")
                 time.sleep(0.5)
             res = Result(backend, rate, duration)
+            cpu0 = group_cpu(server.proc.pid)
             run_drive(server.port, key, rate, duration, res)
+            res.server_cpu = group_cpu(server.proc.pid) - cpu0
             after = c.get("/v1/admin/stats").json()
         res.closed = after["closed"] - before["closed"]
         res.versions = after["policy_version"] - before["policy_version"]
@@ -361,7 +387,8 @@ class Search:
             f"  {self.name:9s} {rate:6.0f}/s: achieved {s['achieved_decisions_per_s']:6.0f}/s, "
             f"p50 {s['decision_p50_ms']:6.1f}, p99 {p99:7.1f}, max {s['decision_max_ms']:7.1f} ms, "
             f"errors {res.errors}, late sends {res.late_sends}, generator CPU "
-            f"{1e3 * res.client_cpu / max(res.sends, 1):.2f} ms/decision{extra}; "
+            f"{1e3 * res.client_cpu / max(res.sends, 1):.2f} ms/decision, server CPU "
+            f"{s['server_cpu_ms_per_decision']:.2f} ms/decision{extra}; "
             f"load {os.getloadavg()[0]:.1f}",
             flush=True,
         )

@@ -47,13 +47,10 @@ def test_routes_run_as_plain_functions(svc: Services) -> None:
     d = asyncio.run(decisions.decide(DecisionIn(context={"page": "films"}), svc, "decide"))
     assert d.items[0].item_id == "v" and 0 < (d.items[0].propensity or 0) <= 1
     ev = EventIn(event_id="e1", decision_id=d.decision_id, item_id="v", type="click")
-    assert events.post_events(EventsIn(events=[ev]), svc, "decide").accepted == 1
+    assert asyncio.run(events.record_events(EventsIn(events=[ev]), svc, "decide")).accepted == 1
     with pytest.raises(UnknownDecisionError) as bad:
-        events.post_events(
-            EventsIn(events=[EventIn(event_id="e2", decision_id="nope", type="click")]),
-            svc,
-            "decide",
-        )
+        bad_id = EventIn(event_id="e2", decision_id="nope", type="click")
+        asyncio.run(events.record_events(EventsIn(events=[bad_id]), svc, "decide"))
     assert bad.value.detail == ["nope"]
     step = admin.train(svc, "admin")
     assert step.closed == 0 and step.pending == 1 and step.next_window_closes_in is not None

@@ -3,6 +3,7 @@ publish a version twice nor close an impression twice (SQLite and PostgreSQL).""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -88,3 +89,39 @@ def test_concurrent_trainers_close_each_impression_once(database_url: str) -> No
     assert stats.positives == sum(1 for k in range(0, n, 3) if 100.0 + k + 10 <= 399.0)
     assert setup.latest_version("callouts") == start_version + len(published)
     setup.close()
+
+
+def test_a_newer_snapshot_is_decoded_off_the_request_path(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path}/m.db"
+    settings = Settings(database_url=url, snapshot_poll_interval=0.0)
+    store, other = Store(url), Store(url)
+    try:
+        serving = CalloutsHolder(store, settings)
+        serving.ensure_initial()
+        _, v0 = serving.current()
+        decoded_on: list[str] = []
+        load = serving.kind.load
+
+        def recording_load(data: bytes):  # type: ignore[no-untyped-def]
+            decoded_on.append(threading.current_thread().name)
+            return load(data)
+
+        serving.kind = dataclasses.replace(serving.kind, load=recording_load)
+        publisher = CalloutsHolder(other, settings)  # the trainer, in another process
+        publisher.publish_change(lambda rec: rec.catalog.add("a", {"benefit": "a"}), reason="items")
+        # the request that finds the newer version goes on with the one it has ...
+        assert serving.current()[1] == v0
+        deadline = time.monotonic() + 10
+        while serving.current()[1] == v0:  # ... while another thread decodes it
+            assert time.monotonic() < deadline, "the newer snapshot was never swapped in"
+            time.sleep(0.01)
+        assert serving.current()[1] == v0 + 1 and "a" in serving.current()[0].catalog
+        main = threading.main_thread().name
+        assert decoded_on and main not in decoded_on, decoded_on
+        # an idle process (no poll for longer than the interval) loads on the spot
+        publisher.publish_change(lambda rec: rec.catalog.add("b", {"benefit": "b"}), reason="items")
+        time.sleep(0.3)
+        assert serving.current()[1] == v0 + 2 and decoded_on[-1] == main
+    finally:
+        store.close()
+        other.close()

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from memberlab.store import DecisionRecord, Store
+from memberlab.store import DecisionRecord, EventRecord, Store
 
 
 @pytest.fixture
@@ -122,3 +122,74 @@ def test_one_bad_row_fails_only_its_own_request(store: Store, database_url: str)
     assert out[0] is None and out[2] is None
     assert isinstance(out[1], Exception)
     assert _count(database_url, "decisions") == 3
+
+
+def _event(eid: str, did: str) -> EventRecord:
+    return EventRecord(eid, did, "a", "click", None, 101.0, True)
+
+
+def test_events_of_concurrent_requests_share_a_commit_and_count_per_request(
+    store: Store, database_url: str
+) -> None:
+    store.log_decision(_decision("d"), [("a", 0.5)], window=10.0)
+    store.add_events([_event("e0", "d")])
+    commits: list[int] = []
+    try_write = store._try_write_events
+
+    def counting_try(batches: list) -> list | None:  # type: ignore[type-arg]
+        out = try_write(batches)
+        if out is not None:
+            commits.append(len(batches))
+        return out
+
+    store._try_write_events = counting_try  # type: ignore[method-assign]
+
+    async def main() -> list[tuple[int, int]]:
+        return await asyncio.gather(
+            store.add_events_async([_event("e1", "d"), _event("e2", "d"), _event("e1", "d")]),
+            store.add_events_async([_event("e2", "d"), _event("e3", "d")]),  # e2: the first's
+            store.add_events_async([_event("e0", "d")]),  # stored before
+        )
+
+    assert asyncio.run(main()) == [(2, 1), (1, 1), (0, 1)]
+    assert commits == [3]  # one transaction for the three requests
+    assert _count(database_url, "events") == 4
+    got = store.get_decisions(["d"])["d"]
+    assert got.decision_id == "d"
+
+
+def test_a_held_sqlite_write_lock_does_not_block_the_loop_on_events(sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    other = Store(sqlite_url, migrate=False)
+    store.log_decision(_decision("d"), [("a", 0.5)], window=1.0)
+    ticks: list[float] = []
+
+    async def ticker(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.005)
+
+    async def main() -> tuple[int, tuple[int, int]]:
+        raw = other.engine.raw_connection()
+        cur = raw.cursor()
+        cur.execute("BEGIN IMMEDIATE")  # another process's writer (the trainer), in effect
+        stop = asyncio.Event()
+        tick = asyncio.create_task(ticker(stop))
+        add = asyncio.create_task(store.add_events_async([_event("e", "d")]))
+        await asyncio.sleep(0.3)
+        assert not add.done()  # waiting for the lock ...
+        n_during = len(ticks)
+        cur.execute("COMMIT")
+        raw.close()
+        out = await asyncio.wait_for(add, 5)
+        stop.set()
+        await tick
+        return n_during, out
+
+    try:
+        n_during, out = asyncio.run(main())
+        assert n_during >= 20, n_during  # ... while the loop kept running (~60 ticks)
+        assert out == (1, 0) and _count(sqlite_url, "events") == 1
+    finally:
+        other.close()
+        store.close()

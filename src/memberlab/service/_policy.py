@@ -185,6 +185,11 @@ CALLOUTS_KIND = PolicyKind(
 # --------------------------------------------------------------------------- holder
 
 
+#: a process that polled less than this long after its poll interval ran out is busy
+#: serving (see :meth:`PolicyHolder.current`)
+_BUSY = 0.1
+
+
 class PolicyHolder:
     """The policies of one kind this process serves from, one per space (``""`` for a
     kind with a single policy), refreshed from the snapshots table."""
@@ -195,6 +200,7 @@ class PolicyHolder:
         self.kind = kind
         self.lock = threading.Lock()  # guards the swap, never a decision
         self._policies: dict[str, tuple[Any, int, float]] = {}
+        self._loading: set[str] = set()  # spaces being loaded in the background
 
     def version_of(self, space: str = "") -> int:
         """The version this process serves for ``space`` (0 before the first load)."""
@@ -214,29 +220,74 @@ class PolicyHolder:
         return self.kind.load(snap.data), snap.version, snap.spec
 
     def current(self, space: str = "", *, force: bool = False) -> tuple[Any, int]:
-        """The serving policy and its snapshot version, hot-swapped when stale."""
+        """The serving policy and its snapshot version, hot-swapped when stale.
+
+        A busy process (one that polled about a poll interval ago) loads a newer version
+        on a thread of its own and goes on serving the one it has: decoding a snapshot
+        takes milliseconds that every request queued behind it on the event loop would
+        wait. An idle process (no poll for longer: nothing is queued) loads it on the
+        spot, so a process picks up a version published more than a poll interval ago
+        before it answers; so do the first load, ``force=True`` and a retired space."""
         now = time.monotonic()
         hit = self._policies.get(space)
-        if hit is not None and not force and now - hit[2] < self.settings.snapshot_poll_interval:
+        poll = self.settings.snapshot_poll_interval
+        if hit is not None and not force and now - hit[2] < poll:
             return hit[0], hit[1]
         latest = self.store.latest_version(self.kind.name, space)
         if latest == 0 and self.kind.new is None:
             raise UnknownItemError(
                 f"{self.kind.name} space {space!r} does not exist; PUT it first."
             )
-        if hit is None or latest != hit[1]:
-            policy, version, _ = self.load_latest(space)
-            if hit is None or version >= hit[1]:
-                log.info("serving %s %r version %d", self.kind.name, space, version)
-            else:
-                policy, version = hit[0], hit[1]
-        else:
+        if hit is not None and latest == hit[1]:
             policy, version = hit[0], hit[1]
+        elif hit is not None and not force and latest > hit[1] and now - hit[2] < poll + _BUSY:
+            self._load_in_background(space)
+            policy, version = hit[0], hit[1]
+        else:
+            policy, version = self._load(space, hit)
+        self._keep(space, policy, version, now)
+        return policy, version
+
+    def _load(self, space: str, hit: tuple[Any, int, float] | None) -> tuple[Any, int]:
+        policy, version, _ = self.load_latest(space)
+        if hit is not None and version < hit[1]:
+            return hit[0], hit[1]
+        log.info("serving %s %r version %d", self.kind.name, space, version)
+        return policy, version
+
+    def _keep(self, space: str, policy: Any, version: int, now: float) -> None:
         with self.lock:
+            old = self._policies.get(space)
+            if old is not None and old[1] > version:  # a background load got there first
+                policy, version = old[0], old[1]
             if len(self._policies) > 1000:
                 self._policies.clear()
             self._policies[space] = (policy, version, now)
-        return policy, version
+
+    def _load_in_background(self, space: str) -> None:
+        """Load the newest snapshot of ``space`` on a daemon thread (one at a time per
+        space) and swap it in; a failure is logged and the next poll tries again."""
+        with self.lock:
+            if space in self._loading:
+                return
+            self._loading.add(space)
+
+        def load() -> None:
+            try:
+                policy, version = self._load(space, self._policies.get(space))
+                self._keep(space, policy, version, time.monotonic())
+            except Exception:
+                log.warning(
+                    "loading %s %r failed; the next poll retries",
+                    self.kind.name,
+                    space,
+                    exc_info=True,
+                )
+            finally:
+                with self.lock:
+                    self._loading.discard(space)
+
+        threading.Thread(target=load, name=f"memberlab-load-{self.kind.name}", daemon=True).start()
 
     def run(self, fn: Callable[[Any], T], space: str = "") -> tuple[T, int]:
         """Run ``fn`` on the serving policy (no lock: ``decide`` never writes)."""

@@ -78,6 +78,39 @@ class Dialect:
                 conn.exec_driver_sql(f"INSERT INTO {icols} VALUES ({', '.join([ph] * 9)})", irows)
         return True
 
+    def add_events(
+        self,
+        store: StoreBase,
+        ecols: str,
+        batches: Sequence[Sequence[tuple[Any, ...]]],
+        *,
+        wait: bool = True,
+    ) -> list[int] | None:
+        """Insert event rows (:data:`memberlab.store._ledger.EVENT_COLUMNS` order), a
+        batch per request, in one transaction, skipping any event id already stored;
+        returns the rows each batch added (in order: an id twice, in one batch or in
+        two, counts for the first). ``wait=False`` as :meth:`log_decisions`."""
+        ph = self.placeholder
+        n = ecols.count(",") + 1
+        sql = (
+            f"INSERT INTO {ecols} VALUES ({', '.join([ph] * n)}) ON CONFLICT (event_id) DO NOTHING"
+        )
+        with store._tx() as conn:
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                return [_insert_count(cur, sql, rows) for rows in batches]
+            finally:
+                cur.close()
+
+
+def _insert_count(cur: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Rows inserted by one INSERT per row (a DB-API ``executemany`` sums ``rowcount``
+    over its rows in sqlite3 and in psycopg 3; an ``ON CONFLICT DO NOTHING`` skip adds 0)."""
+    if not rows:
+        return 0
+    cur.executemany(sql, rows)
+    return int(cur.rowcount)
+
 
 DIALECTS: dict[str, type[Dialect]] = {}
 

@@ -1,9 +1,9 @@
-"""Group commit on the caller's event loop: decisions logged in one loop iteration share
-one transaction.
+"""Group commit on the caller's event loop: writes queued in one loop iteration share
+one transaction (decisions with their impressions; click and conversion events).
 
-A decision is acknowledged only after the transaction holding its rows has committed,
+A write is acknowledged only after the transaction holding its rows has committed,
 so nothing acknowledged is lost in a crash; what is shared is the transaction. A
-request that logs a decision queues its rows and awaits; the first one schedules a
+request that writes queues its rows and awaits; the first one schedules a
 flush for the end of the current loop iteration (``call_soon``), which writes every
 row queued by then in one ``BEGIN``/``COMMIT`` and wakes their requests. Nothing waits
 to fill a batch: an idle service commits a lone decision at once.
@@ -20,9 +20,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 __all__ = ["LoopGroupCommit", "Rows"]
+
+T = TypeVar("T")  # what one request writes
+R = TypeVar("R")  # what the write answers it
 
 log = logging.getLogger("memberlab.store")
 
@@ -33,30 +36,31 @@ Rows = tuple[tuple[Any, ...], Sequence[tuple[Any, ...]]]
 _RETRY = (0.0005, 0.001, 0.002, 0.004)
 
 
-class LoopGroupCommit:
-    """Batches ``(decision row, impression rows)`` per event loop into one transaction.
+class LoopGroupCommit(Generic[T, R]):
+    """Batches the writes of one event loop iteration into one transaction.
 
     Parameters
     ----------
-    try_write : callable (list of Rows) -> bool
-        Writes and commits every row in one transaction and returns True; returns False,
-        having written nothing, when the write lock is busy (try again later).
-    write : callable (list of Rows) -> None
-        The same, waiting for the lock (used to write rows one by one after a batch
-        failed, so that one bad row fails only its own request).
+    try_write : callable (list of T) -> list of R, or None
+        Writes and commits every item in one transaction and returns one result per
+        item; returns None, having written nothing, when the write lock is busy (try
+        again later).
+    write : callable (list of T) -> list of R
+        The same, waiting for the lock (used to write items one by one after a batch
+        failed, so that one bad item fails only its own request).
     """
 
     def __init__(
         self,
-        try_write: Callable[[list[Rows]], bool],
-        write: Callable[[list[Rows]], None],
+        try_write: Callable[[list[T]], list[R] | None],
+        write: Callable[[list[T]], list[R]],
     ) -> None:
         self._try_write = try_write
         self._write = write
-        self._queues: dict[asyncio.AbstractEventLoop, _LoopQueue] = {}
+        self._queues: dict[asyncio.AbstractEventLoop, _LoopQueue[T, R]] = {}
 
-    async def submit(self, rows: Rows) -> None:
-        """Queue ``rows``; returns once they are committed (raises what the write did)."""
+    async def submit(self, item: T) -> R:
+        """Queue ``item``; returns its result once committed (raises what the write did)."""
         loop = asyncio.get_running_loop()
         q = self._queues.get(loop)
         if q is None:
@@ -64,20 +68,20 @@ class LoopGroupCommit:
                 for old in [lp for lp in self._queues if lp.is_closed()]:
                     del self._queues[old]
             q = self._queues[loop] = _LoopQueue(loop, self)
-        fut: asyncio.Future[None] = loop.create_future()
-        q.add(rows, fut)
-        await fut
+        fut: asyncio.Future[R] = loop.create_future()
+        q.add(item, fut)
+        return await fut
 
 
-class _LoopQueue:
-    def __init__(self, loop: asyncio.AbstractEventLoop, owner: LoopGroupCommit) -> None:
+class _LoopQueue(Generic[T, R]):
+    def __init__(self, loop: asyncio.AbstractEventLoop, owner: LoopGroupCommit[T, R]) -> None:
         self.loop, self.owner = loop, owner
-        self.items: list[tuple[Rows, asyncio.Future[None]]] = []
+        self.items: list[tuple[T, asyncio.Future[R]]] = []
         self.scheduled = False
         self.attempt = 0
 
-    def add(self, rows: Rows, fut: asyncio.Future[None]) -> None:
-        self.items.append((rows, fut))
+    def add(self, item: T, fut: asyncio.Future[R]) -> None:
+        self.items.append((item, fut))
         if not self.scheduled:
             self.scheduled = True
             self.loop.call_soon(self.flush)
@@ -85,13 +89,13 @@ class _LoopQueue:
     def flush(self) -> None:
         batch, self.items = self.items, []
         try:
-            done = self.owner._try_write([rows for rows, _ in batch])
+            results = self.owner._try_write([item for item, _ in batch])
         except Exception as exc:
             self.scheduled = False
             self.attempt = 0
             self._fail(batch, exc)
             return
-        if not done:  # the write lock is busy: later, with whatever arrives meanwhile
+        if results is None:  # the write lock is busy: later, with whatever arrives meanwhile
             self.items = batch + self.items
             delay = _RETRY[min(self.attempt, len(_RETRY) - 1)]
             self.attempt += 1
@@ -99,24 +103,25 @@ class _LoopQueue:
             return
         self.attempt = 0
         self.scheduled = False
-        for _, fut in batch:
+        for (_, fut), result in zip(batch, results, strict=True):
             if not fut.done():  # a cancelled request (client gone): its rows are in
-                fut.set_result(None)
+                fut.set_result(result)
 
-    def _fail(self, batch: list[tuple[Rows, asyncio.Future[None]]], exc: Exception) -> None:
+    def _fail(self, batch: list[tuple[T, asyncio.Future[R]]], exc: Exception) -> None:
         if len(batch) > 1:
-            log.warning("group commit of %d decisions failed (%s); writing singly", len(batch), exc)
-        for rows, fut in batch:
+            log.warning("group commit of %d writes failed (%s); writing singly", len(batch), exc)
+        for item, fut in batch:
             err: Exception | None = exc
+            result: list[R] = []
             if len(batch) > 1:
                 try:
-                    self.owner._write([rows])
+                    result = self.owner._write([item])
                     err = None
                 except Exception as one:
                     err = one
             if fut.done():
                 continue
             if err is None:
-                fut.set_result(None)
+                fut.set_result(result[0])
             else:
                 fut.set_exception(err)

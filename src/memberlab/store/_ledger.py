@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,6 +24,8 @@ _ICOLS = (
     "impressions (decision_id, item_id, kind, space, propensity, ts, deadline, status, "
     "policy_version)"
 )
+#: columns of an event row (:func:`_event_row`)
+_ECOLS = "events (event_id, decision_id, item_id, type, value, ts, ts_client, plan, received_at)"
 _GROUP_LOCK = threading.Lock()
 
 
@@ -102,6 +104,15 @@ def _decision_rows(
     return drow, irows
 
 
+def _event_rows(events: Sequence[EventRecord]) -> list[tuple[Any, ...]]:
+    """The rows of :data:`_ECOLS` for ``events`` (an id twice: the first is kept)."""
+    now = time.time()
+    return [
+        (e.event_id, e.decision_id, e.item_id, e.type, e.value, e.ts, e.ts_client, e.plan, now)
+        for e in events
+    ]
+
+
 _GET_DECISIONS = sa.select(s.decisions).where(
     s.decisions.c.decision_id.in_(sa.bindparam("ids", expanding=True))
 )
@@ -132,25 +143,34 @@ class LedgerMixin(StoreBase):
         window: float,
     ) -> None:
         """:meth:`log_decision` for a caller on an event loop, committed together with
-        the other decisions queued meanwhile (group commit, one writer thread per store);
-        returns once the decision is committed."""
-        group = self.__dict__.get("_group")
+        the other decisions queued meanwhile (group commit on the loop, never blocking it
+        on the write lock); returns once the decision is committed."""
+        group = self._group("_decision_group", self._try_write_decisions, self._write_decisions)
+        await group.submit(_decision_rows(decision, impressions, window))
+
+    def _group(
+        self,
+        name: str,
+        try_write: Callable[[list[Any]], list[Any] | None],
+        write: Callable[[list[Any]], list[Any]],
+    ) -> LoopGroupCommit[Any, Any]:
+        group = self.__dict__.get(name)
         if group is None:
             with _GROUP_LOCK:
-                group = self.__dict__.get("_group")
+                group = self.__dict__.get(name)
                 if group is None:
-                    group = self.__dict__["_group"] = LoopGroupCommit(
-                        self._try_write_decisions, self._write_decisions
-                    )
-        await group.submit(_decision_rows(decision, impressions, window))
+                    group = self.__dict__[name] = LoopGroupCommit(try_write, write)
+        return group
 
     # The hottest write of the service: plain SQL through the driver (one prepared
     # statement each), skipping SQLAlchemy's per-call statement handling.
-    def _write_decisions(self, rows: list[Rows]) -> None:
+    def _write_decisions(self, rows: list[Rows]) -> list[None]:
         self.sql.log_decisions(self, _DCOLS, _ICOLS, rows)
+        return [None] * len(rows)
 
-    def _try_write_decisions(self, rows: list[Rows]) -> bool:
-        return self.sql.log_decisions(self, _DCOLS, _ICOLS, rows, wait=False)
+    def _try_write_decisions(self, rows: list[Rows]) -> list[None] | None:
+        done = self.sql.log_decisions(self, _DCOLS, _ICOLS, rows, wait=False)
+        return [None] * len(rows) if done else None
 
     def get_decisions(self, decision_ids: Sequence[str]) -> dict[str, DecisionRecord]:
         """The logged decisions among ``decision_ids`` (missing ids are left out)."""
@@ -178,28 +198,29 @@ class LedgerMixin(StoreBase):
 
         The insert is committed before this returns, so an acknowledged event is durable.
         """
-        now = time.time()
-        rows: dict[str, dict[str, Any]] = {}
-        for e in events:
-            rows.setdefault(
-                e.event_id,
-                {
-                    "event_id": e.event_id,
-                    "decision_id": e.decision_id,
-                    "item_id": e.item_id,
-                    "type": e.type,
-                    "value": e.value,
-                    "ts": e.ts,
-                    "ts_client": e.ts_client,
-                    "plan": e.plan,
-                    "received_at": now,
-                },
-            )
-        values = list(rows.values())
-        stmt = self._insert(s.events).on_conflict_do_nothing().returning(s.events.c.event_id)
-        with self._tx() as conn:
-            accepted = len(conn.execute(stmt, values).all()) if values else 0
-        return accepted, len(events) - accepted
+        return self._write_events([_event_rows(events)])[0]
+
+    async def add_events_async(self, events: Sequence[EventRecord]) -> tuple[int, int]:
+        """:meth:`add_events` for a caller on an event loop: committed together with the
+        other requests' events queued meanwhile, without blocking the loop on the write
+        lock (a thread holding SQLite's lock while it waits for the GIL held decisions
+        up for tens of milliseconds)."""
+        group = self._group("_event_group", self._try_write_events, self._write_events)
+        result: tuple[int, int] = await group.submit(_event_rows(events))
+        return result
+
+    def _write_events(self, batches: list[list[tuple[Any, ...]]]) -> list[tuple[int, int]]:
+        added = self.sql.add_events(self, _ECOLS, batches)
+        assert added is not None  # waiting, the write always happens
+        return [(n, len(b) - n) for b, n in zip(batches, added, strict=True)]
+
+    def _try_write_events(
+        self, batches: list[list[tuple[Any, ...]]]
+    ) -> list[tuple[int, int]] | None:
+        added = self.sql.add_events(self, _ECOLS, batches, wait=False)
+        if added is None:
+            return None
+        return [(n, len(b) - n) for b, n in zip(batches, added, strict=True)]
 
     def data_clock(self) -> float | None:
         """The latest client-supplied timestamp of any decision or event, if any."""

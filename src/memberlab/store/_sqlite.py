@@ -6,21 +6,23 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from memberlab._errors import DataValidationError, StoreUnavailableError
-from memberlab.store._dialect import DIALECTS, Dialect
+from memberlab.store._dialect import DIALECTS, Dialect, _insert_count
 
 if TYPE_CHECKING:
     from memberlab.store._base import StoreBase
     from memberlab.store._group import Rows
 
 __all__ = ["SqliteDialect"]
+
+T = TypeVar("T")
 
 _SQLITE_BUSY_MS = 2
 _SQLITE_LOCK_WAIT = 30.0
@@ -130,29 +132,64 @@ class SqliteDialect(Dialect):
         *,
         wait: bool = True,
     ) -> bool:
-        # The hottest write: straight through one driver connection kept for it, with
-        # no pool checkout, no SQLAlchemy events and no statement handling per call
-        # (a third of a lone decision's cost on a small machine).
+        def write(cur: sqlite3.Cursor) -> bool:
+            cur.executemany(
+                f"INSERT INTO {dcols} VALUES ({', '.join('?' * len(rows[0][0]))})",
+                [d for d, _ in rows],
+            )
+            cur.executemany(
+                f"INSERT INTO {icols} VALUES ({', '.join('?' * 9)})",
+                [i for _, imps in rows for i in imps],
+            )
+            return True
+
+        return self._raw_write(store, write, wait=wait, what="log the decision") is not None
+
+    def add_events(
+        self,
+        store: StoreBase,
+        ecols: str,
+        batches: Sequence[Sequence[tuple[Any, ...]]],
+        *,
+        wait: bool = True,
+    ) -> list[int] | None:
+        sql = (
+            f"INSERT INTO {ecols} VALUES ({', '.join('?' * (ecols.count(',') + 1))}) "
+            "ON CONFLICT (event_id) DO NOTHING"
+        )
+
+        def write(cur: sqlite3.Cursor) -> list[int]:
+            return [_insert_count(cur, sql, rows) for rows in batches]
+
+        return self._raw_write(store, write, wait=wait, what="record the events")
+
+    def _raw_write(
+        self,
+        store: StoreBase,
+        write: Callable[[sqlite3.Cursor], T],
+        *,
+        wait: bool,
+        what: str,
+    ) -> T | None:
+        """``write(cursor)`` in one transaction on the driver connection kept for the hot
+        writes; None, having written nothing, when ``wait=False`` and the lock is busy.
+
+        The hot writes (decision logs, events) go straight through one driver connection,
+        with no pool checkout, no SQLAlchemy events and no statement handling per call
+        (a third of a lone decision's cost on a small machine)."""
         lock = store._write_lock
         assert lock is not None
         if not lock.acquire(blocking=wait):
-            return False
+            return None
         try:
             if self._raw is None:
                 self._raw = store.engine.raw_connection()
             cur = self._raw.cursor()
             try:
                 if not _begin_immediate_raw(cur, wait=wait):
-                    return False
+                    return None
                 try:
-                    cur.executemany(
-                        f"INSERT INTO {dcols} VALUES ({', '.join('?' * len(rows[0][0]))})",
-                        [d for d, _ in rows],
-                    )
-                    cur.executemany(
-                        f"INSERT INTO {icols} VALUES ({', '.join('?' * 9)})",
-                        [i for _, imps in rows for i in imps],
-                    )
+                    out = write(cur)
                     cur.execute("COMMIT")
                 except BaseException:
                     with contextlib.suppress(sqlite3.Error):
@@ -161,10 +198,10 @@ class SqliteDialect(Dialect):
             finally:
                 cur.close()
         except sqlite3.OperationalError as exc:
-            raise StoreUnavailableError(f"cannot log the decision: {exc}") from None
+            raise StoreUnavailableError(f"cannot {what}: {exc}") from None
         finally:
             lock.release()
-        return True
+        return out
 
     def close(self) -> None:
         if self._raw is not None:

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
 from memberlab._errors import DataValidationError, UnknownDecisionError
 from memberlab.service._layouts import LAYOUTS
 from memberlab.service._policy import KIND
 from memberlab.service._value import VALUE, check_plan
-from memberlab.service.deps import DecideKey, Svc
-from memberlab.service.routes._common import responses
+from memberlab.service.deps import Services
+from memberlab.service.routes._common import (
+    hot_route,
+    json_response,
+    read_body,
+    responses,
+    services_for,
+)
 from memberlab.service.schemas import (
     EventsIn,
     EventsOut,
@@ -27,12 +33,22 @@ events_router = APIRouter(tags=["events"])
     status_code=202,
     response_model=EventsOut,
     responses=responses(_404="Unknown decision."),
+    openapi_extra=hot_route(EventsIn),
 )
-def post_events(body: EventsIn, svc: Svc, _: DecideKey) -> EventsOut:
+async def post_events(request: Request) -> Response:
     """Clicks and conversions; an event id counts once, forever.
 
     The events are committed to the database before the 202 is sent.
     """
+    svc = services_for(request, "decide")
+    out = await record_events(await read_body(request, EventsIn), svc)
+    return json_response(out, status_code=202)
+
+
+async def record_events(body: EventsIn, svc: Services, _key: str = "") -> EventsOut:
+    """The logic of :func:`post_events`, callable without HTTP."""
+    # async, on the event loop like decisions: a thread-pool write held SQLite's lock
+    # while it waited for the GIL, and decisions queued behind it
     limit = svc.settings.max_events_per_request
     if len(body.events) > limit:
         raise DataValidationError(f"{len(body.events)} events in one request, at most {limit}.")
@@ -69,5 +85,5 @@ def post_events(body: EventsIn, svc: Svc, _: DecideKey) -> EventsOut:
                 plan=e.plan,
             )
         )
-    accepted, duplicates = svc.store.add_events(records)
+    accepted, duplicates = await svc.store.add_events_async(records)
     return EventsOut(accepted=accepted, duplicates=duplicates)
