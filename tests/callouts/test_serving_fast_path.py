@@ -284,3 +284,19 @@ def test_state_words_write_the_state_the_setter_writes(monkeypatch: pytest.Monke
     monkeypatch.setattr(recommender_module, "_pcg_state_words", lambda bitgen: None)
     slow_rec, _ = _trained(7, propensity_draws=30)  # a fresh thread-local generator
     assert [slow_rec.decide(c, seed=s, k=2 if s % 2 else 1) for c, s in jobs] == fast
+
+
+def test_prefix_cached_block_sums_equal_the_field_by_field_sum() -> None:
+    """A block sum through the cached sum of all but the last field (a miss, then hits
+    from contexts differing in the last field) has the bits of adding every field's
+    part to the own part left to right."""
+    rec, _ = _trained(11)
+    rec._block({"page": "home"}, None)
+    shape = rec._shapes[None]
+    for page in [*PAGES, "never-seen", *PAGES]:
+        ctx = {"age": 40.0, "interests": ["video", "music"], "member": True, "page": page}
+        enc = rec._features.encode(ctx)
+        assert len(enc) == 4
+        got = rec._block_sum(shape, enc)
+        assert enc[:-1] in shape.prefixes
+        assert got.tobytes() == rec._field_sum(shape, enc).tobytes()
