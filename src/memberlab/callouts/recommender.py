@@ -1187,6 +1187,11 @@ def _pcg_state_words(bitgen: np.random.PCG64) -> Any:
     state the public setter gives, for two states, with the increment in place; any
     other layout returns None (the caller then uses the setter).
     """
+    # Only on the numpy majors whose pcg64_state layout is known (1.17 to 2.x): on an
+    # unknown layout the first word might not be a pointer, and writing through it
+    # would not fail cleanly.
+    if np.__version__.split(".")[0] not in ("1", "2"):
+        return None
     try:
         import ctypes
 
