@@ -263,3 +263,40 @@ def test_singular_covariance_takes_the_jitter_path_with_the_plain_moments(
     d = rec.decide(ctx, seed=3, k=2)
     assert rec.decide(ctx, seed=3, k=2) == d
     assert all(0 < p <= 1 for p in d.propensities)  # type: ignore[operator]
+
+
+def test_state_words_write_the_state_the_setter_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decisions seed their generator by writing PCG64's two state words directly: the
+    view exists on this build, a write through it is the state the public setter
+    sets, and decisions equal those of a recommender that takes the setter path."""
+    bitgen = np.random.PCG64(0)
+    words = recommender_module._pcg_state_words(bitgen)
+    assert words is not None
+    for seed in (0, 1, 2**63 - 1, 123456789):
+        state = (seed * recommender_module._SEED_MULT + recommender_module._SEED_ADD) % 2**128
+        words[0], words[1] = state % 2**64, state >> 64
+        ref = _generator(seed).bit_generator.state
+        assert bitgen.state["state"] == {"state": state, "inc": bitgen.state["state"]["inc"]}
+        assert ref["state"]["state"] == state
+    rec, rng = _trained(7, propensity_draws=30)
+    jobs = [(_context(rng), int(s)) for s in rng.integers(0, 2**63, size=50)]
+    fast = [rec.decide(c, seed=s, k=2 if s % 2 else 1) for c, s in jobs]
+    monkeypatch.setattr(recommender_module, "_pcg_state_words", lambda bitgen: None)
+    slow_rec, _ = _trained(7, propensity_draws=30)  # a fresh thread-local generator
+    assert [slow_rec.decide(c, seed=s, k=2 if s % 2 else 1) for c, s in jobs] == fast
+
+
+def test_prefix_cached_block_sums_equal_the_field_by_field_sum() -> None:
+    """A block sum through the cached sum of all but the last field (a miss, then hits
+    from contexts differing in the last field) has the bits of adding every field's
+    part to the own part left to right."""
+    rec, _ = _trained(11)
+    rec._block({"page": "home"}, None)
+    shape = rec._shapes[None]
+    for page in [*PAGES, "never-seen", *PAGES]:
+        ctx = {"age": 40.0, "interests": ["video", "music"], "member": True, "page": page}
+        enc = rec._features.encode(ctx)
+        assert len(enc) == 4
+        got = rec._block_sum(shape, enc)
+        assert enc[:-1] in shape.prefixes
+        assert got.tobytes() == rec._field_sum(shape, enc).tobytes()

@@ -178,14 +178,17 @@ class CalloutFeatures:
         values in one numeric bucket are one context to them. The loop inlines the
         cache hit of :meth:`_field`: this runs once per decision.
         """
+        # Sorting the keys alone gives the order of sorting the items (keys are
+        # distinct) at a fraction of its cost: no tuple comparisons.
         try:
-            pairs = sorted(context.items())
+            keys = sorted(context)
         except TypeError:  # keys of mixed types
-            pairs = sorted(context.items(), key=lambda kv: str(kv[0]))
+            keys = sorted(context, key=str)
         get = self._fields.get
         out: list[Field] = []
         hit: Any
-        for k, v in pairs:
+        for k in keys:
+            v = context[k]
             t = type(v)
             try:
                 hit = get((k, t, tuple(v)) if t is list else (k, t, v), _MISS)

@@ -92,6 +92,7 @@ SNAPSHOT_SCHEMA_VERSION = 2  # the one policy codec (memberlab.policy.SCHEMA_VER
 _LEGACY_SCHEMA_VERSION = 1
 _MAGIC = b"MEMBERLAB-CALLOUTS\n"
 _MASK128 = (1 << 128) - 1
+_MASK64 = (1 << 64) - 1
 _SEED_MULT = 0x9E3779B97F4A7C15F39CC0605CEDC835  # odd: seed -> state is a bijection
 _SEED_ADD = 0x2545F4914F6CDD1D
 _PCG_INC = 0xDA3E39CB94B95BDB  # odd stream increment
@@ -571,14 +572,38 @@ class CalloutRecommender(PolicyCodecMixin):
     def _block_sum(self, shape: _Shape, enc: tuple[Field, ...]) -> FloatArray:
         """A new array: the candidates' own part plus the part of each context field,
         added left to right (as ``np.add.reduce`` over the stacked parts adds them, to
-        the same bits, without stacking them first)."""
+        the same bits, without stacking them first).
+
+        The sum of all but the last field is cached per candidate set: fresh contexts
+        that differ from a recent one only in their last field (by key order) cost one
+        addition instead of one per field, with the same additions in the same order.
+        """
+        if len(enc) < 3:
+            return self._field_sum(shape, enc)
+        head = enc[:-1]
+        prefix = shape.prefixes.get(head)
+        if prefix is None:
+            prefix = self._field_sum(shape, head)
+            if len(shape.prefixes) >= _MAX_CACHE:
+                shape.prefixes.clear()
+            shape.prefixes[head] = prefix
+        last = shape.fields.get(enc[-1])
+        if last is None:
+            last = self._field_part(shape, enc[-1])
+        return prefix + last
+
+    def _field_sum(self, shape: _Shape, enc: tuple[Field, ...]) -> FloatArray:
+        """A new array: own part plus each field's part, left to right."""
         get = shape.fields.get
         total: FloatArray | None = None
         for f in enc:
             hit = get(f)
             if hit is None:
                 hit = self._field_part(shape, f)
-            total = shape.own + hit if total is None else np.add(total, hit, out=total)
+            if total is None:
+                total = shape.own + hit
+            else:
+                total += hit  # in place, as np.add(..., out=total), without its keywords
         return shape.own.copy() if total is None else total
 
     def _moments(self, group: str, value: str) -> tuple[float, float]:
@@ -614,7 +639,7 @@ class CalloutRecommender(PolicyCodecMixin):
         A = np.zeros((n, len(atoms)))
         for r, row in enumerate(atom_rows):
             A[r, row] = 1.0
-        shape = _Shape(ids, _pack(mean, cov), list(atoms), A, {}, {})
+        shape = _Shape(ids, _pack(mean, cov), list(atoms), A, {}, {}, {})
         if len(self._shapes) > 64:
             self._shapes.clear()
         self._shapes[ckey] = shape
@@ -671,10 +696,13 @@ class CalloutRecommender(PolicyCodecMixin):
 
     def _reseed(self, seed: int) -> np.random.Generator:
         """This thread's decision generator, set to the state of ``seed`` (a bijection of
-        the seed; the state dictionary is reused: this runs once per decision)."""
+        the seed). This runs once per decision: the state is written straight into the
+        PCG64's two 64-bit state words when that was verified to equal setting
+        ``bit_generator.state`` (a quarter of the cost), else through the state setter."""
         local = self._local
+        st: Any  # the setter's state dictionary (reused)
         try:
-            bitgen, gen, st = local.pcg
+            words, bitgen, gen, st = local.pcg
         except AttributeError:
             bitgen = np.random.PCG64(0)
             gen = np.random.Generator(bitgen)
@@ -684,9 +712,18 @@ class CalloutRecommender(PolicyCodecMixin):
                 "has_uint32": 0,
                 "uinteger": 0,
             }
-            local.pcg = bitgen, gen, st
-        st["state"]["state"] = (seed * _SEED_MULT + _SEED_ADD) & _MASK128
-        bitgen.state = st
+            bitgen.state = st
+            words = _pcg_state_words(bitgen)
+            local.pcg = words, bitgen, gen, st
+        state = (seed * _SEED_MULT + _SEED_ADD) & _MASK128
+        if words is not None:
+            # Only standard_normal draws from this generator: it never buffers a 32-bit
+            # half (has_uint32 stays 0) and the increment never changes.
+            words[0] = state & _MASK64
+            words[1] = state >> 64
+        else:
+            st["state"]["state"] = state
+            bitgen.state = st
         return gen
 
     def decide(
@@ -1131,6 +1168,7 @@ class _Shape:
     support: FloatArray  # (n, len(atoms)) 1 where a candidate has the attribute value
     parts: dict[tuple[str, str], FloatArray]  # per context value, packed like ``own``
     fields: dict[tuple[str, tuple[str, ...]], FloatArray]  # per field: its values' sum
+    prefixes: dict[tuple[Field, ...], FloatArray]  # all fields but the last: their sum
 
 
 def _pack(mean: FloatArray, cov: FloatArray) -> FloatArray:
@@ -1138,6 +1176,41 @@ def _pack(mean: FloatArray, cov: FloatArray) -> FloatArray:
     array: parts add elementwise, the sum's diagonal is the score variances, and its
     last ``n * n`` entries are the covariance in Fortran order, as LAPACK takes it."""
     return np.concatenate([mean, np.diagonal(cov), cov.T.ravel()])
+
+
+def _pcg_state_words(bitgen: np.random.PCG64) -> Any:
+    """A uint64 view of the low and high words of ``bitgen``'s 128-bit state, or None.
+
+    numpy's ``pcg64_state`` begins with a pointer to ``{state, inc}``, two 128-bit
+    integers, stored as native little-endian ``__uint128_t`` where the compiler has one.
+    The view is used only after a check that writing through it gives exactly the
+    state the public setter gives, for two states, with the increment in place; any
+    other layout returns None (the caller then uses the setter).
+    """
+    # Only on the numpy majors whose pcg64_state layout is known (1.17 to 2.x): on an
+    # unknown layout the first word might not be a pointer, and writing through it
+    # would not fail cleanly.
+    if np.__version__.split(".")[0] not in ("1", "2"):
+        return None
+    try:
+        import ctypes
+
+        ptr = ctypes.c_void_p.from_address(bitgen.ctypes.state_address).value
+        if not ptr:
+            return None
+        words = np.ctypeslib.as_array((ctypes.c_uint64 * 4).from_address(ptr))
+        saved = bitgen.state
+        for probe in (0x0123456789ABCDEF_FEDCBA9876543210, _SEED_ADD):
+            words[0] = probe & _MASK64
+            words[1] = probe >> 64
+            got = bitgen.state
+            if got["state"] != {"state": probe, "inc": saved["state"]["inc"]}:
+                bitgen.state = saved
+                return None
+        bitgen.state = saved
+    except (AttributeError, TypeError, ValueError, OSError):
+        return None
+    return words
 
 
 def _cholesky(cov: FloatArray) -> FloatArray:
