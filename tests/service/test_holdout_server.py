@@ -116,7 +116,10 @@ def test_readout_covers_the_true_lift(run: dict[str, Any]) -> None:
     assert srm["p_value"] > 1e-3 and not srm["mismatch"], srm
     assert srm["units_in_both_arms"] == 0
     truth = served.truth()
-    assert lift["lower"] <= truth["lift"] <= lift["upper"], (lift, truth)
+    # One run of a service whose decisions draw their seeds from the OS: its 95% interval
+    # misses about 1 run in 20 (CI saw 0.156 above [0.028, 0.151]); nominal coverage is
+    # test_readout_coverage_over_seeds' job, here the estimate must be within 3.3 s.e.
+    assert abs(lift["absolute"] - truth["lift"]) <= 3.3 * lift["se"], (lift, truth)
     cs = out["confidence_sequence"]
     assert cs["lower"] <= lift["lower"] and cs["upper"] >= lift["upper"]
     series = out["series"]
