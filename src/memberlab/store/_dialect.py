@@ -78,6 +78,14 @@ class Dialect:
                 conn.exec_driver_sql(f"INSERT INTO {icols} VALUES ({', '.join([ph] * 9)})", irows)
         return True
 
+    def events_sql(self, ecols: str) -> str:
+        """The driver INSERT of one event row that skips an event id already stored."""
+        n = ecols.count(",") + 1
+        return (
+            f"INSERT INTO {ecols} VALUES ({', '.join([self.placeholder] * n)}) "
+            "ON CONFLICT (event_id) DO NOTHING"
+        )
+
     def add_events(
         self,
         store: StoreBase,
@@ -86,15 +94,11 @@ class Dialect:
         *,
         wait: bool = True,
     ) -> list[int] | None:
-        """Insert event rows (:data:`memberlab.store._ledger.EVENT_COLUMNS` order), a
+        """Insert event rows (in ``ecols`` order, :data:`memberlab.store._ledger._ECOLS`), a
         batch per request, in one transaction, skipping any event id already stored;
         returns the rows each batch added (in order: an id twice, in one batch or in
         two, counts for the first). ``wait=False`` as :meth:`log_decisions`."""
-        ph = self.placeholder
-        n = ecols.count(",") + 1
-        sql = (
-            f"INSERT INTO {ecols} VALUES ({', '.join([ph] * n)}) ON CONFLICT (event_id) DO NOTHING"
-        )
+        sql = self.events_sql(ecols)
         with store._tx() as conn:
             cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             try:

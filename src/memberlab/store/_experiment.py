@@ -123,12 +123,7 @@ class ExperimentMixin(StoreBase):
         q = sa.select(d.c.decision_id).where(d.c.kind == kind)
         if with_arm:
             q = q.where(d.c.assignment.is_not(None))
-        if space is not None:
-            q = q.where(d.c.space == space)
-        if since is not None:
-            q = q.where(d.c.ts >= since)
-        if until is not None:
-            q = q.where(d.c.ts < until)
+        q = _window(q, space, since, until)
         with self._tx(write=False) as conn:
             return conn.execute(q.limit(1)).first() is not None
 
@@ -172,13 +167,7 @@ class ExperimentMixin(StoreBase):
             .where(d.c.kind == kind, d.c.assignment.is_not(None))
             .group_by(d.c.decision_id, d.c.ts, d.c.unit_id, d.c.assignment)
         )
-        if space is not None:
-            q = q.where(d.c.space == space)
-        if since is not None:
-            q = q.where(d.c.ts >= since)
-        if until is not None:
-            q = q.where(d.c.ts < until)
-        return q
+        return _window(q, space, since, until)
 
     def record_evaluation(self, kind: str, label: str, result: Any) -> int:
         """Store an offline evaluation's JSON result; returns its sequence number."""
@@ -208,3 +197,15 @@ class ExperimentMixin(StoreBase):
             EvaluationRecord(int(r.seq), r.kind, r.label, r.result, float(r.created_at))
             for r in rows
         ]
+
+
+def _window(q: Any, space: str | None, since: float | None, until: float | None) -> Any:
+    """``q`` narrowed to decisions of ``space`` with ``since <= ts < until`` (each if given)."""
+    d = s.decisions
+    if space is not None:
+        q = q.where(d.c.space == space)
+    if since is not None:
+        q = q.where(d.c.ts >= since)
+    if until is not None:
+        q = q.where(d.c.ts < until)
+    return q

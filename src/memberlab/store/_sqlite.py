@@ -153,10 +153,7 @@ class SqliteDialect(Dialect):
         *,
         wait: bool = True,
     ) -> list[int] | None:
-        sql = (
-            f"INSERT INTO {ecols} VALUES ({', '.join('?' * (ecols.count(',') + 1))}) "
-            "ON CONFLICT (event_id) DO NOTHING"
-        )
+        sql = self.events_sql(ecols)
 
         def write(cur: sqlite3.Cursor) -> list[int]:
             return [_insert_count(cur, sql, rows) for rows in batches]
