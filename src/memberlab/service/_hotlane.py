@@ -1,10 +1,15 @@
-"""The hot routes' short way through the app: a pure ASGI middleware that hands
-``POST /v1/callouts/decisions`` and ``POST /v1/events`` straight to their endpoints.
+"""The hot routes' short way through the app: :class:`HotLane` hands
+``POST /v1/callouts/decisions`` and ``POST /v1/events`` straight to their endpoints, in
+front of everything FastAPI and Starlette run per request.
 
 Those two requests are most of a busy service's traffic, and on them the framework
 around the endpoint cost about as much CPU as the endpoint itself (the exception and
 body-limit middlewares, routing, FastAPI's request handler: 0.22 of 0.47 ms per decision
-in ``benchmarks/service_profile.py``). The endpoints are the same functions the app's
+in ``benchmarks/service_profile.py``). The lane is consulted by the app's own
+``__call__`` (:class:`memberlab.service.app.ServiceApp`), before FastAPI's telemetry
+check and Starlette's error, telemetry and body-limit middlewares: as a user middleware
+it sat inside those, and they cost about 15% of a busy worker's CPU (py-spy, 1,000
+decisions/s). The endpoints are the same functions the app's
 routes call (they read their own key and body from a Starlette ``Request``); their
 answers, errors included, are the same: the body limit answers 413 as
 :class:`memberlab.service.app.BodyLimit` does, an exception is answered by the handler
@@ -22,7 +27,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from memberlab.service._metrics import RequestMetrics
 
@@ -58,13 +63,10 @@ async def read_limited(scope: Scope, receive: Receive, limit: int) -> bytes | No
 
 
 class HotLane:
-    """Pure ASGI middleware: ``(method, path) -> endpoint`` for exact paths, the rest to
-    ``app``.
+    """``(method, path) -> endpoint`` for exact paths; the app serves the rest.
 
     Parameters
     ----------
-    app : ASGI app
-        Everything else (the FastAPI app's middleware stack and routes).
     routes : mapping (method, path) -> endpoint
     limit : int
         Largest request body in bytes (413 above it).
@@ -79,7 +81,6 @@ class HotLane:
 
     def __init__(
         self,
-        app: ASGIApp,
         *,
         routes: Mapping[tuple[str, str], Endpoint],
         limit: int,
@@ -87,16 +88,17 @@ class HotLane:
         handlers: Callable[[], Mapping[Any, Callable[..., Any]]],
         metrics: RequestMetrics,
     ) -> None:
-        self.app, self.routes, self.limit = app, dict(routes), limit
+        self.routes, self.limit = dict(routes), limit
         self.too_large, self.handlers, self.metrics = too_large, handlers, metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = None
-        if scope["type"] == "http":
-            endpoint = self.routes.get((scope["method"], scope["path"]))
-        if endpoint is None:
-            await self.app(scope, receive, send)
-            return
+    def endpoint(self, scope: Scope) -> Endpoint | None:
+        """The endpoint of this request, or None when the app serves it."""
+        if scope["type"] != "http":
+            return None
+        return self.routes.get((scope["method"], scope["path"]))
+
+    async def serve(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one request with ``endpoint`` (its errors by the app's handlers)."""
         t0 = time.perf_counter()
         status = 500
         try:

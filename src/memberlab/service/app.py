@@ -43,7 +43,7 @@ from memberlab.service.schemas import ErrorOut
 from memberlab.service.settings import Settings
 from memberlab.store import Store
 
-__all__ = ["create_app"]
+__all__ = ["ServiceApp", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,24 @@ class BodyLimit:
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         await too_large(self.limit)(scope, receive, send)
+
+
+class ServiceApp(FastAPI):
+    """The FastAPI app with the hot lane in front: a request the lane serves
+    (:class:`~memberlab.service._hotlane.HotLane`) skips FastAPI's and Starlette's
+    per-request machinery; every other request, and the lifespan, is FastAPI's."""
+
+    hot_lane: HotLane | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = self.hot_lane
+        endpoint = None if lane is None or self.root_path else lane.endpoint(scope)
+        if endpoint is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self  # what Starlette sets: request.app in the endpoint
+        assert lane is not None
+        await lane.serve(endpoint, scope, receive, send)
 
 
 def too_large(limit: int) -> Response:
@@ -142,7 +160,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             if owns_store:
                 st.close()
 
-    app = FastAPI(
+    app = ServiceApp(
         title="memberlab decision service",
         version=__version__,
         description="Callout decisions with delayed feedback, durable events and a trainer.",
@@ -159,9 +177,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, recorder=app.state.request_metrics)
-    # outermost of ours: the two hottest requests skip the stack above (same answers)
-    app.add_middleware(
-        HotLane,
+    # in front of the app: the two hottest requests skip its whole stack (same answers)
+    app.hot_lane = HotLane(
         routes={
             ("POST", "/v1/callouts/decisions"): decisions.post_decision,
             ("POST", "/v1/events"): events.post_events,
