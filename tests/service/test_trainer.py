@@ -125,3 +125,36 @@ def test_a_newer_snapshot_is_decoded_off_the_request_path(tmp_path) -> None:  # 
     finally:
         store.close()
         other.close()
+
+
+def test_the_trainer_process_yields_the_cpu_to_the_workers(serve, keys) -> None:  # type: ignore[no-untyped-def]
+    """The trainer's steps are bursts of CPU; on a machine with fewer cores than
+    processes they must not take the workers' CPU mid-request (nice +10)."""
+    import os
+    import time
+    from pathlib import Path
+
+    from memberlab.service._trainer import TRAINER_NICE
+
+    server = serve("--train-interval", "1")  # one worker: the trainer is the one child
+
+    def nice(pid: int) -> int:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+    deadline = time.monotonic() + 30
+    while True:
+        kids = [
+            int(p.name)
+            for p in Path("/proc").glob("[0-9]*")
+            if p.joinpath("stat").exists()
+            and int(p.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1]) == server.proc.pid
+            and b"spawn_main" in p.joinpath("cmdline").read_bytes()
+        ]
+        # the process sets its niceness first thing, once it has been spawned
+        if len(kids) == 1 and nice(kids[0]) != nice(server.proc.pid):
+            break
+        assert len(kids) <= 1, kids
+        assert time.monotonic() < deadline, f"no reniced trainer process in 30 s: {kids}"
+        time.sleep(0.2)
+    assert nice(kids[0]) == nice(server.proc.pid) + TRAINER_NICE, nice(kids[0])
+    assert nice(server.proc.pid) == nice(os.getpid())  # the workers keep the caller's

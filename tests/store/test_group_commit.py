@@ -193,3 +193,35 @@ def test_a_held_sqlite_write_lock_does_not_block_the_loop_on_events(sqlite_url: 
     finally:
         other.close()
         store.close()
+
+
+def test_a_busy_loop_spaces_its_commits_and_an_idle_one_commits_at_once(sqlite_url: str) -> None:
+    from memberlab.store import _group
+
+    store = Store(sqlite_url)
+    flushes: list[float] = []
+    try_write = store._try_write_decisions
+
+    def timed_try(rows: list) -> list | None:  # type: ignore[type-arg]
+        flushes.append(asyncio.get_running_loop().time())
+        return try_write(rows)
+
+    store._try_write_decisions = timed_try  # type: ignore[method-assign]
+
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        await store.log_decision_async(_decision(), [("a", 0.5)], window=1.0)
+        # the next write right after a commit waits out the gather time ...
+        await store.log_decision_async(_decision(), [("a", 0.5)], window=1.0)
+        await asyncio.sleep(0.05)
+        # ... a write after an idle spell is committed in the iteration it came in
+        submitted = loop.time()
+        await store.log_decision_async(_decision(), [("a", 0.5)], window=1.0)
+        return flushes[1] - flushes[0], flushes[2] - submitted
+
+    try:
+        spaced, idle = asyncio.run(main())
+    finally:
+        store.close()
+    assert spaced >= 0.9 * _group._GATHER, spaced
+    assert idle < 0.5 * _group._GATHER, idle

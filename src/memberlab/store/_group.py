@@ -6,7 +6,10 @@ so nothing acknowledged is lost in a crash; what is shared is the transaction. A
 request that writes queues its rows and awaits; the first one schedules a
 flush for the end of the current loop iteration (``call_soon``), which writes every
 row queued by then in one ``BEGIN``/``COMMIT`` and wakes their requests. Nothing waits
-to fill a batch: an idle service commits a lone decision at once.
+to fill a batch: an idle service commits a lone decision at once. A busy one commits at
+most once per :data:`_GATHER` (a flush follows the previous one by that long at least),
+so under load the writes of about a millisecond share one transaction: each lone commit
+costs about 50 us of CPU beyond its rows and appends ~25 KB of pages to SQLite's WAL.
 
 The flush runs on the loop itself, not on a thread: on the small, shared machines the
 service runs on, waking another thread (and handing it the GIL) costs more than the
@@ -34,6 +37,8 @@ Rows = tuple[tuple[Any, ...], Sequence[tuple[Any, ...]]]
 
 #: seconds between attempts while another process holds the write lock
 _RETRY = (0.0005, 0.001, 0.002, 0.004)
+#: seconds from one flush to the next at least (see the module's docstring)
+_GATHER = 0.001
 
 
 class LoopGroupCommit(Generic[T, R]):
@@ -79,14 +84,20 @@ class _LoopQueue(Generic[T, R]):
         self.items: list[tuple[T, asyncio.Future[R]]] = []
         self.scheduled = False
         self.attempt = 0
+        self.last = -1.0  # loop time of the last flush
 
     def add(self, item: T, fut: asyncio.Future[R]) -> None:
         self.items.append((item, fut))
         if not self.scheduled:
             self.scheduled = True
-            self.loop.call_soon(self.flush)
+            wait = self.last + _GATHER - self.loop.time()
+            if wait > 0:
+                self.loop.call_later(wait, self.flush)
+            else:
+                self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
+        self.last = self.loop.time()
         batch, self.items = self.items, []
         try:
             results = self.owner._try_write([item for item, _ in batch])
