@@ -91,6 +91,60 @@ def test_concurrent_trainers_close_each_impression_once(database_url: str) -> No
     setup.close()
 
 
+def test_every_write_of_a_step_runs_where_the_trainer_says(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The trainer process runs its computing at low CPU priority and its write
+    transactions on a thread of normal priority (they hold the database's write lock):
+    every write transaction of a step must go through ``writes``."""
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import contextmanager
+
+    url = f"sqlite:///{tmp_path}/m.db"
+    settings = Settings(database_url=url, attribution_window=10)
+    store = Store(url)
+    holder = CalloutsHolder(store, settings)
+    holder.ensure_initial()
+    holder.publish_change(
+        lambda rec: (
+            rec.catalog.add("a", {"benefit": "a"}),
+            store.upsert_item("a", {"benefit": "a"}),
+        ),
+        reason="items",
+    )
+    for k in range(20):
+        store.log_decision(
+            DecisionRecord(f"d{k}", "callouts", "", {"k": "x"}, ["a"], 1, k, 100.0 + k, True),
+            [("a", 0.5)],
+            window=10,
+        )
+    store.add_events([EventRecord("e0", "d0", "a", "click", None, 105.0, True)])
+    writer = ThreadPoolExecutor(1, thread_name_prefix="writes")
+    write_threads: list[str] = []
+    inner = store._tx
+
+    @contextmanager
+    def tx(*, write: bool = True):  # type: ignore[no-untyped-def]
+        if write:
+            write_threads.append(threading.current_thread().name)
+        with inner(write=write) as conn:
+            yield conn
+
+    store._tx = tx  # type: ignore[method-assign]
+    trainer = Trainer(
+        store,
+        settings,
+        holder,
+        LayoutsHolder(store, settings),
+        writes=lambda fn: writer.submit(fn).result(),
+    )
+    try:
+        result = trainer.step()
+        assert result.closed == 10 and result.positives == 1, result  # data clock: t = 119
+        assert write_threads and all(t.startswith("writes") for t in write_threads), write_threads
+    finally:
+        writer.shutdown()
+        store.close()
+
+
 def test_a_newer_snapshot_is_decoded_off_the_request_path(tmp_path) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path}/m.db"
     settings = Settings(database_url=url, snapshot_poll_interval=0.0)
@@ -158,3 +212,10 @@ def test_the_trainer_process_yields_the_cpu_to_the_workers(serve, keys) -> None:
         time.sleep(0.2)
     assert nice(kids[0]) == nice(server.proc.pid) + TRAINER_NICE, nice(kids[0])
     assert nice(server.proc.pid) == nice(os.getpid())  # the workers keep the caller's
+    # ... except the thread that runs its write transactions, which keeps the caller's
+    # priority so that it never holds the database's write lock at low priority
+    threads = [
+        int(t.joinpath("stat").read_text().rsplit(")", 1)[1].split()[16])
+        for t in Path(f"/proc/{kids[0]}/task").iterdir()
+    ]
+    assert nice(server.proc.pid) in threads, threads

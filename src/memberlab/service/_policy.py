@@ -65,18 +65,27 @@ def holder_id() -> str:
 
 
 @contextmanager
-def lease(store: Store, settings: Settings, *, wait: float = 0.0) -> Iterator[str]:
-    """Hold the trainer lease for the duration of the block (or raise LeaseBusyError)."""
+def lease(
+    store: Store,
+    settings: Settings,
+    *,
+    wait: float = 0.0,
+    writes: Callable[[Callable[[], Any]], Any] = lambda fn: fn(),
+) -> Iterator[str]:
+    """Hold the trainer lease for the duration of the block (or raise LeaseBusyError).
+
+    ``writes`` runs each of the lease's write transactions (the trainer process runs
+    them on a thread of normal CPU priority)."""
     me = holder_id()
     deadline = time.monotonic() + wait
-    while not store.try_lease(me, ttl=settings.lease_ttl):
+    while not writes(lambda: store.try_lease(me, ttl=settings.lease_ttl)):
         if time.monotonic() >= deadline:
             raise LeaseBusyError("another process holds the trainer lease; try again shortly.")
         time.sleep(0.05)
     try:
         yield me
     finally:
-        store.release_lease(me)
+        writes(lambda: store.release_lease(me))
 
 
 # --------------------------------------------------------------------------- kinds

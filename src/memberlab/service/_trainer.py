@@ -23,8 +23,10 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from memberlab.service._layouts import LayoutsHolder
 from memberlab.service._policy import (
@@ -39,6 +41,8 @@ from memberlab.service.settings import Settings
 from memberlab.store import DueImpression, Store
 
 __all__ = ["TrainResult", "Trainer"]
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +78,12 @@ class Trainer:
         callouts: CalloutsHolder,
         layouts: LayoutsHolder | None = None,
         value: PolicyHolder | None = None,
+        *,
+        writes: Callable[[Callable[[], Any]], Any] | None = None,
     ) -> None:
         self.store = store
+        # runs each of the step's write transactions (see run_trainer_process)
+        self._writes: Callable[[Callable[[], Any]], Any] = writes or _call
         self.settings = settings
         self.callouts = callouts
         self.layouts = layouts or LayoutsHolder(store, settings)
@@ -106,7 +114,7 @@ class Trainer:
         """Run one step now; does nothing (``ran=False``) if another trainer is running."""
         t0 = time.perf_counter()
         try:
-            with lease(self.store, self.settings, wait=wait):
+            with lease(self.store, self.settings, wait=wait, writes=self._writes):
                 now, clock = self.clock()
                 per_kind = {h.kind.name: self._step_kind(h, now) for h in self.holders}
         except LeaseBusyError as exc:
@@ -142,7 +150,8 @@ class Trainer:
                 out[space] = _SpaceStep(0, 0, base, False, 0, 0)
                 continue
             skipped = _apply(policy.update, kind.feedback(policy, rows))
-            version = self.store.publish(
+            publish = partial(
+                self.store.publish,
                 kind.name,
                 policy.to_bytes(),
                 base_version=base,
@@ -151,6 +160,7 @@ class Trainer:
                 reason="train",
                 closed=[(d.decision_id, d.item_id, d.reward) for d in rows],
             )
+            version = self._writes(publish)
             out[space] = _SpaceStep(
                 len(rows), sum(1 for d in rows if d.reward > 0), version, True, changed, skipped
             )
@@ -239,16 +249,32 @@ def _apply(update: Callable[[list[Any]], None], batch: list[Any]) -> int:
     return skipped
 
 
+def _call(fn: Callable[[], T]) -> T:
+    return fn()
+
+
 def run_trainer_process(settings_json: str, parent_pid: int) -> None:
     """Entry point of the trainer process ``memberlab serve`` starts beside its workers.
 
     Exits when its parent is gone (even after a ``kill -9`` of the parent), so a
-    restart never leaves a stray trainer behind. It runs at a lower CPU priority than
-    the workers (nice +10): a step is a burst of CPU (about 0.15 s a second at 1,000
-    decisions/s), and on a machine with fewer cores than processes it took the workers'
-    CPU in the middle of their requests (the p99 of 2 workers on 2 cores spiked once per
-    step); a window closing a little later costs nothing.
+    restart never leaves a stray trainer behind. Its computing runs at a lower CPU
+    priority than the workers (nice +10): a step is a burst of CPU (about 0.15 s a
+    second at 1,000 decisions/s), and on a machine with fewer cores than processes it
+    took the workers' CPU in the middle of their requests (the p99 of 2 workers on 2
+    cores spiked once per step); a window closing a little later costs nothing.
+
+    Its write transactions do not: they hold the database's write lock (SQLite's is one
+    for every process), and at nice +10 on busy cores a publish of about 10 ms of CPU
+    held it for 40-50 ms, stalling every worker's decision log behind it (priority
+    inversion). They run on a thread started before the process lowers its priority
+    (on Linux niceness is per thread, and a thread keeps the one it was created with).
     """
+    writer = ThreadPoolExecutor(1, thread_name_prefix="memberlab-trainer-writes")
+    writer.submit(_call, lambda: None).result()  # start the thread at the caller's niceness
+
+    def writes(fn: Callable[[], T]) -> T:
+        return writer.submit(fn).result()
+
     if hasattr(os, "nice"):
         with contextlib.suppress(OSError):
             os.nice(TRAINER_NICE)
@@ -262,11 +288,12 @@ def run_trainer_process(settings_json: str, parent_pid: int) -> None:
 
         value = ValueHolder(store, settings)
         value.ensure_initial()
-    trainer = Trainer(store, settings, holder, value=value)
+    trainer = Trainer(store, settings, holder, value=value, writes=writes)
     while os.getppid() == parent_pid:
         time.sleep(settings.train_interval)
         try:
             trainer.step()
         except Exception:  # the loop must survive a bad step; the next one retries
             log.exception("trainer step failed")
+    writer.shutdown()
     store.close()
