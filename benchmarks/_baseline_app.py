@@ -5,15 +5,21 @@ Each route parses the ``Authorization: Bearer`` header (FastAPI's ``HTTPBearer``
 dependency memberlab uses) and a JSON body, and answers a JSON body of the same shape as
 memberlab's, fixed. Routes are ``async def`` like memberlab's decision route, so neither
 side pays a thread-pool hop. It is served by :func:`memberlab.service.launch.run_uvicorn`,
-the function ``memberlab serve`` runs, so the uvicorn settings are the same.
+the function ``memberlab serve`` runs, so the uvicorn settings are the same, and it
+freezes its heap at start-up as ``memberlab serve``'s workers do
+(:mod:`memberlab.service._heap`).
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from memberlab.service._heap import freeze_startup_heap
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -27,8 +33,14 @@ async def _key(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_be
 Key = Annotated[str, Depends(_key)]
 
 
+@asynccontextmanager
+async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+    freeze_startup_heap()
+    yield
+
+
 def create_app() -> FastAPI:
-    app = FastAPI()
+    app = FastAPI(lifespan=_lifespan)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -201,7 +201,7 @@ def _run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
     from memberlab.service.launch import run_uvicorn
 
     run_uvicorn(
-        "memberlab.service.app:create_app",
+        "memberlab.service.app:serve_app",
         host=host,
         port=port,
         workers=workers,

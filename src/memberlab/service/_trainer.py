@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+from memberlab.service._heap import freeze_startup_heap
 from memberlab.service._layouts import LayoutsHolder
 from memberlab.service._policy import (
     KIND,
@@ -289,6 +290,7 @@ def run_trainer_process(settings_json: str, parent_pid: int) -> None:
         value = ValueHolder(store, settings)
         value.ensure_initial()
     trainer = Trainer(store, settings, holder, value=value, writes=writes)
+    freeze_startup_heap()  # its full collections would pause the writes thread too
     while os.getppid() == parent_pid:
         time.sleep(settings.train_interval)
         try:

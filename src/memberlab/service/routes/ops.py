@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 from fastapi import APIRouter, Request
@@ -68,7 +69,25 @@ def metrics_text(svc: Services, request_metrics: str = "") -> str:
     out: list[str] = []
     for name, kind, help_, value in lines:
         out += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name} {float(value)}"]
-    return "\n".join(out) + "\n" + request_metrics
+    return "\n".join(out + _gc_lines()) + "\n" + request_metrics
+
+
+def _gc_lines() -> list[str]:
+    """This worker's garbage collector: objects frozen at start-up (memberlab serve's
+    workers freeze their heap, see :mod:`memberlab.service._heap`) and collections run."""
+    w = f'worker="{os.getpid()}"'
+    out = [
+        "# HELP memberlab_gc_frozen_objects Objects exempt from garbage collection here.",
+        "# TYPE memberlab_gc_frozen_objects gauge",
+        f"memberlab_gc_frozen_objects{{{w}}} {float(gc.get_freeze_count())}",
+        "# HELP memberlab_gc_collections_total Garbage collections run here, by generation.",
+        "# TYPE memberlab_gc_collections_total counter",
+    ]
+    for gen, st in enumerate(gc.get_stats()):
+        out.append(
+            f'memberlab_gc_collections_total{{generation="{gen}",{w}}} {float(st["collections"])}'
+        )
+    return out
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
