@@ -284,7 +284,9 @@ def run_baseline(rate: float, duration: float, workers: int) -> Result:
     log = Path(tempfile.gettempdir()) / "memberlab-bench-baseline.log"
     here = str(Path(__file__).resolve().parent)
     path = os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])
-    server = launch.start_command(cmd, host=HOST, port=port, log_path=log, env={"PYTHONPATH": path})
+    server = launch.start_command(
+        cmd, host=HOST, port=port, log_path=log, env={"PYTHONPATH": path}, workers=workers
+    )
     try:
         run_drive(port, "none", min(rate, 200), 2.0, Result("baseline", rate, 2.0))
         res = Result("baseline", rate, duration)

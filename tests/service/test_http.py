@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -270,6 +272,31 @@ def test_workers_share_one_state(serve: Callable[..., Server], keys: Keys) -> No
             pids.add(h["pid"])
             assert h["serving_version"] == stats["policy_version"] or h["serving_version"] > 0
     assert len(pids) == 2
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_REUSEPORT balancing is Linux's")
+def test_workers_share_connections_opened_at_once(serve: Callable[..., Server]) -> None:
+    """64 keep-alive connections opened at once are spread over both workers: on one
+    shared socket the worker that woke first took them (64/0 and 63/1 were seen), and
+    that one worker served nearly all the load. Each worker has its own SO_REUSEPORT
+    socket; a binomial split of 64 below 16 happens with probability 3e-5."""
+    server = serve("--workers", "2", "--train-interval", "0")
+    for attempt in range(3):
+        conns = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(64)]
+        try:
+            pids: dict[int, int] = {}
+            for conn in conns:
+                conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            for conn in conns:
+                data = b""
+                while not data.endswith(b"}"):
+                    data += conn.recv(65536)
+                pid = json.loads(data.split(b"\r\n\r\n", 1)[1])["pid"]
+                pids[pid] = pids.get(pid, 0) + 1
+        finally:
+            for conn in conns:
+                conn.close()
+        assert len(pids) == 2 and min(pids.values()) >= 16, (attempt, pids)
 
 
 def test_layouts_define_decide_learn(serve: Callable[..., Server], keys: Keys) -> None:
