@@ -9,6 +9,7 @@ a fresh one.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ LOOKALIKES: list[tuple[dict[Any, Any], dict[Any, Any]]] = [
     ({1: "a"}, {True: "a"}),
     ({1: "a"}, {1.0: "a"}),
     ({1: "a", "b": "c"}, {True: "a", "b": "c"}),
+    ({"x": Decimal("1.0")}, {"x": Decimal("1.00")}),  # equal, hash alike, spelled apart
 ]
 
 
