@@ -265,23 +265,23 @@ def test_singular_covariance_takes_the_jitter_path_with_the_plain_moments(
     assert all(0 < p <= 1 for p in d.propensities)  # type: ignore[operator]
 
 
-def test_state_words_write_the_state_the_setter_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Decisions seed their generator by writing PCG64's two state words directly: the
+def test_state_bytes_write_the_state_the_setter_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decisions seed their generator by writing PCG64's 128-bit state as 16 bytes: the
     view exists on this build, a write through it is the state the public setter
     sets, and decisions equal those of a recommender that takes the setter path."""
     bitgen = np.random.PCG64(0)
-    words = recommender_module._pcg_state_words(bitgen)
-    assert words is not None
+    view = recommender_module._pcg_state_bytes(bitgen)
+    assert view is not None
     for seed in (0, 1, 2**63 - 1, 123456789):
         state = (seed * recommender_module._SEED_MULT + recommender_module._SEED_ADD) % 2**128
-        words[0], words[1] = state % 2**64, state >> 64
+        view[:] = state.to_bytes(16, "little")
         ref = _generator(seed).bit_generator.state
         assert bitgen.state["state"] == {"state": state, "inc": bitgen.state["state"]["inc"]}
         assert ref["state"]["state"] == state
     rec, rng = _trained(7, propensity_draws=30)
     jobs = [(_context(rng), int(s)) for s in rng.integers(0, 2**63, size=50)]
     fast = [rec.decide(c, seed=s, k=2 if s % 2 else 1) for c, s in jobs]
-    monkeypatch.setattr(recommender_module, "_pcg_state_words", lambda bitgen: None)
+    monkeypatch.setattr(recommender_module, "_pcg_state_bytes", lambda bitgen: None)
     slow_rec, _ = _trained(7, propensity_draws=30)  # a fresh thread-local generator
     assert [slow_rec.decide(c, seed=s, k=2 if s % 2 else 1) for c, s in jobs] == fast
 

@@ -53,6 +53,30 @@ def numeric_bucket(x: float) -> str:
     return f"{'-' if x < 0 else ''}[{lo:.4g},{hi:.4g})"
 
 
+# Value types whose equal values of one type encode alike (1 == 1.0 == True, but they
+# differ in type): cached by (key, type, value).
+_PLAIN = frozenset({str, bool, int, float, type(None)})
+_MULTI = (list, tuple, set, frozenset)
+
+
+def _field_key(key: str, v: Any) -> tuple[Any, ...]:
+    """The field cache's key of ``(key, v)``: equal keys, equal encoded fields.
+
+    A multi-valued field's values are those of ``str(x)`` for each element, so it is
+    keyed by those strings (``tuple(v)`` made ``[1]``, ``[1.0]`` and ``[True]`` one
+    key); another value by its type and value, plus its string where that is not
+    implied (``Decimal("1.0") == Decimal("1.00")``). Raises TypeError if unhashable.
+    """
+    t = type(v)
+    if t in _PLAIN:
+        return (key, t, v)
+    if isinstance(v, _MULTI):
+        return (key, t, tuple(map(str, v)))  # for a list of strings, tuple(v)
+    k = (key, t, v, str(v))
+    hash(k)
+    return k
+
+
 def _norm_value(v: Any) -> Any:
     if isinstance(v, list | tuple | set | frozenset | np.ndarray):
         return tuple(sorted({str(x) for x in v}))
@@ -116,6 +140,7 @@ class CalloutFeatures:
         self._attrs: dict[str, list[tuple[str, list[str]]]] = {}
         self._ctx: dict[Any, ContextCode] = {}
         self._fields: dict[Any, Field | None] = {}
+        self._orders: dict[tuple[Any, ...], tuple[str, ...]] = {}
         self._rows: dict[tuple[Any, str], list[Key]] = {}
         self._atoms: dict[str, list[tuple[str, str]]] = {}
         self._allowed = None if self.crosses is None else set(self.crosses)
@@ -154,17 +179,17 @@ class CalloutFeatures:
 
     def _field(self, key: Any, v: Any) -> Field | None:
         """The encoded field ``(str(key), values)`` of one context entry (None when it
-        has no values), cached by (key, type, value): a fresh context made of familiar
+        has no values), cached by :func:`_field_key`: a fresh context made of familiar
         fields costs one dictionary lookup per field."""
-        t = type(v)
-        fk: Any = (key, t, tuple(v)) if t is list else (key, t, v)
+        sk = key if type(key) is str else str(key)  # the field is one of str(key)
         try:
+            fk = _field_key(sk, v)
             hit = self._fields.get(fk, _MISS)
         except TypeError:  # unhashable (a dict, a list of lists): not cached
             fk, hit = None, _MISS
         if hit is _MISS:
-            vals = tuple(self._values(str(key), v))
-            hit = (str(key), vals) if vals else None
+            vals = tuple(self._values(sk, v))
+            hit = (sk, vals) if vals else None
             if fk is not None:
                 if len(self._fields) > 16 * _MAX_CACHE:
                     self._fields.clear()
@@ -175,30 +200,52 @@ class CalloutFeatures:
         """The encoded context: ``(key, values)`` of each key with values, sorted by key.
 
         Equal encodings share every downstream cache (rows, serving blocks), so raw
-        values in one numeric bucket are one context to them. The loop inlines the
-        cache hit of :meth:`_field`: this runs once per decision.
+        values in one numeric bucket are one context to them. This runs once per
+        decision: the key order is cached per tuple of keys (for string keys, whose
+        order is that of sorting them), and the loop inlines :meth:`_field`'s cache hit
+        for the common value types.
         """
-        # Sorting the keys alone gives the order of sorting the items (keys are
-        # distinct) at a fraction of its cost: no tuple comparisons.
-        try:
-            keys = sorted(context)
-        except TypeError:  # keys of mixed types
-            keys = sorted(context, key=str)
+        keys = self._orders.get(tuple(context))
+        if keys is None:
+            return self._encode_new_keys(context)
         get = self._fields.get
         out: list[Field] = []
         hit: Any
         for k in keys:
             v = context[k]
             t = type(v)
-            try:
-                hit = get((k, t, tuple(v)) if t is list else (k, t, v), _MISS)
-            except TypeError:  # unhashable: _field encodes it uncached
+            if t in _PLAIN:
+                hit = get((k, t, v), _MISS)
+            elif t is list:
+                try:
+                    # join checks in C that every element is a string: then the
+                    # elements are their own strings, and tuple(v) is _field_key's key
+                    "".join(v)
+                    hit = get((k, t, tuple(v)), _MISS)
+                except TypeError:
+                    hit = _MISS
+            else:
                 hit = _MISS
             if hit is _MISS:
                 hit = self._field(k, v)
             if hit is not None:
                 out.append(hit)
         return tuple(out)
+
+    def _encode_new_keys(self, context: Mapping[str, Any]) -> tuple[Field, ...]:
+        """:meth:`encode` of a context whose tuple of keys is not cached (sorts them)."""
+        try:
+            keys = sorted(context)
+        except TypeError:  # keys of mixed types
+            keys = sorted(context, key=str)
+        # Only all-string key sets are cached: a tuple of other keys can equal one that
+        # sorts differently or spells differently (1 == 1.0 == True).
+        if all(type(k) is str for k in keys):
+            if len(self._orders) > _MAX_CACHE:
+                self._orders.clear()
+            self._orders[tuple(context)] = tuple(keys)
+        out = (self._field(k, context[k]) for k in keys)
+        return tuple(f for f in out if f is not None)
 
     def context(self, context: Mapping[str, Any]) -> ContextCode:
         """The encoding of one context (cached per field and per encoded context)."""

@@ -29,7 +29,6 @@ model. Featurisation lives in :class:`memberlab.callouts.features.CalloutFeature
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import io
 import json
@@ -97,6 +96,7 @@ _SEED_MULT = 0x9E3779B97F4A7C15F39CC0605CEDC835  # odd: seed -> state is a bijec
 _SEED_ADD = 0x2545F4914F6CDD1D
 _PCG_INC = 0xDA3E39CB94B95BDB  # odd stream increment
 _MAX_CACHE = 4096
+_F64 = np.dtype(np.float64)
 _RESTORING: contextvars.ContextVar[bool] = contextvars.ContextVar("restoring", default=False)
 
 
@@ -156,33 +156,45 @@ class Decision:
         return [s.propensity for s in self.items]
 
 
-def _slot_setter(cls: type) -> Any:
-    """A constructor of a frozen slotted 4-field dataclass that sets its slots directly.
+class _ServedTwin:
+    __slots__ = ("item_id", "score", "propensity", "set_propensity")  # noqa: RUF023 - field order
+
+    def __init__(self, a: Any, b: Any, c: Any, d: Any) -> None:
+        self.item_id, self.score, self.propensity, self.set_propensity = a, b, c, d
+
+
+class _DecisionTwin:
+    __slots__ = ("decision_id", "items", "policy_version", "seed")
+
+    def __init__(self, a: Any, b: Any, c: Any, d: Any) -> None:
+        self.decision_id, self.items, self.policy_version, self.seed = a, b, c, d
+
+
+def _built_as(cls: type, twin: type) -> Any:
+    """A constructor of the frozen slotted dataclass ``cls`` through ``twin``, a plain
+    class with the same slots: the twin's ``__init__`` sets them with plain attribute
+    stores, then the object becomes a ``cls`` (``__class__`` assignment, allowed
+    between equal slot layouts).
 
     The generated ``__init__`` of a frozen dataclass goes through ``object.__setattr__``
-    per field, about twice the cost of the slots' own descriptors; a decision builds
-    two such records, so serving builds them with this (equal records, every field set,
-    positional arguments in field order).
+    per field, about twice the cost; a decision builds two records, so serving builds
+    them this way (equal records, every field set, positional arguments in field order:
+    checked here and in tests/callouts).
     """
-    names = [f.name for f in fields(cls)]
-    if len(names) != 4:
-        raise TypeError(f"{cls.__name__} has fields {names}; _slot_setter builds 4.")
-    new = object.__new__
-    s0, s1, s2, s3 = (cls.__dict__[name].__set__ for name in names)
+    names = tuple(f.name for f in fields(cls))
+    if twin.__slots__ != names or cls.__slots__ != names:  # type: ignore[attr-defined]
+        raise TypeError(f"{twin.__name__} must have the slots {names} of {cls.__name__}.")
 
     def make(a: Any, b: Any, c: Any, d: Any) -> Any:
-        obj: Any = new(cls)
-        s0(obj, a)
-        s1(obj, b)
-        s2(obj, c)
-        s3(obj, d)
+        obj = twin(a, b, c, d)
+        obj.__class__ = cls
         return obj
 
     return make
 
 
-_served = _slot_setter(ServedItem)  # (item_id, score, propensity, set_propensity)
-_decision = _slot_setter(Decision)  # (decision_id, items, policy_version, seed)
+_served = _built_as(ServedItem, _ServedTwin)  # (item_id, score, propensity, set_propensity)
+_decision = _built_as(Decision, _DecisionTwin)  # (decision_id, items, policy_version, seed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +342,9 @@ class CalloutRecommender(PolicyCodecMixin):
         self.rng = rng
         self._validate()
         self._rng = as_generator(rng)
+        bitgen = self._rng.bit_generator
+        # decide draws its seed with this when it can (see _seed)
+        self._raw = bitgen.random_raw if type(bitgen) is np.random.PCG64 else None
         self._local = threading.local()  # per-thread decision generator: decide is lock-free
         self._features = CalloutFeatures(
             catalog,
@@ -564,8 +579,10 @@ class CalloutRecommender(PolicyCodecMixin):
             # Oldest first, one at a time: the freed arrays are the next block's memory.
             # Dropping all 4,096 at once returned their pages to the allocator and cost
             # about as much as building the blocks (page faults on the next 4,096).
-            with contextlib.suppress(KeyError):  # another thread emptied it
+            try:  # noqa: SIM105 - contextlib.suppress costs three Python calls
                 blocks.popitem(last=False)
+            except KeyError:  # another thread emptied it
+                pass
         blocks[bkey] = block
         return block
 
@@ -694,36 +711,32 @@ class CalloutRecommender(PolicyCodecMixin):
             return draw_seed(self._rng)
         return draw_seed(rng)
 
+    def _thread_draw(self) -> tuple[memoryview | None, np.random.Generator, dict[int, Any]]:
+        """This thread's decision generator, the view of its state bytes (None: set it
+        through the public setter) and its per-candidate-count vectors for one draw."""
+        try:
+            draw: tuple[memoryview | None, np.random.Generator, dict[int, Any]]
+            draw = self._local.draw
+            return draw
+        except AttributeError:
+            pass
+        bitgen = np.random.PCG64(0)
+        _set_pcg_state(bitgen, 0)
+        draw = (_pcg_state_bytes(bitgen), np.random.Generator(bitgen), {})
+        self._local.draw = draw
+        return draw
+
     def _reseed(self, seed: int) -> np.random.Generator:
         """This thread's decision generator, set to the state of ``seed`` (a bijection of
-        the seed). This runs once per decision: the state is written straight into the
-        PCG64's two 64-bit state words when that was verified to equal setting
-        ``bit_generator.state`` (a quarter of the cost), else through the state setter."""
-        local = self._local
-        st: Any  # the setter's state dictionary (reused)
-        try:
-            words, bitgen, gen, st = local.pcg
-        except AttributeError:
-            bitgen = np.random.PCG64(0)
-            gen = np.random.Generator(bitgen)
-            st = {
-                "bit_generator": "PCG64",
-                "state": {"state": 0, "inc": _PCG_INC},
-                "has_uint32": 0,
-                "uinteger": 0,
-            }
-            bitgen.state = st
-            words = _pcg_state_words(bitgen)
-            local.pcg = words, bitgen, gen, st
+        the seed). The state is written straight into the PCG64's state bytes when that
+        was verified to equal setting ``bit_generator.state`` (a quarter of the cost),
+        else through the state setter. ``decide`` inlines this."""
+        view, gen, _ = self._thread_draw()
         state = (seed * _SEED_MULT + _SEED_ADD) & _MASK128
-        if words is not None:
-            # Only standard_normal draws from this generator: it never buffers a 32-bit
-            # half (has_uint32 stays 0) and the increment never changes.
-            words[0] = state & _MASK64
-            words[1] = state >> 64
+        if view is None:
+            _set_pcg_state(gen.bit_generator, state)
         else:
-            st["state"]["state"] = state
-            bitgen.state = st
+            view[:] = state.to_bytes(16, "little")
         return gen
 
     def decide(
@@ -755,40 +768,66 @@ class CalloutRecommender(PolicyCodecMixin):
         with_propensity : bool
             Estimate each served item's propensity from ``propensity_draws`` draws.
         """
+        # The body inlines _block, _seed's common case and _reseed: each call of a
+        # Python method is a few percent of a decision.
         if type(context) is not dict and not isinstance(context, Mapping):
             raise DataValidationError(f"context must be a dict, got {type(context).__name__}.")
-        block = self._block(context, candidates)
-        n = len(block.item_ids)
+        if self.catalog._version != self._catalog_seen:  # the version property, unwrapped
+            self._sync_catalog()
+        bkey = (self._features.encode(context), None if candidates is None else tuple(candidates))
+        block = self._blocks.get(bkey)
+        if block is None:
+            block = self._new_block(bkey, candidates)
+        ids = block.item_ids
+        n = len(ids)
         if type(k) is not int and (isinstance(k, bool) or not isinstance(k, np.integer)):
             raise DataValidationError(f"k == {k!r}, must be an integer in [1, {n}].")
         if not 1 <= k <= n:
             raise DataValidationError(
                 f"k == {k!r}, must be an integer in [1, {n}] (the number of candidates)."
             )
-        seed = self._seed(seed, rng)
-        gen = self._reseed(seed)
+        if seed is None and rng is None and self._raw is not None:
+            seed = self._raw() >> 1  # as _seed draws it
+        else:
+            seed = self._seed(seed, rng)
+        try:
+            view, gen, vecs = self._local.draw
+        except AttributeError:
+            view, gen, vecs = self._thread_draw()
+        if view is None:
+            gen = self._reseed(seed)
+        else:
+            view[:] = ((seed * _SEED_MULT + _SEED_ADD) & _MASK128).to_bytes(16, "little")
+        vec = vecs.get(n)
+        if vec is None:
+            if len(vecs) > 8:
+                vecs.clear()
+            vec = vecs[n] = (np.empty(n), np.empty(n))
+        z, scores = vec  # this thread's: nothing returned refers to them
+        gen.standard_normal(None, _F64, z)  # the values of standard_normal(n)
         # base + e * (L z), summed in this order (replays of logged seeds are bit-exact)
-        scores = np.dot(block.chol, gen.standard_normal(n))
+        block.chol.dot(z, scores)  # np.dot's computation, without its dispatcher
         if self.exploration != 1:
             scores *= self.exploration
         scores += block.base
-        if k == 1 and not with_propensity:
-            j = int(scores.argmax())
-            served = [_served(block.item_ids[j], float(scores[j]), None, None)]
-            return _decision(new_decision_id(), served, self._version, seed)
         if k == 1:
-            top = np.array([int(np.argmax(scores))])
-        else:
-            part = np.argpartition(-scores, k - 1)[:k]
-            top = part[np.argsort(-scores[part], kind="stable")]
-        slot_p: list[float | None] = [None] * k
-        set_p: list[float | None] = [None] * k
+            j = int(scores.argmax())
+            if not with_propensity:
+                served = [_served(ids[j], scores.item(j), None, None)]
+                return _decision(new_decision_id(), served, self._version, seed)
+            p = self._propensity(block, j, gen)
+            served = [_served(ids[j], scores.item(j), p, p)]
+            return _decision(new_decision_id(), served, self._version, seed)
+        part = np.argpartition(-scores, k - 1)[:k]
+        top = part[np.argsort(-scores[part], kind="stable")]
         if with_propensity:
-            slot_p, set_p = self._propensities(block, top, gen)  # type: ignore[assignment]
-        items = [
-            _served(block.item_ids[j], float(scores[j]), slot_p[r], set_p[r])
-            for r, j in enumerate(top.tolist())
-        ]
+            slot_p, set_p = self._propensities(block, top, gen)
+            items = [
+                _served(ids[j], scores.item(j), slot_p[r], set_p[r])
+                for r, j in enumerate(top.tolist())
+            ]
+        else:
+            items = [_served(ids[j], scores.item(j), None, None) for j in top.tolist()]
         return _decision(new_decision_id(), items, self._version, seed)
 
     def _draw_buffers(self, d: int, n: int) -> tuple[FloatArray, FloatArray]:
@@ -805,23 +844,33 @@ class CalloutRecommender(PolicyCodecMixin):
             hit = bufs[(d, n)] = (np.empty((d, n)), np.empty((d, n)))
         return hit
 
-    def _propensities(
-        self, block: _Block, top: IntArray, gen: np.random.Generator
-    ) -> tuple[list[float], list[float]]:
+    def _draw_scores(self, block: _Block, gen: np.random.Generator) -> FloatArray:
+        """The scores of ``propensity_draws`` further Thompson draws, one row each."""
         d = int(self.propensity_draws)
-        k = top.shape[0]
-        n = block.base.shape[0]
-        Z, S = self._draw_buffers(d, n)
-        gen.standard_normal(out=Z)  # the values of standard_normal((d, n))
+        Z, S = self._draw_buffers(d, block.base.shape[0])
+        gen.standard_normal(None, _F64, Z)  # the values of standard_normal((d, n))
         np.matmul(Z, block.chol.T, out=S)
         if self.exploration != 1:
             S *= self.exploration
         S += block.base
-        # The served draw counts as one of d + 1: a served item never gets propensity 0
-        # (an upward bias of at most 1 / (d + 1)).
-        if k == 1:
-            p = (float(np.count_nonzero(S.argmax(axis=1) == top[0])) + 1.0) / (d + 1)
-            return [p], [p]
+        return S
+
+    def _propensity(self, block: _Block, j: int, gen: np.random.Generator) -> float:
+        """The propensity of serving candidate ``j`` alone (k = 1).
+
+        The served draw counts as one of d + 1: a served item never gets propensity 0
+        (an upward bias of at most 1 / (d + 1)).
+        """
+        S = self._draw_scores(block, gen)
+        return (float(np.count_nonzero(S.argmax(1) == j)) + 1.0) / (S.shape[0] + 1)
+
+    def _propensities(
+        self, block: _Block, top: IntArray, gen: np.random.Generator
+    ) -> tuple[list[float], list[float]]:
+        """Slot and set propensities of the served ``top`` (k > 1), as ``_propensity``."""
+        S = self._draw_scores(block, gen)
+        d, n = S.shape
+        k = top.shape[0]
         if k < n:
             part = np.argpartition(-S, k - 1, axis=1)[:, :k]
         else:
@@ -1178,14 +1227,25 @@ def _pack(mean: FloatArray, cov: FloatArray) -> FloatArray:
     return np.concatenate([mean, np.diagonal(cov), cov.T.ravel()])
 
 
-def _pcg_state_words(bitgen: np.random.PCG64) -> Any:
-    """A uint64 view of the low and high words of ``bitgen``'s 128-bit state, or None.
+def _set_pcg_state(bitgen: np.random.BitGenerator, state: int) -> None:
+    """Set a decision generator's PCG64 state through the public setter."""
+    bitgen.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": state, "inc": _PCG_INC},
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
+
+
+def _pcg_state_bytes(bitgen: np.random.PCG64) -> memoryview | None:
+    """A writable view of the 16 bytes of ``bitgen``'s 128-bit state, or None.
 
     numpy's ``pcg64_state`` begins with a pointer to ``{state, inc}``, two 128-bit
-    integers, stored as native little-endian ``__uint128_t`` where the compiler has one.
-    The view is used only after a check that writing through it gives exactly the
-    state the public setter gives, for two states, with the increment in place; any
-    other layout returns None (the caller then uses the setter).
+    integers, stored as native ``__uint128_t`` where the compiler has one. Writing
+    ``state.to_bytes(16, "little")`` through the view (one call, cheaper than two word
+    writes) is used only after a check that it gives exactly the state the public
+    setter gives, for two states, with the increment in place; any other layout
+    (including a big-endian one) returns None (the caller then uses the setter).
     """
     # Only on the numpy majors whose pcg64_state layout is known (1.17 to 2.x): on an
     # unknown layout the first word might not be a pointer, and writing through it
@@ -1198,11 +1258,10 @@ def _pcg_state_words(bitgen: np.random.PCG64) -> Any:
         ptr = ctypes.c_void_p.from_address(bitgen.ctypes.state_address).value
         if not ptr:
             return None
-        words = np.ctypeslib.as_array((ctypes.c_uint64 * 4).from_address(ptr))
+        view = memoryview((ctypes.c_uint8 * 16).from_address(ptr)).cast("B")
         saved = bitgen.state
         for probe in (0x0123456789ABCDEF_FEDCBA9876543210, _SEED_ADD):
-            words[0] = probe & _MASK64
-            words[1] = probe >> 64
+            view[:] = probe.to_bytes(16, "little")
             got = bitgen.state
             if got["state"] != {"state": probe, "inc": saved["state"]["inc"]}:
                 bitgen.state = saved
@@ -1210,7 +1269,7 @@ def _pcg_state_words(bitgen: np.random.PCG64) -> Any:
         bitgen.state = saved
     except (AttributeError, TypeError, ValueError, OSError):
         return None
-    return words
+    return view
 
 
 def _cholesky(cov: FloatArray) -> FloatArray:
