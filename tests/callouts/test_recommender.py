@@ -275,3 +275,25 @@ def test_serving_block_equals_the_feature_rows_moments(crosses: Any) -> None:
             cov = (X * twin.state.var) @ X.T
             np.testing.assert_allclose(block.chol @ block.chol.T, cov, rtol=0, atol=1e-12)
             np.testing.assert_allclose(block.score_var, np.diag(cov), rtol=0, atol=1e-12)
+
+
+def test_batch_decisions_keep_contexts_apart_that_python_calls_equal() -> None:
+    """``{"m": 1}``, ``{"m": 1.0}`` and ``{"m": True}`` are equal dicts in Python but may
+    encode apart (True is a category, 1 a number): in one batch each must be scored with
+    its own posterior, as a lone decision on it is."""
+    rec = _rec(exploration=0.0)  # greedy: a score is the posterior mean, no draw
+    contexts: list[dict[str, object]] = [
+        {"m": 1},
+        {"m": True},
+        {"m": 1.0},
+        {"m": (1,)},
+        {"m": (True,)},
+    ]
+    fb = [Feedback({"m": True}, "i0", 1.0)] * 20 + [Feedback({"m": 1}, "i1", 1.0)] * 20
+    fb += [Feedback({"m": (True,)}, "i2", 1.0)] * 20
+    rec.update(fb)
+    batch = rec.decide_batch(contexts, k=1, rng=0)
+    for row, ctx in enumerate(contexts):
+        alone = rec.decide_batch([ctx], k=1, rng=0)
+        assert batch.item_ids(row) == alone.item_ids(0), (ctx, batch.item_ids(row))
+        np.testing.assert_allclose(batch.scores[row], alone.scores[0], rtol=1e-12)

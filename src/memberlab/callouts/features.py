@@ -89,14 +89,24 @@ def _norm_value(v: Any) -> Any:
     return v
 
 
-def context_key(context: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """A hashable key of a context (equal contexts, equal keys)."""
+def context_key(context: Mapping[str, Any]) -> tuple[tuple[Any, ...], ...]:
+    """A hashable key of a context: contexts with equal keys encode alike.
+
+    Values are keyed with their type, and sequences by what they encode to
+    (:func:`_norm_value`): ``{"m": 1}``, ``{"m": 1.0}`` and ``{"m": True}`` are equal in
+    Python but not to the encoder (True is a category, 1 a number), so grouping a batch
+    by Python equality scored one of them with the other's posterior."""
     try:
-        key = tuple(sorted(context.items()))
+        key = tuple(
+            sorted(
+                (k, type(v), _norm_value(v) if isinstance(v, tuple | frozenset) else v)
+                for k, v in context.items()
+            )
+        )
         hash(key)
         return key
-    except TypeError:
-        return tuple(sorted((str(k), _norm_value(v)) for k, v in context.items()))
+    except TypeError:  # keys of mixed types, or unhashable values
+        return tuple(sorted((str(k), type(v).__name__, _norm_value(v)) for k, v in context.items()))
 
 
 class ContextCode:
