@@ -36,6 +36,7 @@ from memberlab.service._policy import (
     LeaseBusyError,
     PolicyHolder,
     lease,
+    run_here,
     serving_holder,
 )
 from memberlab.service.settings import Settings
@@ -84,7 +85,7 @@ class Trainer:
     ) -> None:
         self.store = store
         # runs each of the step's write transactions (see run_trainer_process)
-        self._writes: Callable[[Callable[[], Any]], Any] = writes or _call
+        self._writes: Callable[[Callable[[], Any]], Any] = writes or run_here
         self.settings = settings
         self.callouts = callouts
         self.layouts = layouts or LayoutsHolder(store, settings)
@@ -250,10 +251,6 @@ def _apply(update: Callable[[list[Any]], None], batch: list[Any]) -> int:
     return skipped
 
 
-def _call(fn: Callable[[], T]) -> T:
-    return fn()
-
-
 def run_trainer_process(settings_json: str, parent_pid: int) -> None:
     """Entry point of the trainer process ``memberlab serve`` starts beside its workers.
 
@@ -271,7 +268,7 @@ def run_trainer_process(settings_json: str, parent_pid: int) -> None:
     (on Linux niceness is per thread, and a thread keeps the one it was created with).
     """
     writer = ThreadPoolExecutor(1, thread_name_prefix="memberlab-trainer-writes")
-    writer.submit(_call, lambda: None).result()  # start the thread at the caller's niceness
+    writer.submit(run_here, lambda: None).result()  # start the thread at the caller's niceness
 
     def writes(fn: Callable[[], T]) -> T:
         return writer.submit(fn).result()
